@@ -1,0 +1,59 @@
+"""Accuracy and agreement: how a compressed network compares with the original on images it never trained on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Logits of `model` in eval mode, in batches: (N, classes)."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    model.train(was_training)
+    return out
+
+
+@dataclass
+class Agreement:
+    """Comparison of a student's predictions with the teacher's (and with labels when there are some)."""
+
+    images: int
+    top1_agreement: float  # fraction of images where both predict the same class
+    top5_agreement: float  # fraction where the teacher's top-1 is in the student's top-5
+    logit_mse: float
+    student_top1: float | None = None
+    student_top5: float | None = None
+    teacher_top1: float | None = None
+    teacher_top5: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    k = min(k, logits.shape[1])
+    hits = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
+    return float(hits.float().mean())
+
+
+def compare(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: list[int] | None) -> Agreement:
+    teacher_top1 = teacher_logits.argmax(1)
+    result = Agreement(
+        images=len(teacher_logits),
+        top1_agreement=float((student_logits.argmax(1) == teacher_top1).float().mean()),
+        top5_agreement=topk_accuracy(student_logits, teacher_top1, 5),
+        logit_mse=float(((student_logits - teacher_logits) ** 2).mean()),
+    )
+    if labels is not None:
+        target = torch.tensor(labels)
+        if int(target.max()) < student_logits.shape[1]:
+            result.student_top1 = topk_accuracy(student_logits, target, 1)
+            result.student_top5 = topk_accuracy(student_logits, target, 5)
+            result.teacher_top1 = topk_accuracy(teacher_logits, target, 1)
+            result.teacher_top5 = topk_accuracy(teacher_logits, target, 5)
+    return result

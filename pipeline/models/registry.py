@@ -1,0 +1,177 @@
+"""Resolve a model spec to a module with its preprocessing.
+
+A spec is one of: a torchvision classification architecture (`resnet50`), an EfficientNet-Lite name
+with packaged weights (`efficientnet_lite0`), user code as `package.module:function`, or a file that
+holds a whole saved `nn.Module`. Weights come from a state_dict file; architectures that ship weights
+in a package load them by default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.errors import UsageError
+from pipeline.models import efficientnet_lite
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for compression: the module (eval mode) plus what its inputs must look like."""
+
+    spec: str
+    module: nn.Module
+    resolution: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights_source: str  # "packaged:<path>", "file:<path>", "random" or "saved-module:<path>"
+
+    @property
+    def has_trained_weights(self) -> bool:
+        return self.weights_source != "random"
+
+    def architecture_hash(self) -> str:
+        """Identifies the architecture (not the weights): latency tables are keyed by it."""
+        return hashlib.sha256(repr(self.module).encode()).hexdigest()[:12]
+
+    def fresh_copy(self) -> nn.Module:
+        """A new module with the same architecture and weights, built without touching the original."""
+        import copy
+
+        return copy.deepcopy(self.module)
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def known_model_names() -> list[str]:
+    return sorted(efficientnet_lite.LITE_VARIANTS) + _torchvision_names()
+
+
+def load_model(spec: str, weights: str | Path | None = None, resolution: int | None = None) -> LoadedModel:
+    """Build the architecture named by `spec`, load weights, and return it in eval mode."""
+    name = spec.strip().replace("-", "_") if ":" not in spec else spec.strip()
+    if name in efficientnet_lite.LITE_VARIANTS:
+        loaded = _load_lite(name)
+    elif ":" in spec:
+        loaded = _load_user_factory(spec)
+    elif Path(spec).suffix in (".pt", ".pth", ".pkl") or Path(spec).is_file():
+        loaded = _load_saved_module(Path(spec))
+    elif name in _torchvision_names():
+        loaded = _load_torchvision(name)
+    else:
+        close = difflib.get_close_matches(name, known_model_names(), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(
+            f"unknown model '{spec}'.{hint} Use a torchvision classification name (e.g. resnet50), "
+            "efficientnet_lite0/1/2, 'package.module:function', or a file holding a saved nn.Module."
+        )
+    if weights is not None:
+        load_state_dict_file(loaded.module, Path(weights))
+        loaded.weights_source = f"file:{Path(weights).resolve()}"
+    if resolution is not None:
+        loaded.resolution = int(resolution)
+    loaded.module.eval()
+    return loaded
+
+
+def _load_lite(name: str) -> LoadedModel:
+    module = efficientnet_lite.build_efficientnet_lite(name)
+    source = "random"
+    try:
+        path = efficientnet_lite.packaged_weights_path(name)
+    except ImportError:
+        path = None
+    if path is not None:
+        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        source = f"packaged:{path}"
+    variant = efficientnet_lite.LITE_VARIANTS[name]
+    return LoadedModel(name, module, variant.resolution, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), source)
+
+
+def _load_torchvision(name: str) -> LoadedModel:
+    import torchvision
+
+    module = torchvision.models.get_model(name, weights=None)
+    return LoadedModel(name, module, 224, IMAGENET_MEAN, IMAGENET_STD, "random")
+
+
+def _load_user_factory(spec: str) -> LoadedModel:
+    module_name, _, function_name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(
+            f"cannot load model factory '{spec}': {exc}. Give 'package.module:function' importable "
+            "from the current directory or an installed package."
+        ) from None
+    module = factory()
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"'{spec}' returned {type(module).__name__}, not a torch.nn.Module.")
+    return LoadedModel(spec, module, 224, IMAGENET_MEAN, IMAGENET_STD, "random")
+
+
+def _load_saved_module(path: Path) -> LoadedModel:
+    if not path.is_file():
+        raise UsageError(f"model file '{path}' does not exist. Give a path to a saved nn.Module or a model name.")
+    try:
+        module = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # corrupt file, missing class definition
+        raise UsageError(f"cannot read a saved model from '{path}': {exc}") from None
+    if not isinstance(module, nn.Module):
+        raise UsageError(
+            f"'{path}' holds a {type(module).__name__}, not a whole nn.Module. A state_dict needs the "
+            "architecture: pass --model NAME --weights FILE."
+        )
+    return LoadedModel(str(path), module, 224, IMAGENET_MEAN, IMAGENET_STD, f"saved-module:{path.resolve()}")
+
+
+def load_state_dict_file(module: nn.Module, path: Path) -> None:
+    """Load a state_dict file, explaining exactly which keys do not fit."""
+    if not path.is_file():
+        raise UsageError(f"weights file '{path}' does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UsageError(f"cannot read weights from '{path}': {exc}. Expected a state_dict saved with torch.save.") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UsageError(f"'{path}' does not hold a state_dict (found {type(state).__name__}).")
+    describe_state_dict_mismatch(module, state, path)
+    module.load_state_dict(state)
+
+
+def describe_state_dict_mismatch(module: nn.Module, state: dict, path: Path) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} of another shape (e.g. {'; '.join(wrong_shape[:2])})")
+    if problems:
+        raise UsageError(
+            f"weights in '{path}' do not fit the architecture: {'; '.join(problems)}. "
+            "Check that --model names the architecture the weights were trained with."
+        )
