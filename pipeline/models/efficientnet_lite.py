@@ -50,6 +50,8 @@ class SamePadConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad_h = _same_pad(int(x.shape[-2]), self.kernel_size[0], self.stride[0])
         pad_w = _same_pad(int(x.shape[-1]), self.kernel_size[1], self.stride[1])
+        if pad_h % 2 == 0 and pad_w % 2 == 0:  # symmetric: let the convolution pad
+            return F.conv2d(x, self.weight, self.bias, self.stride, (pad_h // 2, pad_w // 2), self.dilation, self.groups)
         if pad_h or pad_w:
             x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)

@@ -109,7 +109,12 @@ def _load_torchvision(name: str) -> LoadedModel:
 
 
 def _load_user_factory(spec: str) -> LoadedModel:
+    import os
+    import sys
+
     module_name, _, function_name = spec.partition(":")
+    if os.getcwd() not in sys.path:  # console scripts do not put the working directory on the path
+        sys.path.insert(0, os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:

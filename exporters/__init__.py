@@ -1,0 +1,1 @@
+"""Exporters: turn a compressed PyTorch network into a deployable, verified artefact."""

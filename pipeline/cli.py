@@ -1,0 +1,248 @@
+"""The `pipeline` command: thin wrappers that parse, call one library function, and print.
+
+Only this module turns errors into exit codes: a UsageError exits 2, a RunFailure 1, each as one
+line; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from pipeline.errors import PipelineError, RunFailure
+
+
+@contextlib.contextmanager
+def _bar(length: int, label: str):
+    """A progress bar on stderr (the library only sees the factory)."""
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True, show_pos=True) as bar:
+        yield bar
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+model_option = click.option("--model", "model", default="efficientnet_lite0", show_default=True,
+                            help="torchvision name, efficientnet_lite0/1/2, package.module:function, or a saved nn.Module file.")
+weights_option = click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                              help="state_dict file for the model's weights.")
+resolution_option = click.option("--resolution", type=click.IntRange(16, 4096), default=None,
+                                 help="input resolution in pixels (default: the model's own).")
+target_option = click.option("--target", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+backend_option = click.option("--backend", default=None,
+                              help="profiling backend: onnxruntime or torch on cpu; torch on gpu (default: the target's first).")
+threads_option = click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True,
+                              help="CPU threads for profiling (0: all cores).")
+batch_option = click.option("--batch", "profile_batch", type=click.IntRange(1, 4096), default=1, show_default=True,
+                            help="batch size the latency is measured at.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Make a pretrained CNN faster on your device by dropping residual blocks (PRACTISE)."""
+    ctx.obj = {"debug": debug}
+    if not debug:
+        warnings.filterwarnings("ignore")
+
+
+@cli.command()
+@model_option
+@weights_option
+@resolution_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table.")
+def blocks(model: str, weights: str | None, resolution: int | None, as_json: bool) -> None:
+    """List the droppable blocks of a model."""
+    from pipeline.blocks import analyse
+    from pipeline.models import load_model
+
+    loaded = load_model(model, weights, resolution)
+    structure = analyse(loaded.module, loaded.resolution)
+    if as_json:
+        click.echo(json.dumps({"model": loaded.spec, "resolution": loaded.resolution,
+                               "macs_total": structure.macs_total,
+                               "candidates": [c.to_dict() for c in structure.candidates]}, indent=2))
+        return
+    click.echo(f"{loaded.spec} at {loaded.resolution}px: {len(structure.candidates)} droppable blocks, "
+               f"{structure.macs_total / 1e6:.1f} M MACs in all")
+    click.echo(f"{'block':<40} {'input (C,H,W)':<18} {'MMACs':>9} {'params':>10}")
+    for c in structure.candidates:
+        click.echo(f"{c.name:<40} {str(tuple(c.input_shape)):<18} {c.macs / 1e6:>9.2f} {c.params:>10,}")
+
+
+@cli.command()
+@model_option
+@weights_option
+@resolution_option
+@target_option
+@backend_option
+@batch_option
+@threads_option
+@click.option("--reprofile", is_flag=True, help="measure again even if a table for this device exists.")
+@click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,
+              help="measurement effort (rounds, time cap).")
+def profile(model, weights, resolution, target, backend, profile_batch, threads, reprofile, preset) -> None:
+    """Build (or reuse) the latency table of a model on this device."""
+    from dataclasses import replace
+
+    from pipeline import paths
+    from pipeline.blocks import analyse
+    from pipeline.models import load_model
+    from pipeline.presets import get_preset
+    from pipeline.profiling import obtain_table
+    from profilers import TableStore, get_profiler
+
+    loaded = load_model(model, weights, resolution)
+    structure = analyse(loaded.module, loaded.resolution)
+    settings = replace(get_preset(preset).profile, batch=profile_batch, resolution=loaded.resolution, threads=threads)
+    with get_profiler(target, backend, settings) as profiler:
+        choice = obtain_table(loaded, structure, profiler, TableStore(paths.table_store_dir()), None, reprofile, _bar, _log)
+    _print_table(choice.table)
+    click.echo(f"table: {choice.path} ({choice.source})")
+
+
+def _print_table(table) -> None:
+    click.echo(f"{table.model} on [{table.fingerprint.describe()}]")
+    click.echo(f"full network: {table.full.median_ms:.3f} ms (IQR {table.full.spread_ms:.3f} ms, {table.full.rounds} rounds)")
+    click.echo(f"{'block':<40} {'saved (ms)':>11} {'saved %':>8} {'IQR (ms)':>9}")
+    for block, s in table.savings.items():
+        click.echo(f"{block:<40} {s.median_ms:>11.3f} {100 * s.median_ms / table.full.median_ms:>7.1f}% {s.spread_ms:>9.3f}")
+
+
+@cli.command()
+@model_option
+@weights_option
+@click.option("--data", type=click.Path(), default=None,
+              help="folder of tiny-set images (default: the embedded set from pip-packaged images).")
+@click.option("--val", "val_data", type=click.Path(), default=None,
+              help="folder of held-out images for the report (labelled in ImageFolder layout or not).")
+@target_option
+@backend_option
+@click.option("--latency-budget", "budget", default="0.78", show_default=True,
+              help="fraction of the original latency to keep (0.78, 78%) or a time (12ms).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="run folder (default: runs/<model>-<target>-<budget>-<settings hash>).")
+@click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True)
+@click.option("--selector", type=click.Choice(["greedy", "knapsack"]), default="greedy", show_default=True)
+@click.option("--recovery", "recovery_method", type=click.Choice(["adaptors", "mimic", "none"]), default=None,
+              help="recovery method (default: the preset's).")
+@click.option("--scoring-steps", type=click.IntRange(0, 10**6), default=None, help="adaptor-fit steps per candidate.")
+@click.option("--recovery-steps", type=click.IntRange(0, 10**6), default=None, help="recovery steps.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
+@click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
+              help="use this latency table file instead of profiling here.")
+@batch_option
+@threads_option
+@resolution_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--allow-random-weights", is_flag=True, help="accept a model without trained weights (testing only).")
+@click.option("--reprofile", is_flag=True, help="measure the latency table again.")
+@click.option("--overwrite", is_flag=True, help="replace an existing run folder with other settings or a finished run.")
+def run(**kwargs) -> None:
+    """Compress a model under a latency budget: profile, score, select, recover, evaluate, export."""
+    from pipeline.run import RunConfig, run as run_pipeline
+
+    folder = run_pipeline(RunConfig(**kwargs), _bar, _log)
+    report = json.loads((folder.path / "report.json").read_text())
+    lat, ev = report["latency"], report["evaluation"]["report"]
+    measured = "n/a" if lat["measured_ratio"] is None else f"{lat['measured_ratio']:.3f}"
+    click.echo(f"dropped {len(report['selection']['dropped'])} blocks: {', '.join(report['selection']['dropped'])}")
+    click.echo(f"latency ratio: predicted {lat['predicted_ratio']:.3f}, measured {measured}, target {lat['target_ratio']:.3f}")
+    click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
+               f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> {100 * ev['recovered']['top1_agreement']:.1f}% recovered")
+    click.echo(f"verdict: {report['evaluation']['verdict']}")
+    click.echo(f"report: {folder.path / 'report.md'}")
+
+
+@cli.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False))
+@click.option("--data", required=True, type=click.Path(), help="image folder (ImageFolder layout for accuracy).")
+@model_option
+@weights_option
+@resolution_option
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(run_dir, data, model, weights, resolution, as_json) -> None:
+    """Accuracy on a labelled folder, and agreement of a run's compressed network with the original."""
+    from pipeline.evaluate_cli import evaluate_folder
+
+    result = evaluate_folder(Path(run_dir) if run_dir else None, Path(data), model, weights, resolution)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['images']} images from {data} ({'labelled' if result['labelled'] else 'unlabelled'})")
+    for name, r in result["networks"].items():
+        parts = [f"{name:<12}"]
+        if r.get("top1") is not None:
+            parts.append(f"top-1 {100 * r['top1']:.1f}%  top-5 {100 * r['top5']:.1f}%")
+        if r.get("top1_agreement") is not None:
+            parts.append(f"agreement with original {100 * r['top1_agreement']:.1f}%")
+        click.echo("  ".join(parts))
+
+
+@cli.group()
+def tables() -> None:
+    """Latency tables stored on this machine."""
+
+
+@tables.command("list")
+def tables_list() -> None:
+    from pipeline import paths
+    from profilers import TableStore
+
+    found = TableStore(paths.table_store_dir()).list()
+    if not found:
+        click.echo(f"no latency tables in {paths.table_store_dir()}")
+    for path, table in found:
+        click.echo(f"{path.name}: {table.model}, {table.full.median_ms:.3f} ms, [{table.fingerprint.describe()}]")
+
+
+@tables.command("show")
+@click.argument("path", type=click.Path(dir_okay=False))
+def tables_show(path: str) -> None:
+    from profilers import LatencyTable
+
+    _print_table(LatencyTable.read(Path(path)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: map library errors to one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="pipeline", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted; rerun the same command to resume from the last finished stage", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except PipelineError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted; rerun the same command to resume from the last finished stage", err=True)
+        sys.exit(130)
+    except MemoryError:
+        if debug:
+            raise
+        click.echo("error: out of memory; use a smaller --batch-size or --batch", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        if debug:
+            raise
+        hint = " (the disk is full; free space or choose another --out)" if exc.errno == 28 else ""
+        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}{hint}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Feature mimicking: fit a student's trainable parameters so its features match the teacher's.
+
+Shared by the recoverability score (only adaptors train) and by recovery. Teacher targets come from
+a `BatchSource`: either a fixed pool of augmented views whose teacher features are computed once and
+reused (scoring many candidates), or views drawn live at each step (long recovery runs).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.data import Preprocessing, TinySet
+from pipeline.features import FeatureTap
+from pipeline.progress import ProgressFactory, silent
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    steps: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_milestones: tuple[float, ...] = (0.4, 0.8)  # fractions of the steps where lr is divided by 10
+    min_crop_scale: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BatchSource(Protocol):
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images, teacher features, teacher logits) for training step `step`."""
+
+
+@torch.no_grad()
+def teacher_targets(teacher_tap: FeatureTap, images: torch.Tensor, batch_size: int = 32):
+    feats, logits = [], []
+    for i in range(0, len(images), batch_size):
+        f, l = teacher_tap(images[i : i + batch_size])
+        feats.append(f)
+        logits.append(l)
+    return torch.cat(feats), torch.cat(logits)
+
+
+class PooledBatches:
+    """A fixed pool of views with their teacher targets, served round-robin (deterministic)."""
+
+    def __init__(self, images: torch.Tensor, teacher_tap: FeatureTap, batch_size: int):
+        self.images = images
+        self.features, self.logits = teacher_targets(teacher_tap, images)
+        self.batch_size = batch_size
+
+    def batch(self, step: int):
+        n = len(self.images)
+        idx = [(step * self.batch_size + i) % n for i in range(self.batch_size)]
+        return self.images[idx], self.features[idx], self.logits[idx]
+
+
+class LiveBatches:
+    """Fresh augmented views at every step; the teacher runs on them without gradient."""
+
+    def __init__(self, tiny: TinySet, prep: Preprocessing, teacher_tap: FeatureTap, batch_size: int,
+                 min_crop_scale: float, seed: int):
+        self.tiny, self.teacher_tap, self.batch_size, self.seed = tiny, teacher_tap, batch_size, seed
+        self.transform = prep.train_transform(min_crop_scale)
+
+    def batch(self, step: int):
+        rng = random.Random(self.seed * 1_000_003 + step)
+        torch.manual_seed(self.seed * 1_000_003 + step)
+        images = torch.stack([self.transform(self.tiny.images[rng.randrange(len(self.tiny))])
+                              for _ in range(self.batch_size)])
+        with torch.no_grad():
+            feats, logits = self.teacher_tap(images)
+        return images, feats, logits
+
+
+def make_optimizer(params: Iterable[nn.Parameter], settings: FitSettings):
+    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    milestones = sorted({max(1, int(f * settings.steps)) for f in settings.lr_milestones})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    return optimizer, scheduler
+
+
+def fit(student_tap: FeatureTap, source: BatchSource, params: list[nn.Parameter], settings: FitSettings,
+        progress: ProgressFactory = silent, label: str = "mimicking", start_step: int = 0,
+        optimizer_state: dict | None = None, on_step: Callable[[int, float, object, object], None] | None = None,
+        logit_weight: float = 0.0) -> list[float]:
+    """Minimise MSE(student features, teacher features) [+ logit MSE]; returns the per-step losses.
+
+    `on_step(step, loss, optimizer, scheduler)` runs after each step (checkpoints, held-out checks).
+    """
+    optimizer, scheduler = make_optimizer(params, settings)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state["optimizer"])
+        scheduler.load_state_dict(optimizer_state["scheduler"])
+    losses = []
+    with progress(settings.steps - start_step, label) as bar:
+        for step in range(start_step, settings.steps):
+            images, target_feats, target_logits = source.batch(step)
+            feats, logits = student_tap(images)
+            loss = F.mse_loss(feats, target_feats)
+            if logit_weight:
+                loss = loss + logit_weight * F.mse_loss(logits, target_logits)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            if on_step is not None:
+                on_step(step, losses[-1], optimizer, scheduler)
+    return losses
+
+
+@torch.no_grad()
+def feature_mse(student_tap: FeatureTap, images: torch.Tensor, teacher_features: torch.Tensor,
+                batch_size: int = 32) -> float:
+    """Mean feature MSE over `images` (eval transforms), batch by batch."""
+    total, count = 0.0, 0
+    for i in range(0, len(images), batch_size):
+        feats, _ = student_tap(images[i : i + batch_size])
+        total += float(F.mse_loss(feats, teacher_features[i : i + batch_size], reduction="sum"))
+        count += feats.numel()
+    return total / max(count, 1)

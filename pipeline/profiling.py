@@ -1,0 +1,100 @@
+"""Build, reuse or import the latency table of a network, and measure networks end to end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from pipeline.blocks import NetworkStructure
+from pipeline.models import LoadedModel
+from pipeline.progress import Log, ProgressFactory, quiet_log, silent
+from pipeline.surgery import drop_blocks
+from profilers import LatencyTable, Profiler, TableStore
+from profilers.stats import TimingStats, paired_differences, summarize
+from profilers.table import now_iso
+
+FULL = "__full__"
+
+
+def profile_candidates(loaded: LoadedModel, structure: NetworkStructure, profiler: Profiler,
+                       progress: ProgressFactory = silent) -> LatencyTable:
+    """Measure the full network and each single-block drop as whole networks (runtimes fuse layers)."""
+    variants: dict[str, nn.Module] = {FULL: loaded.module}
+    for block in structure.candidate_names():
+        variants[block] = drop_blocks(loaded.module, [block])
+    fingerprint = profiler.fingerprint()
+    measurement = profiler.measure(variants, progress)
+    full_rounds = measurement.rounds_ms[FULL]
+    savings = {
+        block: summarize(paired_differences(full_rounds, measurement.rounds_ms[block]))
+        for block in structure.candidate_names()
+    }
+    method = profiler.settings.method() | {
+        "stop_reason": measurement.stop_reason,
+        "elapsed_s": round(measurement.elapsed_s, 2),
+        "saving": "full network minus network without the block, per round (paired)",
+    }
+    return LatencyTable(loaded.spec, loaded.architecture_hash(), fingerprint, summarize(full_rounds), savings,
+                        method, now_iso())
+
+
+@dataclass
+class TableChoice:
+    table: LatencyTable
+    source: str  # "measured" | "store" | "file"
+    path: Path | None
+
+
+def obtain_table(loaded: LoadedModel, structure: NetworkStructure, profiler: Profiler, store: TableStore,
+                 table_file: Path | None = None, reprofile: bool = False,
+                 progress: ProgressFactory = silent, log: Log = quiet_log) -> TableChoice:
+    """Reuse the stored table for this device and settings, import a given one, or measure a new one.
+
+    The profiler must be active (inside its `with` block).
+    """
+    candidates = structure.candidate_names()
+    if table_file is not None:
+        table = LatencyTable.read(table_file)
+        table.check_usable(loaded.architecture_hash(), None, candidates)
+        log(f"using latency table {table_file} measured on [{table.fingerprint.describe()}]")
+        return TableChoice(table, "file", Path(table_file))
+    fingerprint = profiler.fingerprint()
+    path = store.path_for(loaded.spec, loaded.architecture_hash(), fingerprint)
+    if not reprofile:
+        stored = store.find(loaded.spec, loaded.architecture_hash(), fingerprint)
+        if stored is not None:
+            stored.check_usable(loaded.architecture_hash(), fingerprint, candidates)
+            log(f"reusing latency table {path}")
+            return TableChoice(stored, "store", path)
+    log(f"profiling {len(candidates) + 1} network variants on [{fingerprint.describe()}]")
+    table = profile_candidates(loaded, structure, profiler, progress)
+    return TableChoice(table, "measured", store.save(table))
+
+
+@dataclass
+class EndToEnd:
+    """The original and a compressed network measured side by side in the same rounds."""
+
+    original: TimingStats
+    compressed: TimingStats
+    ratio_median: float  # median of per-round compressed/original ratios
+    stop_reason: str
+
+    def to_dict(self) -> dict:
+        return {
+            "original": self.original.to_dict(),
+            "compressed": self.compressed.to_dict(),
+            "ratio_median": self.ratio_median,
+            "stop_reason": self.stop_reason,
+        }
+
+
+def measure_end_to_end(original, compressed, profiler: Profiler, progress: ProgressFactory = silent) -> EndToEnd:
+    """Interleave the two (modules or exported files) on the active profiler; report the paired ratio."""
+    measurement = profiler.measure({"original": original, "compressed": compressed}, progress)
+    a, b = measurement.rounds_ms["original"], measurement.rounds_ms["compressed"]
+    ratios = [b[i] / a[i] for i in range(min(len(a), len(b)))]
+    return EndToEnd(summarize(a), summarize(b), float(np.median(ratios)), measurement.stop_reason)

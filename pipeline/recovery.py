@@ -1,0 +1,185 @@
+"""Recovery of the pruned network by feature mimicking, judged on images it does not train on.
+
+Methods:
+- "adaptors": train only identity-initialised 1x1 adaptors around the dropped blocks (the
+  recoverability fit applied to the chosen set), BatchNorm frozen, then fold them into the
+  neighbouring convolutions. Few parameters, so little room to overfit a tiny set.
+- "mimic": train every parameter of the student (the paper's recipe), BatchNorm frozen or in
+  training mode.
+- "none": keep the pruned network as it is.
+
+Every `eval_every` steps the student is checked on a selection split (never trained on) by the KL
+divergence of its predictions from the teacher's; the best state is kept, and if no state beats the
+unrecovered network, the unrecovered network is kept and the result says so.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.adaptors import Adaptors, adaptor_sites
+from pipeline.blocks import NetworkStructure
+from pipeline.data import Preprocessing, TinySet
+from pipeline.errors import UsageError
+from pipeline.evaluation import predict_logits
+from pipeline.features import FeatureTap
+from pipeline.mimic import FitSettings, LiveBatches, fit
+from pipeline.progress import ProgressFactory, silent
+
+METHODS = ("adaptors", "mimic", "none")
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    method: str = "adaptors"
+    fit: FitSettings = field(default_factory=lambda: FitSettings(steps=200, batch_size=16, lr=0.005))
+    batchnorm: str = "frozen"  # "frozen" (eval statistics) or "train" (batch statistics, the paper's)
+    eval_every: int = 20
+    logit_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise UsageError(f"unknown recovery method '{self.method}'; choose one of: {', '.join(METHODS)}.")
+        if self.batchnorm not in ("frozen", "train"):
+            raise UsageError(f"batchnorm must be 'frozen' or 'train', not '{self.batchnorm}'.")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["fit"] = self.fit.to_dict()
+        return data
+
+
+@dataclass
+class RecoveryResult:
+    state_dict: dict
+    kept: str  # "recovered" | "unrecovered"
+    best_step: int | None
+    selection_kl_before: float
+    selection_kl_after: float
+    losses: list[float]
+    checks: list[dict]  # held-out checks during training
+
+    def summary(self) -> dict:
+        return {
+            "kept": self.kept,
+            "best_step": self.best_step,
+            "selection_kl_before": self.selection_kl_before,
+            "selection_kl_after": self.selection_kl_after,
+            "checks": self.checks,
+        }
+
+
+def prediction_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
+    """Mean KL(teacher || student) of the softmax predictions: 0 when they predict identically."""
+    return float(F.kl_div(F.log_softmax(student_logits, 1), F.log_softmax(teacher_logits, 1),
+                          log_target=True, reduction="batchmean"))
+
+
+def _set_batchnorm(student: nn.Module, mode: str) -> None:
+    student.train()
+    if mode == "frozen":
+        for m in student.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+class _Checkpoints:
+    """Atomic save/load of the recovery state so an interrupted run continues where it stopped."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def load(self) -> dict | None:
+        if self.path is None or not self.path.exists():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=False)
+
+    def save(self, state: dict) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".partial")
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+
+
+def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structure: NetworkStructure,
+            train_set: TinySet, selection_images: torch.Tensor, prep: Preprocessing, settings: RecoverySettings,
+            seed: int = 0, checkpoint_path: Path | None = None, checkpoint_every: int = 20,
+            progress: ProgressFactory = silent) -> RecoveryResult:
+    """Recover `student` (the teacher with `dropped` replaced by identities); returns the state to keep."""
+    teacher.eval()
+    teacher_sel = predict_logits(teacher, selection_images)
+    student.eval()
+    kl_before = prediction_kl(predict_logits(student, selection_images), teacher_sel)
+    unrecovered = copy.deepcopy(student.state_dict())
+    if settings.method == "none" or settings.fit.steps == 0:
+        return RecoveryResult(unrecovered, "unrecovered", None, kl_before, kl_before, [], [])
+
+    adaptors = None
+    if settings.method == "adaptors":
+        sites = adaptor_sites(teacher, structure, dropped)
+        if not sites:
+            raise UsageError("no foldable adaptor sites around the dropped blocks; use --recovery mimic.")
+        adaptors = Adaptors(sites).attach(student)
+        for p in student.parameters():
+            p.requires_grad_(False)
+        params = list(adaptors.parameters())
+    else:
+        params = [p for p in student.parameters() if p.requires_grad]
+
+    def current_state() -> dict:
+        if adaptors is None:
+            return copy.deepcopy(student.state_dict())
+        folded = copy.deepcopy(student)  # deepcopy keeps the hooks; folding needs a hook-free copy
+        for module in folded.modules():
+            module._forward_hooks.clear()
+            module._forward_pre_hooks.clear()
+        Adaptors(list(adaptors.sites.values())).load_state_from(adaptors).fold_into(folded)
+        return folded.state_dict()
+
+    def selection_kl() -> float:
+        return prediction_kl(predict_logits(student, selection_images), teacher_sel)
+
+    checkpoints = _Checkpoints(checkpoint_path)
+    saved = checkpoints.load()
+    start, losses, checks, best = 0, [], [], {"kl": kl_before, "step": None, "state": unrecovered}
+    optimizer_state = None
+    if saved is not None:
+        (adaptors or student).load_state_dict(saved["trainable"])
+        start, losses, checks, best = saved["step"] + 1, saved["losses"], saved["checks"], saved["best"]
+        optimizer_state = saved["optimizer"]
+
+    def on_step(step: int, loss: float, optimizer, scheduler) -> None:
+        losses.append(loss)
+        done = step + 1
+        if done % settings.eval_every == 0 or done == settings.fit.steps:
+            student.eval()
+            kl = selection_kl()
+            checks.append({"step": done, "selection_kl": kl, "train_loss": loss})
+            if kl < best["kl"]:
+                best.update(kl=kl, step=done, state=current_state())
+            _set_batchnorm(student, settings.batchnorm)
+        if done % checkpoint_every == 0 or done == settings.fit.steps:
+            checkpoints.save({
+                "step": step, "trainable": (adaptors or student).state_dict(), "losses": losses,
+                "checks": checks, "best": best,
+                "optimizer": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+            })
+
+    with FeatureTap(teacher, structure.feature_point) as teacher_tap, FeatureTap(student, structure.feature_point) as tap:
+        source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale, seed)
+        _set_batchnorm(student, settings.batchnorm)
+        fit(tap, source, params, settings.fit, progress, "recovery (feature mimicking)", start_step=start,
+            optimizer_state=optimizer_state, on_step=on_step, logit_weight=settings.logit_weight)
+    student.eval()
+    if adaptors is not None:
+        adaptors.detach()
+    kept = "recovered" if best["step"] is not None else "unrecovered"
+    return RecoveryResult(best["state"], kept, best["step"], kl_before, best["kl"], losses, checks)

@@ -1,0 +1,141 @@
+"""report.json (everything, machine-readable) and report.md (what a person reads first)."""
+
+from __future__ import annotations
+
+from pipeline.runfolder import RunFolder
+from profilers.table import now_iso
+
+_STAGE_FILES = {
+    "settings": "settings.json", "data": "data.json", "candidates": "candidates.json",
+    "latency_table": "latency_table.json", "recoverability": "recoverability.json", "selection": "selection.json",
+    "recovery": "recovery.json", "evaluation": "evaluation.json", "export": "export.json",
+}
+
+
+def collect(folder: RunFolder) -> dict:
+    data = {name: folder.read_json(f) for name, f in _STAGE_FILES.items() if folder.has(f)}
+    if "recovery" in data:  # the loss curve is long; the report keeps a summary, recovery.json the whole
+        losses = data["recovery"].get("losses", [])
+        data["recovery"] = {k: v for k, v in data["recovery"].items() if k != "losses"}
+        data["recovery"]["loss_first"] = losses[0] if losses else None
+        data["recovery"]["loss_last"] = losses[-1] if losses else None
+        data["recovery"]["steps_run"] = len(losses)
+    return data
+
+
+def latency_summary(data: dict) -> dict:
+    table = data["latency_table"]["table"]
+    final = data["selection"]["attempts"][-1]
+    measured = final.get("measured")
+    return {
+        "device": table["fingerprint"],
+        "table_source": data["latency_table"]["source"],
+        "table_path": data["latency_table"]["path"],
+        "original_ms_table": table["full"]["median_ms"],
+        "predicted_ms": final["predicted_ms"],
+        "predicted_ratio": final["predicted_ratio"],
+        "measured_original_ms": measured["original"]["median_ms"] if measured else None,
+        "measured_compressed_ms": measured["compressed"]["median_ms"] if measured else None,
+        "measured_ratio": measured["ratio_median"] if measured else None,
+        "target_ratio": data["selection"]["target_ratio"],
+        "meets_budget": final.get("meets_budget"),
+    }
+
+
+def write_report(folder: RunFolder, timings: dict) -> None:
+    data = collect(folder)
+    data["latency"] = latency_summary(data)
+    data["timings_s"] = timings
+    data["finished_at"] = now_iso()
+    folder.write_text("report.md", render_markdown(data))
+    folder.write_json("report.json", data)  # written last: its presence marks the run complete
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _ms(x) -> str:
+    return "n/a" if x is None else f"{x:.3f} ms"
+
+
+def _ratio(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def render_markdown(data: dict) -> str:
+    s = data["settings"]["settings"]
+    lat, ev, sel = data["latency"], data["evaluation"], data["selection"]
+    dev = lat["device"]
+    lines = [
+        f"# Compression report: {s['model']}",
+        "",
+        f"Budget {sel['budget']} on {dev['device_name']} ({dev['backend']} {dev['backend_version']}, {dev['precision']}, "
+        f"batch {dev['batch']}, {dev['resolution']} px, {dev['threads']} threads). Preset `{s['preset']}`, selector "
+        f"`{sel['selector']}`.",
+        "",
+        "## Latency",
+        "",
+        "| | original | compressed | ratio |",
+        "|---|---|---|---|",
+        f"| predicted from the table | {_ms(lat['original_ms_table'])} | {_ms(lat['predicted_ms'])} | {lat['predicted_ratio']:.3f} |",
+        f"| measured end to end | {_ms(lat['measured_original_ms'])} | {_ms(lat['measured_compressed_ms'])} | "
+        f"{_ratio(lat['measured_ratio'])} |",
+        "",
+        f"Target ratio {lat['target_ratio']:.3f}: "
+        + {True: "**met**.", False: "**missed** (no further block could be dropped).", None: "not measured on this machine."}[lat["meets_budget"]],
+        + f" Latency table: {lat['table_source']} ({lat['table_path']}).",
+        "",
+        f"## Dropped blocks ({len(sel['dropped'])} of {len(data['candidates']['candidates'])})",
+        "",
+        "| block | recoverability (feature MSE) | latency saved | score | dropped |",
+        "|---|---|---|---|---|",
+    ]
+    for score in sel["scores"]:
+        mark = "yes" if score["block"] in sel["dropped"] else ""
+        lines.append(f"| {score['block']} | {score['recoverability']:.4g} | {score['saving_ms']:.3f} ms "
+                     f"({score['saving_percent']:.1f}%) | {score['score']:.4g} | {mark} |")
+    rec = data["recovery"]
+    lines += [
+        "",
+        "## Recovery on held-out images",
+        "",
+        f"Method `{rec['settings']['method']}`, {rec['steps_run']} steps; kept the **{rec['kept']}** network "
+        f"(selection-split KL {rec['selection_kl_before']:.4f} before, {rec['selection_kl_after']:.4f} kept).",
+        "",
+        f"Report images: {ev['report']['images']} ({ev['report_source']}, never trained on or used to choose).",
+        "",
+        "| network | top-1 agreement with original | top-5 agreement | top-1 accuracy | top-5 accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("unrecovered", "recovered"):
+        r = ev["report"][name]
+        lines.append(f"| {name} | {_pct(r['top1_agreement'])} | {_pct(r['top5_agreement'])} | "
+                     f"{_pct(r['student_top1'])} | {_pct(r['student_top5'])} |")
+    teacher_top1 = ev["report"]["unrecovered"]["teacher_top1"]
+    if teacher_top1 is not None:
+        lines.append(f"| original | 100.0% | 100.0% | {_pct(teacher_top1)} | "
+                     f"{_pct(ev['report']['unrecovered']['teacher_top5'])} |")
+    train = ev["train"]
+    lines += [
+        "",
+        f"Verdict: {ev['verdict']}.",
+        "",
+        f"On the {train['images']} training images themselves agreement went from "
+        f"{_pct(train['unrecovered']['top1_agreement'])} to {_pct(train['recovered']['top1_agreement'])} "
+        "(a rise there alone would only show fitting).",
+    ]
+    if "export" in data:
+        onnx = data["export"]["onnx"]
+        check = onnx["check"]
+        lines += [
+            "",
+            "## Export",
+            "",
+            f"`{onnx['path']}` (opset {onnx['opset']}, {onnx['size_bytes'] / 1e6:.1f} MB): onnx checker "
+            f"{check['checker']}; onnxruntime {check['onnxruntime_version']} vs PyTorch on {check['images']} images: "
+            f"max abs error {check['max_abs_error']:.2e}, top-1 agreement {_pct(check['top1_agreement_with_pytorch'])}.",
+        ]
+    lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k.removesuffix('_s')} | {v:.1f} |" for k, v in data["timings_s"].items()]
+    return "\n".join(lines) + "\n"

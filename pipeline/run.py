@@ -1,0 +1,385 @@
+"""`pipeline run`: profile, score, select under the budget, recover, evaluate, export, report.
+
+Each stage writes its result into the run folder before the next starts; a rerun of the same command
+skips finished stages (and, inside scoring and recovery, finished blocks and steps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipeline import paths
+from pipeline.blocks import NetworkStructure, analyse
+from pipeline.budget import Budget
+from pipeline.data import Preprocessing, TinySet, augmented_views, eval_tensors, load_image_folder, split_holdout
+from pipeline.errors import UsageError
+from pipeline.evaluation import compare, predict_logits
+from pipeline.models import LoadedModel, load_model
+from pipeline.presets import Preset, get_preset, with_overrides
+from pipeline.profiling import measure_end_to_end, obtain_table
+from pipeline.progress import Log, ProgressFactory, quiet_log, silent
+from pipeline.recoverability import score_recoverability
+from pipeline.recovery import recover
+from pipeline.report import write_report
+from pipeline.runfolder import RunFolder, settings_hash
+from pipeline.selection import SELECTORS, best_reachable_ratio, score_blocks, select_blocks
+from pipeline.surgery import drop_blocks
+from profilers import LatencyTable, ProfileSettings, TableStore, get_profiler
+from dataclasses import replace
+
+
+@dataclass
+class RunConfig:
+    model: str = "efficientnet_lite0"
+    weights: str | None = None
+    data: str | None = None  # None: the embedded default tiny set
+    val_data: str | None = None  # labelled or not; never trained on
+    target: str = "cpu"
+    backend: str | None = None
+    budget: str = "0.78"
+    out: str | None = None
+    preset: str = "fast"
+    selector: str = "greedy"
+    recovery_method: str | None = None
+    scoring_steps: int | None = None
+    recovery_steps: int | None = None
+    batch_size: int | None = None
+    latency_table: str | None = None
+    threads: int = 0
+    profile_batch: int = 1
+    resolution: int | None = None
+    seed: int = 0
+    allow_random_weights: bool = False
+    reprofile: bool = False
+    overwrite: bool = False
+    export: tuple[str, ...] = ("onnx",)
+    max_budget_attempts: int = 3
+
+    def identity(self) -> dict:
+        """The settings that define the run (what a resume must match)."""
+        data = asdict(self)
+        for key in ("out", "overwrite", "reprofile"):
+            data.pop(key)
+        data["export"] = list(self.export)
+        return data
+
+
+@dataclass
+class RunContext:
+    """Everything the stages share, built once per invocation."""
+
+    config: RunConfig
+    preset: Preset
+    budget: Budget
+    loaded: LoadedModel
+    structure: NetworkStructure
+    prep: Preprocessing
+    train: TinySet
+    selection: TinySet
+    report_set: TinySet
+    report_source: str
+    folder: RunFolder
+    progress: ProgressFactory
+    log: Log
+    timings: dict = field(default_factory=dict)
+
+
+def _data_fingerprint(folder: Path) -> str:
+    entries = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:12]
+
+
+def _resolve_data(config: RunConfig) -> tuple[Path, Path | None]:
+    if config.data is not None:
+        return Path(config.data), Path(config.val_data) if config.val_data else None
+    from pipeline.embedded import embedded_tiny_set
+
+    train, val = embedded_tiny_set()
+    return train, Path(config.val_data) if config.val_data else val
+
+
+def _splits(tiny: TinySet, val: TinySet | None, fraction: float, seed: int) -> tuple[TinySet, TinySet, TinySet, str]:
+    """(train, selection, report set, report source). The report set is never used to choose anything."""
+    if val is not None:
+        train, selection = split_holdout(tiny, fraction, seed)
+        return train, selection, val, "validation folder"
+    if len(tiny) < 4:
+        raise UsageError(f"the tiny set has {len(tiny)} images; at least 4 are needed to train, select and report.")
+    train, held = split_holdout(tiny, fraction, seed)
+    if len(held) < 2:
+        train, held = split_holdout(tiny, 2 / len(tiny), seed)
+    selection, report_set = split_holdout(held, 0.5, seed + 1)
+    return train, selection, report_set, "held-out part of the tiny set"
+
+
+def default_out(config: RunConfig, identity_hash: str) -> Path:
+    name = config.model.replace(":", "_").replace("/", "_").replace(".", "_")[-40:]
+    return Path("runs") / f"{name}-{config.target}-{config.budget}-{identity_hash[:8]}"
+
+
+def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log) -> RunContext:
+    """Validate everything cheap before any long work, then open (or reopen) the run folder."""
+    budget = Budget.parse(config.budget)
+    if config.selector not in SELECTORS:
+        raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
+    preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
+                            config.recovery_method, config.batch_size)
+    get_profiler(config.target, config.backend, preset.profile)  # unknown target/backend fails now
+    loaded = load_model(config.model, config.weights, config.resolution)
+    if not loaded.has_trained_weights and not config.allow_random_weights:
+        raise UsageError(
+            f"model '{config.model}' has no trained weights here (nothing is downloaded). Pass --weights FILE with "
+            "a state_dict, or --allow-random-weights to compress random weights (for testing only)."
+        )
+    data_dir, val_dir = _resolve_data(config)
+    tiny = load_image_folder(data_dir, loaded.resolution)
+    val = load_image_folder(val_dir, loaded.resolution) if val_dir is not None else None
+    identity = config.identity() | {
+        "data_fingerprint": _data_fingerprint(data_dir),
+        "val_fingerprint": _data_fingerprint(val_dir) if val_dir else None,
+        "resolved_resolution": loaded.resolution,
+        "weights_source": loaded.weights_source,
+    }
+    out = Path(config.out) if config.out else default_out(config, settings_hash(identity))
+    folder = RunFolder.open(out, identity, overwrite=config.overwrite)
+    structure = analyse(loaded.module, loaded.resolution)
+    if not structure.candidates:
+        raise UsageError(f"model '{config.model}' has no droppable block (no residual block keeps its shape).")
+    train, selection, report_set, report_source = _splits(tiny, val, preset.holdout_fraction, config.seed)
+    prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
+    ctx = RunContext(config, preset, budget, loaded, structure, prep, train, selection, report_set, report_source,
+                     folder, progress, log)
+    folder.write_json("data.json", {
+        "train_folder": str(data_dir), "validation_folder": str(val_dir) if val_dir else None,
+        "tiny_set": tiny.summary(), "validation": val.summary() if val else None,
+        "split": {"train": len(train), "selection": len(selection), "report": len(report_set),
+                  "report_source": report_source},
+    })
+    folder.write_json("candidates.json", {
+        "model": loaded.spec, "resolution": loaded.resolution, "macs_total": structure.macs_total,
+        "feature_point": asdict(structure.feature_point),
+        "candidates": [c.to_dict() for c in structure.candidates],
+    })
+    return ctx
+
+
+def _timed(ctx: RunContext, stage: str):
+    class _Timer:
+        def __enter__(self):
+            self.start = time.monotonic()
+
+        def __exit__(self, *exc):
+            ctx.timings[stage] = round(time.monotonic() - self.start, 2)
+
+    return _Timer()
+
+
+def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log) -> RunFolder:
+    ctx = prepare(config, progress, log)
+    folder = ctx.folder
+    if folder.is_complete:
+        log(f"run folder {folder.path} already holds a finished run with these settings; see {folder.file('report.md')}")
+        return folder
+    ctx.timings = folder.read_json("timings.json") if folder.has("timings.json") else {}
+    profile_settings = replace(ctx.preset.profile, batch=config.profile_batch, resolution=ctx.loaded.resolution,
+                               threads=config.threads)
+    profiler = get_profiler(config.target, config.backend, profile_settings)
+    with profiler:
+        table = _stage_latency_table(ctx, profiler)
+        scores = _stage_recoverability(ctx, table)
+        _stage_selection(ctx, table, scores, profiler)
+    _stage_recovery(ctx)
+    _stage_evaluation(ctx)
+    _stage_export(ctx)
+    folder.write_json("timings.json", ctx.timings)
+    write_report(folder, ctx.timings)
+    return folder
+
+
+def _save_timings(ctx: RunContext) -> None:
+    ctx.folder.write_json("timings.json", ctx.timings)
+
+
+def _stage_latency_table(ctx: RunContext, profiler) -> LatencyTable:
+    folder = ctx.folder
+    if not folder.has("latency_table.json"):
+        with _timed(ctx, "profile_s"):
+            choice = obtain_table(ctx.loaded, ctx.structure, profiler, TableStore(paths.table_store_dir()),
+                                  Path(ctx.config.latency_table) if ctx.config.latency_table else None,
+                                  ctx.config.reprofile, ctx.progress, ctx.log)
+        folder.write_json("latency_table.json", {
+            "source": choice.source, "path": str(choice.path) if choice.path else None, "table": choice.table.to_dict(),
+        })
+        _save_timings(ctx)
+    table = LatencyTable.from_dict(folder.read_json("latency_table.json")["table"])
+    target_ratio = ctx.budget.target_ratio(table.full.median_ms)
+    reachable = best_reachable_ratio(table)
+    if target_ratio < reachable:
+        raise UsageError(
+            f"latency budget {ctx.budget.describe()} cannot be reached: dropping every candidate block is predicted "
+            f"to keep {reachable:.3f} of the original latency ({table.full.median_ms:.3f} ms). "
+            f"Choose a budget of at least {reachable:.2f}."
+        )
+    return table
+
+
+def _stage_recoverability(ctx: RunContext, table: LatencyTable):
+    folder = ctx.folder
+    done = folder.read_json("recoverability.json")["blocks"] if folder.has("recoverability.json") else {}
+    if len(done) < len(ctx.structure.candidates):
+        scoring = ctx.preset.scoring
+        with _timed(ctx, "recoverability_s"):
+            ctx.log(f"scoring recoverability of {len(ctx.structure.candidates)} blocks on {len(ctx.train)} images")
+            pool = augmented_views(ctx.train, ctx.prep, ctx.preset.scoring_pool_views, scoring.min_crop_scale,
+                                   ctx.config.seed)
+            train_eval = eval_tensors(ctx.train, ctx.prep)
+
+            def save_partial(block: str, result: dict) -> None:
+                done[block] = result
+                folder.write_json("recoverability.json", {"settings": scoring.to_dict(), "blocks": done})
+
+            score_recoverability(ctx.loaded.module, ctx.structure, pool, train_eval, scoring, done,
+                                 on_block=save_partial, progress=ctx.progress)
+        _save_timings(ctx)
+    recoverability = {b: done[b]["recoverability"] for b in ctx.structure.candidate_names()}
+    return score_blocks(recoverability, table)
+
+
+def _stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> None:
+    folder = ctx.folder
+    if folder.has("selection.json"):
+        return
+    config, teacher = ctx.config, ctx.loaded.module
+    same_device = table.fingerprint == profiler.fingerprint()
+    extra_ms, attempts = 0.0, []
+    with _timed(ctx, "selection_and_measurement_s"):
+        for attempt in range(config.max_budget_attempts):
+            selection = select_blocks(scores, table, ctx.budget, config.selector, extra_ms)
+            record = {"attempt": attempt + 1, "dropped": selection.dropped, "predicted_ms": selection.predicted_ms,
+                      "predicted_ratio": selection.predicted_ratio}
+            if not same_device:
+                record["measured"] = None
+                attempts.append(record)
+                ctx.log("the latency table's device is not this one: the chosen network is not measured here")
+                break
+            ctx.log(f"measuring the original and the network without {len(selection.dropped)} blocks end to end")
+            e2e = measure_end_to_end(teacher, drop_blocks(teacher, selection.dropped), profiler, ctx.progress)
+            record["measured"] = e2e.to_dict()
+            attempts.append(record)
+            if ctx.budget.absolute_ms is not None:
+                miss_ms = e2e.compressed.median_ms - ctx.budget.absolute_ms
+            else:
+                miss_ms = (e2e.ratio_median - ctx.budget.ratio) * table.full.median_ms
+            record["meets_budget"] = miss_ms <= 0
+            if miss_ms <= 0:
+                break
+            ctx.log(f"measured latency misses the budget by {miss_ms:.3f} ms; selecting more blocks")
+            extra_ms += miss_ms
+            try:
+                select_blocks(scores, table, ctx.budget, config.selector, extra_ms)
+            except UsageError:
+                ctx.log("no further block can be dropped; keeping the last selection")
+                break
+    folder.write_json("selection.json", {
+        "budget": ctx.budget.describe(), "target_ratio": ctx.budget.target_ratio(table.full.median_ms),
+        "selector": config.selector, "scores": [s.to_dict() for s in scores],
+        "dropped": attempts[-1]["dropped"], "attempts": attempts,
+    })
+    _save_timings(ctx)
+
+
+def _stage_recovery(ctx: RunContext) -> None:
+    folder = ctx.folder
+    if folder.has("compressed_state_dict.pt") and folder.has("recovery.json"):
+        return
+    dropped = folder.read_json("selection.json")["dropped"]
+    teacher = ctx.loaded.module
+    student = drop_blocks(teacher, dropped)
+    selection_images = eval_tensors(ctx.selection, ctx.prep)
+    with _timed(ctx, "recovery_s"):
+        result = recover(teacher, student, dropped, ctx.structure, ctx.train, selection_images, ctx.prep,
+                         ctx.preset.recovery, ctx.config.seed, folder.file("recovery_checkpoint.pt"),
+                         progress=ctx.progress)
+    folder.save_tensors("compressed_state_dict.pt", result.state_dict)
+    folder.write_json("dropped_blocks.json", {
+        "model": ctx.loaded.spec, "weights_source": ctx.loaded.weights_source, "resolution": ctx.loaded.resolution,
+        "dropped": dropped,
+        "rebuild": "load the original model, replace each dropped block by nn.Identity(), load compressed_state_dict.pt",
+    })
+    folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,
+                                        **result.summary()})
+    folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
+    _save_timings(ctx)
+
+
+def rebuild_compressed(loaded: LoadedModel, folder: RunFolder) -> torch.nn.Module:
+    """Replay the dropped blocks onto a fresh copy of the original and load the recovered weights."""
+    dropped = folder.read_json("dropped_blocks.json")["dropped"]
+    student = drop_blocks(loaded.module, dropped)
+    student.load_state_dict(torch.load(folder.file("compressed_state_dict.pt"), map_location="cpu", weights_only=True))
+    return student.eval()
+
+
+def _stage_evaluation(ctx: RunContext) -> None:
+    folder = ctx.folder
+    if folder.has("evaluation.json"):
+        return
+    teacher = ctx.loaded.module
+    dropped = folder.read_json("dropped_blocks.json")["dropped"]
+    recovered, unrecovered = rebuild_compressed(ctx.loaded, folder), drop_blocks(teacher, dropped)
+    with _timed(ctx, "evaluation_s"):
+        sets = {"report": ctx.report_set, "train": ctx.train}
+        result = {}
+        for name, images in sets.items():
+            x = eval_tensors(images, ctx.prep)
+            reference = predict_logits(teacher, x)
+            labels = images.labels if name == "report" else None
+            result[name] = {
+                "images": len(images),
+                "unrecovered": compare(predict_logits(unrecovered, x), reference, labels).to_dict(),
+                "recovered": compare(predict_logits(recovered, x), reference, labels).to_dict(),
+            }
+    report = result["report"]
+    gain = report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
+    kept = folder.read_json("recovery.json")["kept"]
+    folder.write_json("evaluation.json", {
+        "report_source": ctx.report_source, **result, "agreement_gain": gain,
+        "verdict": _verdict(gain, kept),
+    })
+    _save_timings(ctx)
+
+
+def _verdict(gain: float, kept: str) -> str:
+    if kept == "unrecovered":
+        return "recovery did not improve the held-out selection split; the unrecovered network was kept"
+    if gain > 0:
+        return f"recovery raised top-1 agreement on held-out images by {100 * gain:.1f} points"
+    if gain == 0:
+        return "recovery did not change top-1 agreement on held-out report images"
+    return (f"recovery LOWERED top-1 agreement on held-out report images by {-100 * gain:.1f} points, although it "
+            "improved the selection split; the tiny set may not represent the report images")
+
+
+def _stage_export(ctx: RunContext) -> None:
+    folder = ctx.folder
+    if folder.has("export.json") or "onnx" not in ctx.config.export:
+        return
+    from exporters.onnx_check import sha256_of, verify_onnx
+    from exporters.onnx_file import DEFAULT_OPSET, export_onnx
+
+    compressed = rebuild_compressed(ctx.loaded, folder)
+    res = ctx.loaded.resolution
+    with _timed(ctx, "export_s"):
+        path = export_onnx(compressed, torch.randn(1, 3, res, res), folder.file("model.onnx"))
+        images = eval_tensors(ctx.report_set, ctx.prep)
+        check = verify_onnx(path, predict_logits(compressed, images), images)
+    folder.write_json("export.json", {"onnx": {
+        "path": path.name, "opset": DEFAULT_OPSET, "sha256": sha256_of(path), "size_bytes": path.stat().st_size,
+        "input_shape": [1, 3, res, res], "check": check,
+    }})
+    _save_timings(ctx)

@@ -1,0 +1,130 @@
+"""The profiler protocol shared by every backend.
+
+A backend only says how to turn a network variant into something that runs once (`_load`) and how to
+time a burst of runs (`_time_runs`). The base class owns the measurement method, the same for all:
+variants are interleaved in shuffled order, round after round; in each round a variant gets a few
+warm-up runs and then a chunk of timed runs whose median is the round's value. Rounds continue until
+every variant's median is stable within the tolerance or the time cap is hit. Drift (thermal, other
+processes) then hits all variants alike, and savings are taken as paired per-round differences.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from torch import nn
+
+from pipeline.progress import ProgressFactory, silent
+from profilers.fingerprint import DeviceFingerprint
+from profilers.stats import median_is_stable
+
+Variant = nn.Module | Path  # a PyTorch network, or an exported file the backend can run
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    batch: int = 1
+    resolution: int = 224
+    threads: int = 0  # 0: all cores of this machine
+    precision: str = "fp32"
+    warmup_runs: int = 3
+    runs_per_round: int = 10
+    min_rounds: int = 8
+    max_rounds: int = 60
+    tolerance: float = 0.02
+    time_cap_s: float = 90.0
+
+    def resolved_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+    def method(self) -> dict:
+        data = asdict(self)
+        data["threads"] = self.resolved_threads()
+        data["design"] = "interleaved shuffled rounds; per-round median of a chunk; savings as paired per-round differences"
+        return data
+
+
+@dataclass
+class Measurement:
+    rounds_ms: dict[str, list[float]]  # variant -> per-round median latency
+    stop_reason: str
+    elapsed_s: float
+
+
+class Profiler(ABC):
+    """Measures whole-network latency of several variants on one device, with one backend."""
+
+    name: str = ""
+    target: str = ""
+    precisions: tuple[str, ...] = ("fp32",)
+
+    def __init__(self, settings: ProfileSettings):
+        self.settings = settings
+
+    # -- lifecycle: heavy runtime objects live between __enter__ and __exit__ --------------
+    def __enter__(self) -> "Profiler":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    def activate(self) -> None:
+        """Create runtime resources (sessions, CUDA context)."""
+
+    def deactivate(self) -> None:
+        """Release runtime resources."""
+
+    # -- what each backend provides ---------------------------------------------------------
+    @abstractmethod
+    def fingerprint(self) -> DeviceFingerprint: ...
+
+    @abstractmethod
+    def _load(self, name: str, variant: Variant) -> Callable[[], object]:
+        """Prepare `variant` and return a function that runs one inference."""
+
+    def _time_runs(self, run: Callable[[], object], count: int) -> list[float]:
+        """Wall-clock milliseconds of each of `count` runs (host-synchronous backends)."""
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - start) * 1000.0)
+        return times
+
+    # -- the shared method ------------------------------------------------------------------
+    def measure(self, variants: dict[str, Variant], progress: ProgressFactory = silent, seed: int = 0) -> Measurement:
+        s = self.settings
+        runners = {}
+        with progress(len(variants), f"preparing {len(variants)} variants ({self.name})") as bar:
+            for name, variant in variants.items():
+                runners[name] = self._load(name, variant)
+                bar.update(1)
+        rounds: dict[str, list[float]] = {name: [] for name in runners}
+        rng = random.Random(seed)
+        start = time.monotonic()
+        stop_reason = "max_rounds"
+        with progress(s.max_rounds, f"timing {len(runners)} variants ({self.name})") as bar:
+            for _ in range(s.max_rounds):
+                order = list(runners)
+                rng.shuffle(order)
+                for name in order:
+                    run = runners[name]
+                    for _ in range(s.warmup_runs):
+                        run()
+                    rounds[name].append(float(np.median(self._time_runs(run, s.runs_per_round))))
+                bar.update(1)
+                if all(median_is_stable(v, s.tolerance, s.min_rounds) for v in rounds.values()):
+                    stop_reason = "stable"
+                    break
+                if time.monotonic() - start > s.time_cap_s and len(next(iter(rounds.values()))) >= 3:
+                    stop_reason = "time_cap"
+                    break
+        return Measurement(rounds, stop_reason, time.monotonic() - start)

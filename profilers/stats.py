@@ -1,0 +1,48 @@
+"""Pure functions that turn raw timings into statistics (unit-tested without hardware)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """A latency (or a latency saving) summarised over measurement rounds, in milliseconds."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    spread_ms: float  # interquartile range of the per-round values
+    rounds: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TimingStats":
+        return cls(**{k: data[k] for k in ("median_ms", "p10_ms", "p90_ms", "spread_ms", "rounds")})
+
+
+def summarize(values_ms: list[float] | np.ndarray) -> TimingStats:
+    values = np.asarray(values_ms, dtype=float)
+    if values.size == 0:
+        raise ValueError("no timings to summarise")
+    q10, q25, q50, q75, q90 = np.percentile(values, [10, 25, 50, 75, 90])
+    return TimingStats(float(q50), float(q10), float(q90), float(q75 - q25), int(values.size))
+
+
+def paired_differences(reference_ms: list[float], variant_ms: list[float]) -> list[float]:
+    """Per-round reference minus variant: drift that hits a whole round cancels out."""
+    n = min(len(reference_ms), len(variant_ms))
+    return [reference_ms[i] - variant_ms[i] for i in range(n)]
+
+
+def median_is_stable(values_ms: list[float], tolerance: float, min_rounds: int) -> bool:
+    """True when the median of all rounds and the median without the newest quarter differ by < tolerance."""
+    if len(values_ms) < min_rounds:
+        return False
+    older = values_ms[: max(1, len(values_ms) * 3 // 4)]
+    full, early = float(np.median(values_ms)), float(np.median(older))
+    return abs(full - early) <= tolerance * abs(full)

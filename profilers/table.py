@@ -1,0 +1,160 @@
+"""Latency lookup tables and their on-disk store.
+
+A table holds, for one network architecture on one device fingerprint, the full network's latency and
+the latency saved by dropping each candidate block, each measured as a whole-network difference.
+Tables are JSON, written atomically under a file lock, and refused on another device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import UsageError
+from profilers.fingerprint import DeviceFingerprint
+from profilers.stats import TimingStats
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LatencyTable:
+    model: str
+    architecture_hash: str
+    fingerprint: DeviceFingerprint
+    full: TimingStats
+    savings: dict[str, TimingStats]  # candidate block -> latency saved by dropping it alone
+    method: dict = field(default_factory=dict)  # how it was measured: warm-up, repeats, rounds, ...
+    created_at: str = ""
+
+    def predicted_ms(self, dropped: list[str] | tuple[str, ...]) -> float:
+        """Full latency minus the summed single-block savings (additivity is checked end to end later)."""
+        return self.full.median_ms - sum(self.savings[b].median_ms for b in dropped)
+
+    def predicted_ratio(self, dropped) -> float:
+        return self.predicted_ms(dropped) / self.full.median_ms
+
+    def saving_fraction(self, block: str) -> float:
+        return self.savings[block].median_ms / self.full.median_ms
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "architecture_hash": self.architecture_hash,
+            "fingerprint": self.fingerprint.to_dict(),
+            "full": self.full.to_dict(),
+            "savings": {k: v.to_dict() for k, v in self.savings.items()},
+            "method": self.method,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LatencyTable":
+        return cls(
+            model=data["model"],
+            architecture_hash=data["architecture_hash"],
+            fingerprint=DeviceFingerprint.from_dict(data["fingerprint"]),
+            full=TimingStats.from_dict(data["full"]),
+            savings={k: TimingStats.from_dict(v) for k, v in data["savings"].items()},
+            method=data.get("method", {}),
+            created_at=data.get("created_at", ""),
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> "LatencyTable":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise UsageError(f"latency table '{path}' does not exist.") from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"'{path}' is not a latency table ({type(exc).__name__}: {exc}).") from None
+
+    def check_usable(self, architecture_hash: str, fingerprint: DeviceFingerprint | None, candidates: list[str]) -> None:
+        """Refuse a table measured for another network or, when `fingerprint` is given, another device."""
+        if self.architecture_hash != architecture_hash or set(self.savings) != set(candidates):
+            raise UsageError(
+                f"latency table for '{self.model}' ({self.architecture_hash}) was measured on another network "
+                f"architecture than this one ({architecture_hash}); profile this model with 'pipeline profile'."
+            )
+        if fingerprint is not None and fingerprint != self.fingerprint:
+            raise UsageError(
+                "latency table was measured on another device or settings: "
+                + "; ".join(self.fingerprint.differences(fingerprint))
+                + f". Table: [{self.fingerprint.describe()}]; here: [{fingerprint.describe()}]. "
+                "Profile on this device with 'pipeline profile', or match --backend/--batch/--resolution/--threads."
+            )
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temporary file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class TableStore:
+    """A folder of latency tables, one file per (architecture, device fingerprint)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path_for(self, model: str, architecture_hash: str, fingerprint: DeviceFingerprint) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)[-60:]
+        return self.root / f"{slug}-{architecture_hash}-{fingerprint.key()}.json"
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def find(self, model: str, architecture_hash: str, fingerprint: DeviceFingerprint) -> LatencyTable | None:
+        path = self.path_for(model, architecture_hash, fingerprint)
+        return LatencyTable.read(path) if path.exists() else None
+
+    def save(self, table: LatencyTable) -> Path:
+        path = self.path_for(table.model, table.architecture_hash, table.fingerprint)
+        with self._locked():
+            write_json_atomic(path, table.to_dict())
+        return path
+
+    def list(self) -> list[tuple[Path, LatencyTable]]:
+        if not self.root.exists():
+            return []
+        found = []
+        for path in sorted(self.root.glob("*.json")):
+            try:
+                found.append((path, LatencyTable.read(path)))
+            except UsageError:
+                continue
+        return found
