@@ -83,7 +83,7 @@ def render_markdown(data: dict) -> str:
         f"{_ratio(lat['measured_ratio'])} |",
         "",
         f"Target ratio {lat['target_ratio']:.3f}: "
-        + {True: "**met**.", False: "**missed** (no further block could be dropped).", None: "not measured on this machine."}[lat["meets_budget"]],
+        + {True: "**met**.", False: "**missed** (no further block could be dropped).", None: "not measured on this machine."}[lat["meets_budget"]]
         + f" Latency table: {lat['table_source']} ({lat['table_path']}).",
         "",
         f"## Dropped blocks ({len(sel['dropped'])} of {len(data['candidates']['candidates'])})",

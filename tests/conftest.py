@@ -1,0 +1,55 @@
+"""Shared fixtures: an isolated tool home, image folders written by the tests, GPU skipping."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; torch.cuda.is_available() is False on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Latency tables and the embedded set go to a per-session folder, never the user's cache."""
+    home = tmp_path_factory.getbasetemp() / "practise-home"
+    monkeypatch.setenv("PRACTISE_HOME", str(home))
+    torch.set_num_threads(2)
+    return home
+
+
+def write_images(folder: Path, count: int, size: int = 40, seed: int = 0, classes: int | None = None) -> Path:
+    """Write `count` random-texture PNGs (ImageFolder layout with numeric class folders when `classes`)."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        target = folder / str(i % classes) if classes else folder
+        target.mkdir(parents=True, exist_ok=True)
+        base = rng.random((1, 1, 3)) * 255
+        pixels = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(target / f"img_{i:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return write_images(tmp_path / "tiny", 16)
+
+
+@pytest.fixture
+def labelled_folder(tmp_path) -> Path:
+    return write_images(tmp_path / "val", 9, seed=1, classes=3)

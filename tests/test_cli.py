@@ -1,0 +1,144 @@
+"""The CLI driven in-process (through main(), as the console script is) and once as a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from tests.conftest import ROOT, write_images
+
+TINY = "tests.tiny_models:tiny_resnet"
+FAST_RUN = ["--resolution", "32", "--allow-random-weights", "--scoring-steps", "3", "--recovery-steps", "4",
+            "--batch-size", "4"]
+
+
+def invoke(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(code, err, expected_code, fragment):
+    assert code == expected_code
+    assert fragment in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_blocks_lists_candidates_as_json(capsys):
+    code, out, _ = invoke(capsys, "blocks", "--model", TINY, "--resolution", "32", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [c["name"] for c in data["candidates"]] == ["layers.0.1", "layers.1.1", "layers.2.1"]
+    assert all(c["macs"] > 0 and c["params"] > 0 for c in data["candidates"])
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["blocks", "--model", "resnet_19"], "unknown model 'resnet_19'"),
+    (["blocks", "--model", TINY, "--weights", "/no/such/file.pt"], "does not exist"),
+    (["run", "--model", TINY, "--latency-budget", "1.5"], "outside (0, 1]"),
+    (["run", "--model", TINY, "--latency-budget", "fast please"], "not understood"),
+    (["run", "--model", "mobilenet_v2"], "has no trained weights"),
+    (["run", "--model", TINY, "--allow-random-weights", "--data", "/no/such/folder"], "does not exist"),
+    (["run", "--model", TINY, "--allow-random-weights", "--backend", "tensorflow"], "not available for target 'cpu'"),
+])
+def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragment):
+    code, _, err = invoke(capsys, *args)
+    assert_clean_error(code, err, 2, fragment)
+
+
+def test_unknown_target_is_rejected_by_the_parser(capsys):
+    code, _, err = invoke(capsys, "run", "--target", "tpu")
+    assert code == 2 and "tpu" in err and "Traceback" not in err
+
+
+def test_empty_data_folder(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(tmp_path / "empty"))
+    assert_clean_error(code, err, 2, "too few usable images")
+
+
+def test_unreachable_budget_names_the_best_ratio(capsys, image_folder, tmp_path):
+    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
+                          "--latency-budget", "0.05", "--out", str(tmp_path / "run"))
+    assert_clean_error(code, err, 2, "cannot be reached")
+    assert "Choose a budget of at least" in err
+
+
+def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder, labelled_folder, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--val", str(labelled_folder),
+            "--backend", "torch", "--latency-budget", "0.9", "--out", str(out)]
+    code, stdout, err = invoke(capsys, *args)
+    assert code == 0, err
+    assert "latency ratio: predicted" in stdout and "verdict:" in stdout
+    for name in ("settings.json", "latency_table.json", "recoverability.json", "selection.json", "recovery.json",
+                 "evaluation.json", "compressed_state_dict.pt", "dropped_blocks.json", "model.onnx", "export.json",
+                 "report.json", "report.md", "candidates.json", "data.json"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["latency"]["measured_ratio"] is not None
+    assert report["selection"]["dropped"]
+    assert report["evaluation"]["report"]["images"] == 9  # the validation folder
+    assert report["evaluation"]["report"]["recovered"]["student_top1"] is not None  # labels were used
+    assert report["export"]["onnx"]["check"]["passed"]
+    assert "Recovery on held-out images" in (out / "report.md").read_text()
+
+    # the same command again: nothing is redone or overwritten
+    before = (out / "report.json").stat().st_mtime_ns
+    code, _, err = invoke(capsys, *args)
+    assert code == 0 and "already holds a finished run" in err
+    assert (out / "report.json").stat().st_mtime_ns == before
+
+    # other settings into the same folder are refused, leaving it intact
+    code, _, err = invoke(capsys, *[a if a != "0.9" else "0.95" for a in args])
+    assert_clean_error(code, err, 2, "holds a run with other settings")
+    assert (out / "report.json").stat().st_mtime_ns == before
+
+    # evaluate: accuracy on a labelled folder and agreement with the original
+    code, stdout, _ = invoke(capsys, "evaluate", str(out), "--data", str(labelled_folder), "--json")
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["labelled"] and result["networks"]["compressed"]["top1_agreement"] is not None
+    assert result["networks"]["original"]["top1"] is not None
+
+
+def test_interrupted_run_resumes_from_the_last_finished_stage(capsys, image_folder, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
+            "--latency-budget", "0.9", "--out", str(out)]
+    assert invoke(capsys, *args)[0] == 0
+    # simulate a kill after selection: remove every later stage's output
+    for name in ("recovery.json", "compressed_state_dict.pt", "evaluation.json", "export.json", "model.onnx",
+                 "report.json", "report.md"):
+        (out / name).unlink()
+    table_mtime = (out / "latency_table.json").stat().st_mtime_ns
+    code, _, err = invoke(capsys, *args)
+    assert code == 0, err
+    assert "profiling" not in err and "scoring" not in err  # finished stages were not redone
+    assert (out / "latency_table.json").stat().st_mtime_ns == table_mtime
+    assert (out / "report.json").exists()
+
+
+def test_console_script_runs_end_to_end_with_onnxruntime(tmp_path):
+    data = write_images(tmp_path / "data", 12)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--model", TINY, *FAST_RUN, "--data", str(data),
+           "--latency-budget", "0.9", "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["latency"]["device"]["backend"] == "onnxruntime-cpu"
+    assert report["evaluation"]["report_source"] == "held-out part of the tiny set"
+    # the table went to the store and is listed
+    listed = subprocess.run([sys.executable, "-m", "pipeline.cli", "tables", "list"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert "tiny_resnet" in listed.stdout

@@ -1,0 +1,71 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from pipeline.blocks import analyse
+from pipeline.errors import UsageError
+from pipeline.models import load_model
+from pipeline.profiling import FULL, measure_end_to_end, profile_candidates
+from profilers import ProfileSettings, get_profiler
+
+QUICK = ProfileSettings(resolution=32, threads=2, warmup_runs=1, runs_per_round=3, min_rounds=3, max_rounds=5,
+                        time_cap_s=20)
+
+
+def _tiny():
+    loaded = load_model("tests.tiny_models:tiny_resnet", resolution=32)
+    return loaded, analyse(loaded.module, 32)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_cpu_backends_measure_every_variant(backend):
+    loaded, structure = _tiny()
+    with get_profiler("cpu", backend, QUICK) as profiler:
+        table = profile_candidates(loaded, structure, profiler)
+    assert set(table.savings) == set(structure.candidate_names())
+    assert table.full.median_ms > 0 and table.full.rounds >= 3
+    fp = table.fingerprint
+    assert fp.device_kind == "cpu" and fp.threads == 2 and fp.resolution == 32 and fp.batch == 1
+    assert fp.backend.startswith(backend) and fp.backend_version
+    assert table.method["stop_reason"] in ("stable", "max_rounds", "time_cap")
+    # dropping every block of the network must be measurably faster than the full network
+    with get_profiler("cpu", backend, QUICK) as profiler:
+        from pipeline.surgery import drop_blocks
+
+        e2e = measure_end_to_end(loaded.module, drop_blocks(loaded.module, structure.candidate_names()), profiler)
+    assert e2e.ratio_median < 1.0
+
+
+def test_onnxruntime_measures_exported_files(tmp_path):
+    from exporters.onnx_file import export_onnx
+
+    loaded, _ = _tiny()
+    path = export_onnx(loaded.module, torch.randn(1, 3, 32, 32), tmp_path / "m.onnx")
+    with get_profiler("cpu", "onnxruntime", QUICK) as profiler:
+        m = profiler.measure({FULL: path})
+    assert len(m.rounds_ms[FULL]) >= 3
+
+
+def test_unknown_target_and_backend_are_usage_errors():
+    with pytest.raises(UsageError, match="unsupported target 'tpu'"):
+        get_profiler("tpu", None, QUICK)
+    with pytest.raises(UsageError, match="available: onnxruntime, torch"):
+        get_profiler("cpu", "tensorflow", QUICK)
+
+
+def test_gpu_target_without_a_gpu_says_so():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(UsageError, match="needs a CUDA GPU"):
+        with get_profiler("gpu", None, QUICK):
+            pass
+
+
+@pytest.mark.gpu
+def test_torch_cuda_profiler_measures_fp16():
+    loaded, structure = _tiny()
+    with get_profiler("gpu", "torch", replace(QUICK, precision="fp16")) as profiler:
+        table = profile_candidates(loaded, structure, profiler)
+    assert table.fingerprint.device_kind == "gpu" and table.fingerprint.compute_capability
+    assert table.full.median_ms > 0

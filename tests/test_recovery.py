@@ -1,0 +1,95 @@
+import torch
+
+from pipeline.blocks import analyse
+from pipeline.data import Preprocessing, augmented_views, eval_tensors, load_image_folder, split_holdout
+from pipeline.mimic import FitSettings
+from pipeline.models import load_model
+from pipeline.recoverability import score_recoverability
+from pipeline.recovery import RecoverySettings, recover
+from pipeline.surgery import drop_blocks
+
+
+def _setup(image_folder):
+    loaded = load_model("tests.tiny_models:tiny_resnet_deep", resolution=32)
+    structure = analyse(loaded.module, 32)
+    tiny = load_image_folder(image_folder, 32)
+    prep = Preprocessing(32, loaded.mean, loaded.std)
+    train, selection = split_holdout(tiny, 0.25, 0)
+    return loaded, structure, prep, train, eval_tensors(selection, prep)
+
+
+def test_recoverability_fit_lowers_feature_mse(image_folder):
+    loaded, structure, prep, train, _ = _setup(image_folder)
+    settings = FitSettings(steps=15, batch_size=8, lr=0.05)
+    pool = augmented_views(train, prep, 64, 0.25, 0)
+    seen = []
+    results = score_recoverability(loaded.module, structure, pool, eval_tensors(train, prep), settings, {},
+                                   on_block=lambda b, r: seen.append(b))
+    assert seen == structure.candidate_names()
+    for r in results.values():
+        assert r["adaptor_sites"] > 0
+        assert r["recoverability"] <= r["mse_without_adaptors"] * 1.001
+    # already scored blocks are not scored again (resume)
+    again = score_recoverability(loaded.module, structure, pool, eval_tensors(train, prep), settings, results,
+                                 on_block=lambda b, r: seen.append(b))
+    assert again == results and len(seen) == len(structure.candidates)
+
+
+def test_adaptor_recovery_returns_a_plain_state_dict_for_the_pruned_network(image_folder):
+    loaded, structure, prep, train, sel = _setup(image_folder)
+    dropped = ["layers.1.1", "layers.2.1"]
+    student = drop_blocks(loaded.module, dropped)
+    settings = RecoverySettings("adaptors", FitSettings(steps=10, batch_size=8, lr=0.05), eval_every=5)
+    result = recover(loaded.module, student, dropped, structure, train, sel, prep, settings)
+    fresh = drop_blocks(loaded.module, dropped)
+    fresh.load_state_dict(result.state_dict)  # adaptors were folded: no extra keys
+    assert len(result.losses) == 10 and len(result.checks) == 2
+    assert result.selection_kl_after <= result.selection_kl_before
+    assert result.kept in ("recovered", "unrecovered")
+
+
+def test_no_recovery_keeps_the_pruned_weights(image_folder):
+    loaded, structure, prep, train, sel = _setup(image_folder)
+    student = drop_blocks(loaded.module, ["layers.0.1"])
+    result = recover(loaded.module, student, ["layers.0.1"], structure, train, sel, prep, RecoverySettings("none"))
+    assert result.kept == "unrecovered" and result.losses == []
+
+
+def test_recovery_resumes_from_its_checkpoint(image_folder, tmp_path):
+    loaded, structure, prep, train, sel = _setup(image_folder)
+    dropped = ["layers.1.1"]
+    settings = RecoverySettings("mimic", FitSettings(steps=8, batch_size=4, lr=0.01), eval_every=4)
+    ckpt = tmp_path / "ckpt.pt"
+    # an interrupted run: stop after the first checkpoint (step 4)
+    short = RecoverySettings("mimic", FitSettings(steps=8, batch_size=4, lr=0.01), eval_every=4)
+    state = {}
+
+    class Stop(Exception):
+        pass
+
+    import pipeline.recovery as recovery_module
+
+    original_save = recovery_module._Checkpoints.save
+
+    def save_then_stop(self, data):
+        original_save(self, data)
+        state["step"] = data["step"]
+        raise Stop
+
+    recovery_module._Checkpoints.save = save_then_stop
+    try:
+        recover(loaded.module, drop_blocks(loaded.module, dropped), dropped, structure, train, sel, prep, short,
+                checkpoint_path=ckpt, checkpoint_every=4)
+    except Stop:
+        pass
+    finally:
+        recovery_module._Checkpoints.save = original_save
+    assert state["step"] == 3 and ckpt.exists()
+    resumed = recover(loaded.module, drop_blocks(loaded.module, dropped), dropped, structure, train, sel, prep,
+                      settings, checkpoint_path=ckpt, checkpoint_every=4)
+    straight = recover(loaded.module, drop_blocks(loaded.module, dropped), dropped, structure, train, sel, prep,
+                       settings)
+    assert len(resumed.losses) == 8
+    assert resumed.losses[:4] == straight.losses[:4]
+    for a, b in zip(resumed.losses[4:], straight.losses[4:]):
+        assert abs(a - b) <= 1e-4 * max(1.0, abs(b))

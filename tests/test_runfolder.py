@@ -1,0 +1,42 @@
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.runfolder import RunFolder
+
+
+def test_reopening_with_the_same_settings_resumes(tmp_path):
+    folder = RunFolder.open(tmp_path / "run", {"a": 1})
+    folder.write_json("stage.json", {"done": True})
+    again = RunFolder.open(tmp_path / "run", {"a": 1})
+    assert again.read_json("stage.json") == {"done": True}
+
+
+def test_other_settings_are_refused_and_nothing_is_touched(tmp_path):
+    folder = RunFolder.open(tmp_path / "run", {"a": 1, "b": 2})
+    folder.write_json("stage.json", {"done": True})
+    with pytest.raises(UsageError, match="differs in: b"):
+        RunFolder.open(tmp_path / "run", {"a": 1, "b": 3})
+    assert folder.read_json("stage.json") == {"done": True}
+
+
+def test_overwrite_replaces_a_run_but_never_a_foreign_folder(tmp_path):
+    folder = RunFolder.open(tmp_path / "run", {"a": 1})
+    folder.write_json("stage.json", {})
+    fresh = RunFolder.open(tmp_path / "run", {"a": 2}, overwrite=True)
+    assert not fresh.has("stage.json")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(UsageError, match="not a run folder"):
+        RunFolder.open(foreign, {"a": 1})
+    with pytest.raises(UsageError, match="refusing to delete"):
+        RunFolder.open(foreign, {"a": 1}, overwrite=True)
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_writes_are_atomic_and_leave_no_partial_files(tmp_path):
+    folder = RunFolder.open(tmp_path / "run", {"a": 1})
+    folder.write_json("x.json", {"k": list(range(1000))})
+    folder.write_text("x.md", "hello")
+    folder.save_tensors("x.pt", {})
+    assert not [p for p in folder.path.iterdir() if p.name.endswith((".tmp", ".partial"))]
