@@ -52,11 +52,16 @@ def test_knapsack_is_optimal_against_brute_force():
         recov = {b: rng.uniform(0.01, 1.0) for b in savings}
         budget = Budget.parse(str(round(rng.uniform(0.5, 0.95), 3)))
         required = 5.0 - budget.target_ms(5.0)
-        best = min(
+        covers = [
             (sum(recov[b] for b in combo), combo)
             for k in range(n + 1) for combo in itertools.combinations(savings, k)
             if sum(savings[b][0] for b in combo) >= required
-        )
+        ]
+        if not covers:
+            with pytest.raises(UsageError):
+                select_blocks(score_blocks(recov, table), table, budget, "knapsack")
+            continue
+        best = min(covers)
         sel = select_blocks(score_blocks(recov, table), table, budget, "knapsack")
         assert sum(recov[b] for b in sel.dropped) <= best[0] + 1e-6
         assert sel.predicted_ms <= budget.target_ms(5.0) + 5.0 / 4000
