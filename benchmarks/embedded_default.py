@@ -5,7 +5,8 @@ benchmarks/results/embedded_default.{json,md}. Usage:
 
     python -m benchmarks.embedded_default [--budget 0.78] [--smoke]
 
---smoke runs a reduced version (few steps) that only checks the benchmark still works.
+--smoke runs a reduced version (2 scoring and 4 recovery steps at 128 px) that only checks the
+benchmark still works.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def run_benchmark(budget: str, smoke: bool, results_dir: Path) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="practise-bench-") as tmp:
         os.environ["PRACTISE_HOME"] = str(Path(tmp) / "home")
-        overrides = dict(scoring_steps=2, recovery_steps=4) if smoke else {}
+        overrides = dict(scoring_steps=2, recovery_steps=4, resolution=128) if smoke else {}
         config = RunConfig(budget=budget, out=str(Path(tmp) / "run"), **overrides)
         start = time.monotonic()
         folder = run(config, log=lambda m: print(m, flush=True))
@@ -69,7 +70,7 @@ def render(r: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['machine']}); torch {m['torch']}, onnxruntime {m['onnxruntime']}. "
         f"EfficientNet-Lite0 (packaged ImageNet weights), budget {r['budget']}, preset fast, onnxruntime CPU, batch 1, "
-        "224 px. Measured from scratch (latency table not reused).",
+        f"{r['latency']['device']['resolution']} px. Measured from scratch (latency table not reused).",
         "",
         "| quantity | value |",
         "|---|---|",

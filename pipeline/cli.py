@@ -231,17 +231,25 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; rerun the same command to resume from the last finished stage", err=True)
         sys.exit(130)
-    except MemoryError:
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against raw tracebacks
         if debug:
             raise
-        click.echo("error: out of memory; use a smaller --batch-size or --batch", err=True)
+        click.echo(f"error: {_describe_unexpected(exc)}", err=True)
         sys.exit(1)
-    except OSError as exc:
-        if debug:
-            raise
-        hint = " (the disk is full; free space or choose another --out)" if exc.errno == 28 else ""
-        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}{hint}", err=True)
-        sys.exit(1)
+
+
+def _describe_unexpected(exc: Exception) -> str:
+    """One line for failures that did not come through PipelineError: memory, disk, or a bug."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
+        return "out of memory at the requested batch size; use a smaller --batch-size (training) or --batch (profiling)"
+    if isinstance(exc, OSError):
+        if exc.errno == 28:
+            return f"the disk is full while writing {exc.filename or 'a file'}; free space or choose another --out"
+        return f"{exc.strerror or text}: {exc.filename or ''}"
+    first_line = text.splitlines()[0][:300] if text else ""
+    return (f"internal error {type(exc).__name__}: {first_line} (this is a bug; rerun with --debug for the "
+            "traceback and report it)")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ PRESETS = {
         recovery=RecoverySettings(
             method="adaptors", fit=FitSettings(steps=200, batch_size=16, lr=0.005), batchnorm="frozen", eval_every=20
         ),
-        profile=ProfileSettings(warmup_runs=3, runs_per_round=10, min_rounds=8, max_rounds=40, tolerance=0.02, time_cap_s=60),
+        profile=ProfileSettings(warmup_runs=10, runs_per_round=20, min_rounds=10, max_rounds=60, tolerance=0.02,
+                                time_cap_s=90),
     ),
     "paper": Preset(
         name="paper",

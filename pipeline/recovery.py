@@ -31,7 +31,7 @@ from pipeline.errors import UsageError
 from pipeline.evaluation import predict_logits
 from pipeline.features import FeatureTap
 from pipeline.mimic import FitSettings, LiveBatches, fit
-from pipeline.progress import ProgressFactory, silent
+from pipeline.progress import Log, ProgressFactory, quiet_log, silent
 
 METHODS = ("adaptors", "mimic", "none")
 
@@ -112,7 +112,7 @@ class _Checkpoints:
 def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structure: NetworkStructure,
             train_set: TinySet, selection_images: torch.Tensor, prep: Preprocessing, settings: RecoverySettings,
             seed: int = 0, checkpoint_path: Path | None = None, checkpoint_every: int = 20,
-            progress: ProgressFactory = silent) -> RecoveryResult:
+            progress: ProgressFactory = silent, log: Log = quiet_log) -> RecoveryResult:
     """Recover `student` (the teacher with `dropped` replaced by identities); returns the state to keep."""
     teacher.eval()
     teacher_sel = predict_logits(teacher, selection_images)
@@ -155,6 +155,7 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
         (adaptors or student).load_state_dict(saved["trainable"])
         start, losses, checks, best = saved["step"] + 1, saved["losses"], saved["checks"], saved["best"]
         optimizer_state = saved["optimizer"]
+        log(f"resuming recovery from its checkpoint at step {start} of {settings.fit.steps}")
 
     def on_step(step: int, loss: float, optimizer, scheduler) -> None:
         losses.append(loss)

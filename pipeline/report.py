@@ -117,6 +117,10 @@ def render_markdown(data: dict) -> str:
         lines.append(f"| original | 100.0% | 100.0% | {_pct(teacher_top1)} | "
                      f"{_pct(ev['report']['unrecovered']['teacher_top5'])} |")
     train = ev["train"]
+    skipped = data.get("data", {}).get("tiny_set", {}).get("skipped", {})
+    if skipped:
+        lines += ["", "Skipped files in the tiny set: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
+                  + " (listed in data.json)."]
     lines += [
         "",
         f"Verdict: {ev['verdict']}.",

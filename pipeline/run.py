@@ -129,7 +129,8 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
     preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
                             config.recovery_method, config.batch_size)
-    get_profiler(config.target, config.backend, preset.profile)  # unknown target/backend fails now
+    with get_profiler(config.target, config.backend, preset.profile):  # absent target/backend fails now
+        pass
     loaded = load_model(config.model, config.weights, config.resolution)
     if not loaded.has_trained_weights and not config.allow_random_weights:
         raise UsageError(
@@ -234,6 +235,8 @@ def _stage_recoverability(ctx: RunContext, table: LatencyTable):
     if len(done) < len(ctx.structure.candidates):
         scoring = ctx.preset.scoring
         with _timed(ctx, "recoverability_s"):
+            if done:
+                ctx.log(f"resuming scoring: {len(done)} of {len(ctx.structure.candidates)} blocks already scored")
             ctx.log(f"scoring recoverability of {len(ctx.structure.candidates)} blocks on {len(ctx.train)} images")
             pool = augmented_views(ctx.train, ctx.prep, ctx.preset.scoring_pool_views, scoring.min_crop_scale,
                                    ctx.config.seed)
@@ -304,7 +307,7 @@ def _stage_recovery(ctx: RunContext) -> None:
     with _timed(ctx, "recovery_s"):
         result = recover(teacher, student, dropped, ctx.structure, ctx.train, selection_images, ctx.prep,
                          ctx.preset.recovery, ctx.config.seed, folder.file("recovery_checkpoint.pt"),
-                         progress=ctx.progress)
+                         progress=ctx.progress, log=ctx.log)
     folder.save_tensors("compressed_state_dict.pt", result.state_dict)
     folder.write_json("dropped_blocks.json", {
         "model": ctx.loaded.spec, "weights_source": ctx.loaded.weights_source, "resolution": ctx.loaded.resolution,

@@ -34,9 +34,11 @@ class ProfileSettings:
     resolution: int = 224
     threads: int = 0  # 0: all cores of this machine
     precision: str = "fp32"
-    warmup_runs: int = 3
-    runs_per_round: int = 10
-    min_rounds: int = 8
+    # 10 warm-up runs per chunk let the previous session's spinning threads go idle; with 3 the
+    # saving spread exceeded the savings (benchmarks/results/profiling_method.md)
+    warmup_runs: int = 10
+    runs_per_round: int = 20
+    min_rounds: int = 10
     max_rounds: int = 60
     tolerance: float = 0.02
     time_cap_s: float = 90.0

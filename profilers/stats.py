@@ -39,10 +39,21 @@ def paired_differences(reference_ms: list[float], variant_ms: list[float]) -> li
     return [reference_ms[i] - variant_ms[i] for i in range(n)]
 
 
+def median_standard_error(values_ms: list[float]) -> float:
+    """Standard error of the median, estimated robustly from the interquartile range."""
+    values = np.asarray(values_ms, dtype=float)
+    if values.size < 2:
+        return float("inf")
+    q25, q75 = np.percentile(values, [25, 75])
+    return float(1.2533 * (q75 - q25) / 1.349 / np.sqrt(values.size))
+
+
 def median_is_stable(values_ms: list[float], tolerance: float, min_rounds: int) -> bool:
-    """True when the median of all rounds and the median without the newest quarter differ by < tolerance."""
+    """True when the median is settled: it moved < tolerance when the newest quarter of rounds came in,
+    and its standard error is below half the tolerance."""
     if len(values_ms) < min_rounds:
         return False
     older = values_ms[: max(1, len(values_ms) * 3 // 4)]
     full, early = float(np.median(values_ms)), float(np.median(older))
-    return abs(full - early) <= tolerance * abs(full)
+    settled = abs(full - early) <= tolerance * abs(full)
+    return settled and median_standard_error(values_ms) <= 0.5 * tolerance * abs(full)

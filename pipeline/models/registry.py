@@ -117,11 +117,13 @@ def _load_user_factory(spec: str) -> LoadedModel:
         sys.path.insert(0, os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
         raise UsageError(
             f"cannot load model factory '{spec}': {exc}. Give 'package.module:function' importable "
             "from the current directory or an installed package."
         ) from None
+    if not callable(factory):
+        raise UsageError(f"'{spec}' is not a function that builds a model.")
     module = factory()
     if not isinstance(module, nn.Module):
         raise UsageError(f"'{spec}' returned {type(module).__name__}, not a torch.nn.Module.")
