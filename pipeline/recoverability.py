@@ -15,7 +15,7 @@ from torch import nn
 from pipeline.adaptors import Adaptors, adaptor_sites
 from pipeline.blocks import NetworkStructure
 from pipeline.features import FeatureTap
-from pipeline.mimic import FitSettings, PooledBatches, feature_mse, fit
+from pipeline.mimic import FitSettings, PooledBatches, feature_mse, fit, teacher_targets
 from pipeline.surgery import drop_blocks
 
 
@@ -54,7 +54,7 @@ def score_recoverability(teacher: nn.Module, structure: NetworkStructure, pool_i
         return results
     with FeatureTap(teacher, structure.feature_point) as teacher_tap:
         pool = PooledBatches(pool_images, teacher_tap, settings.batch_size)
-        eval_features, _ = PooledBatches(eval_images, teacher_tap, 1).features, None
+        eval_features, _ = teacher_targets(teacher_tap, eval_images)
     with progress(len(todo), f"recoverability of {len(todo)} blocks") as bar:
         for block in todo:
             results[block] = recoverability_of(block, teacher, structure, pool, eval_images, eval_features, settings)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -29,8 +29,7 @@ from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, settings_hash
 from pipeline.selection import SELECTORS, best_reachable_ratio, score_blocks, select_blocks
 from pipeline.surgery import drop_blocks
-from profilers import LatencyTable, ProfileSettings, TableStore, get_profiler
-from dataclasses import replace
+from profilers import LatencyTable, TableStore, get_profiler
 
 
 @dataclass

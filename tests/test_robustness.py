@@ -120,12 +120,17 @@ def _start_and_stop_when(cmd, env, path: Path, sig: int, timeout: float = 300) -
     return proc
 
 
-def test_killed_during_finetuning_resumes_from_the_checkpoint(tmp_path):
+def _long_recovery_run(tmp_path: Path, out: Path) -> list[str]:
+    """Arguments of a run whose recovery lasts long enough to be interrupted after its first checkpoint."""
     data = write_images(tmp_path / "data", 12)
-    out = tmp_path / "run"
-    args = ["run", "--model", TINY, "--resolution", "32", "--allow-random-weights", "--scoring-steps", "3",
+    return ["run", "--model", TINY, "--resolution", "32", "--allow-random-weights", "--scoring-steps", "3",
             "--recovery-steps", "600", "--batch-size", "4", "--recovery", "mimic", "--data", str(data),
             "--backend", "torch", "--latency-budget", "0.9", "--out", str(out)]
+
+
+def test_killed_during_finetuning_resumes_from_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = _long_recovery_run(tmp_path, out)
     env = _env(tmp_path / "home")
     killed = _start_and_stop_when(_cli(*args, home=tmp_path), env, out / "recovery_checkpoint.pt", signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
@@ -143,11 +148,8 @@ def test_killed_during_finetuning_resumes_from_the_checkpoint(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
-    data = write_images(tmp_path / "data", 12)
     out = tmp_path / "run"
-    args = ["run", "--model", TINY, "--resolution", "32", "--allow-random-weights", "--scoring-steps", "3",
-            "--recovery-steps", "600", "--batch-size", "4", "--recovery", "mimic", "--data", str(data),
-            "--backend", "torch", "--latency-budget", "0.9", "--out", str(out)]
+    args = _long_recovery_run(tmp_path, out)
     env = _env(tmp_path / "home")
     stopped = _start_and_stop_when(_cli(*args, home=tmp_path), env, out / "recovery_checkpoint.pt", signal.SIGINT)
     err = stopped.stderr.read()

@@ -43,12 +43,6 @@ class LoadedModel:
         """Identifies the architecture (not the weights): latency tables are keyed by it."""
         return hashlib.sha256(repr(self.module).encode()).hexdigest()[:12]
 
-    def fresh_copy(self) -> nn.Module:
-        """A new module with the same architecture and weights, built without touching the original."""
-        import copy
-
-        return copy.deepcopy(self.module)
-
 
 def _torchvision_names() -> list[str]:
     import torchvision
