@@ -202,3 +202,19 @@ def test_malformed_input_gets_a_clean_error_and_earlier_runs_stay_intact(data, c
     assert "Traceback" not in err and "internal error" not in err, (args, err)
     assert err.strip(), args
     assert _tree_hash(finished_run["out"]) == finished_run["hash"]
+
+
+def test_two_profile_processes_at_once_lose_no_table(tmp_path):
+    env = _env(tmp_path / "home")
+    procs = [
+        subprocess.Popen(_cli("profile", "--model", TINY, "--resolution", str(res), "--backend", "torch", home=tmp_path),
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for res in (32, 40)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    tables = sorted((tmp_path / "home" / "tables").glob("*.json"))
+    assert len(tables) == 2
+    for path in tables:
+        assert json.loads(path.read_text())["savings"]  # whole files, never half-written
