@@ -142,3 +142,23 @@ def test_console_script_runs_end_to_end_with_onnxruntime(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "pipeline.cli", "tables", "list"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert "tiny_resnet" in listed.stdout
+
+
+def test_a_table_from_another_device_selects_without_measuring_here(capsys, image_folder, tmp_path):
+    code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch")
+    assert code == 0, err
+    stored = Path(out.strip().splitlines()[-1].split("table: ")[1].split(" (")[0])
+    table = json.loads(stored.read_text())
+    table["fingerprint"]["device_name"] = "Jetson Orin (deployment device)"
+    foreign = tmp_path / "orin.json"
+    foreign.write_text(json.dumps(table))
+    run_dir = tmp_path / "run"
+    code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend",
+                               "torch", "--latency-budget", "0.9", "--latency-table", str(foreign), "--out", str(run_dir))
+    assert code == 0, err
+    assert "the latency table's device is not this one" in err
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["latency"]["table_source"] == "file"
+    assert report["latency"]["device"]["device_name"] == "Jetson Orin (deployment device)"
+    assert report["latency"]["measured_ratio"] is None and report["latency"]["meets_budget"] is None
+    assert "not measured on this machine" in (run_dir / "report.md").read_text()

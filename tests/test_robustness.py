@@ -108,7 +108,9 @@ def _env(home: Path) -> dict:
 
 
 def _start_and_stop_when(cmd, env, path: Path, sig: int, timeout: float = 300) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background jobs inherit SIGINT as ignored; give the child the default, as a terminal would.
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
