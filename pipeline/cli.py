@@ -88,7 +88,9 @@ def blocks(model: str, weights: str | None, resolution: int | None, as_json: boo
 @click.option("--reprofile", is_flag=True, help="measure again even if a table for this device exists.")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,
               help="measurement effort (rounds, time cap).")
-def profile(model, weights, resolution, target, backend, profile_batch, threads, reprofile, preset) -> None:
+@click.option("--validate", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="also measure K random multi-block drops end to end against the table's prediction.")
+def profile(model, weights, resolution, target, backend, profile_batch, threads, reprofile, preset, validate) -> None:
     """Build (or reuse) the latency table of a model on this device."""
     from dataclasses import replace
 
@@ -104,7 +106,24 @@ def profile(model, weights, resolution, target, backend, profile_batch, threads,
     settings = replace(get_preset(preset).profile, batch=profile_batch, resolution=loaded.resolution, threads=threads)
     with get_profiler(target, backend, settings) as profiler:
         choice = obtain_table(loaded, structure, profiler, TableStore(paths.table_store_dir()), None, reprofile, _bar, _log)
+        validation = None
+        if validate:
+            from pipeline.profiling import validate_table
+
+            validation = validate_table(loaded, structure, choice.table, profiler, validate, progress=_bar)
     _print_table(choice.table)
+    if validation is not None:
+        from profilers.table import write_json_atomic
+
+        click.echo(f"{'validation: dropped blocks':<60} {'predicted':>9} {'measured':>9} {'error':>7}")
+        for check in validation["checks"]:
+            click.echo(f"{', '.join(check['dropped'])[:60]:<60} {check['predicted_ratio']:>9.3f} "
+                       f"{check['measured_ratio']:>9.3f} {100 * check['relative_error']:>6.1f}%")
+        click.echo(f"median |error| {100 * validation['median_abs_relative_error']:.1f}%, worst "
+                   f"{100 * validation['worst_abs_relative_error']:.1f}%")
+        report = choice.path.with_name(choice.path.stem + ".validation.json")
+        write_json_atomic(report, validation)
+        click.echo(f"validation: {report}")
     click.echo(f"table: {choice.path} ({choice.source})")
 
 
@@ -201,6 +220,35 @@ def tables_list() -> None:
         click.echo(f"no latency tables in {paths.table_store_dir()}")
     for path, table in found:
         click.echo(f"{path.name}: {table.model}, {table.full.median_ms:.3f} ms, [{table.fingerprint.describe()}]")
+
+
+@tables.command("export")
+@click.argument("table_file", type=click.Path(dir_okay=False))
+@click.argument("destination", type=click.Path(dir_okay=False))
+def tables_export(table_file: str, destination: str) -> None:
+    """Copy a stored table (a file name from `tables list`, or a path) to DESTINATION."""
+    from pipeline import paths
+    from profilers import LatencyTable
+    from profilers.table import write_json_atomic
+
+    source = Path(table_file)
+    if not source.exists() and (paths.table_store_dir() / table_file).exists():
+        source = paths.table_store_dir() / table_file
+    table = LatencyTable.read(source)
+    write_json_atomic(Path(destination), table.to_dict())
+    click.echo(f"exported {table.model} [{table.fingerprint.describe()}] to {destination}")
+
+
+@tables.command("import")
+@click.argument("table_file", type=click.Path(dir_okay=False))
+def tables_import(table_file: str) -> None:
+    """Add a table measured elsewhere to this machine's store (`run --latency-table` also takes the file)."""
+    from pipeline import paths
+    from profilers import LatencyTable, TableStore
+
+    table = LatencyTable.read(Path(table_file))
+    path = TableStore(paths.table_store_dir()).save(table)
+    click.echo(f"imported {table.model} [{table.fingerprint.describe()}] as {path}")
 
 
 @tables.command("show")

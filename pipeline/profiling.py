@@ -98,3 +98,34 @@ def measure_end_to_end(original, compressed, profiler: Profiler, progress: Progr
     a, b = measurement.rounds_ms["original"], measurement.rounds_ms["compressed"]
     ratios = [b[i] / a[i] for i in range(min(len(a), len(b)))]
     return EndToEnd(summarize(a), summarize(b), float(np.median(ratios)), measurement.stop_reason)
+
+
+def validate_table(loaded: LoadedModel, structure: NetworkStructure, table: LatencyTable, profiler: Profiler,
+                   count: int, seed: int = 0, progress: ProgressFactory = silent) -> dict:
+    """Measure `count` random multi-block drops end to end and compare them with the table's prediction."""
+    import random
+
+    names = structure.candidate_names()
+    rng = random.Random(seed)
+    smallest = 2 if len(names) >= 2 else 1
+    subsets = [sorted(rng.sample(names, rng.randint(smallest, len(names)))) for _ in range(count)]
+    variants: dict[str, nn.Module] = {FULL: loaded.module}
+    for i, subset in enumerate(subsets):
+        variants[f"drop{i}"] = drop_blocks(loaded.module, subset)
+    measurement = profiler.measure(variants, progress, seed=seed)
+    full = measurement.rounds_ms[FULL]
+    checks = []
+    for i, subset in enumerate(subsets):
+        rounds = measurement.rounds_ms[f"drop{i}"]
+        measured = float(np.median([rounds[j] / full[j] for j in range(min(len(rounds), len(full)))]))
+        predicted = table.predicted_ratio(subset)
+        checks.append({"dropped": subset, "predicted_ratio": predicted, "measured_ratio": measured,
+                       "relative_error": (predicted - measured) / measured})
+    errors = [abs(c["relative_error"]) for c in checks]
+    return {
+        "table_fingerprint": table.fingerprint.to_dict(),
+        "checks": checks,
+        "median_abs_relative_error": float(np.median(errors)),
+        "worst_abs_relative_error": float(max(errors)),
+        "stop_reason": measurement.stop_reason,
+    }

@@ -152,7 +152,7 @@ class TableStore:
         if not self.root.exists():
             return []
         found = []
-        for path in sorted(self.root.glob("*.json")):
+        for path in sorted(p for p in self.root.glob("*.json") if not p.name.endswith(".validation.json")):
             try:
                 found.append((path, LatencyTable.read(path)))
             except UsageError:

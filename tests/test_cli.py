@@ -162,3 +162,32 @@ def test_a_table_from_another_device_selects_without_measuring_here(capsys, imag
     assert report["latency"]["device"]["device_name"] == "Jetson Orin (deployment device)"
     assert report["latency"]["measured_ratio"] is None and report["latency"]["meets_budget"] is None
     assert "not measured on this machine" in (run_dir / "report.md").read_text()
+
+
+def test_profile_validate_compares_predicted_and_measured_drops(capsys):
+    code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
+                            "--validate", "2")
+    assert code == 0, err
+    assert "median |error|" in out
+    validation = Path(out.strip().splitlines()[-2].split("validation: ")[1])
+    data = json.loads(validation.read_text())
+    assert len(data["checks"]) == 2
+    for check in data["checks"]:
+        assert len(check["dropped"]) >= 2 and 0 < check["measured_ratio"] < 1.5
+
+
+def test_tables_export_and_import_move_a_table_between_machines(capsys, tmp_path, monkeypatch):
+    code, out, _ = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch")
+    assert code == 0
+    stored = out.strip().splitlines()[-1].split("table: ")[1].split(" (")[0]
+    exported = tmp_path / "device.json"
+    assert invoke(capsys, "tables", "export", Path(stored).name, str(exported))[0] == 0
+    monkeypatch.setenv("PRACTISE_HOME", str(tmp_path / "other-machine"))
+    code, out, _ = invoke(capsys, "tables", "import", str(exported))
+    assert code == 0 and "imported" in out
+    code, out, _ = invoke(capsys, "tables", "list")
+    assert "tiny_resnet" in out
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    code, _, err = invoke(capsys, "tables", "import", str(bad))
+    assert_clean_error(code, err, 2, "is not a latency table")
