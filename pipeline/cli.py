@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import PipelineError, RunFailure
+from pipeline.errors import PipelineError
 
 
 @contextlib.contextmanager

@@ -1,4 +1,3 @@
-import torch
 
 from pipeline.blocks import analyse
 from pipeline.data import Preprocessing, augmented_views, eval_tensors, load_image_folder, split_holdout
