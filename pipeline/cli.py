@@ -24,6 +24,9 @@ def _bar(length: int, label: str):
         yield bar
 
 
+EXPORT_FORMATS = ["onnx", "onnx-int8", "torchscript", "exported-program", "tensorrt"]
+
+
 def _log(message: str) -> None:
     click.echo(message, err=True)
 
@@ -164,10 +167,13 @@ def _print_table(table) -> None:
 @click.option("--allow-random-weights", is_flag=True, help="accept a model without trained weights (testing only).")
 @click.option("--reprofile", is_flag=True, help="measure the latency table again.")
 @click.option("--overwrite", is_flag=True, help="replace an existing run folder with other settings or a finished run.")
+@click.option("--export", "export", multiple=True, default=("onnx",), show_default=True,
+              type=click.Choice(EXPORT_FORMATS), help="artefacts to write at the end (repeatable).")
 def run(**kwargs) -> None:
     """Compress a model under a latency budget: profile, score, select, recover, evaluate, export."""
     from pipeline.run import RunConfig, run as run_pipeline
 
+    kwargs["export"] = tuple(kwargs["export"])
     folder = run_pipeline(RunConfig(**kwargs), _bar, _log)
     report = json.loads((folder.path / "report.json").read_text())
     lat, ev = report["latency"], report["evaluation"]["report"]
@@ -178,6 +184,21 @@ def run(**kwargs) -> None:
                f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> {100 * ev['recovered']['top1_agreement']:.1f}% recovered")
     click.echo(f"verdict: {report['evaluation']['verdict']}")
     click.echo(f"report: {folder.path / 'report.md'}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "formats", multiple=True, required=True, type=click.Choice(EXPORT_FORMATS),
+              help="artefact format (repeatable).")
+def export_command(run_dir: str, formats: tuple[str, ...]) -> None:
+    """Write a finished run's compressed network in more formats, each checked against PyTorch."""
+    from pipeline.run import export_existing_run
+
+    for fmt, art in export_existing_run(Path(run_dir), list(formats), _bar, _log).items():
+        check = art["check"]
+        click.echo(f"{fmt:<17} {Path(run_dir) / art['path']}  max abs error {check['max_abs_error']:.2e}, "
+                   f"top-1 agreement {100 * check['top1_agreement_with_pytorch']:.1f}%"
+                   + (f"  ({check['note']})" if "note" in check else ""))
 
 
 @cli.command()

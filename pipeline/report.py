@@ -129,17 +129,14 @@ def render_markdown(data: dict) -> str:
         f"{_pct(train['unrecovered']['top1_agreement'])} to {_pct(train['recovered']['top1_agreement'])} "
         "(a rise there alone would only show fitting).",
     ]
-    if "export" in data:
-        onnx = data["export"]["onnx"]
-        check = onnx["check"]
-        lines += [
-            "",
-            "## Export",
-            "",
-            f"`{onnx['path']}` (opset {onnx['opset']}, {onnx['size_bytes'] / 1e6:.1f} MB): onnx checker "
-            f"{check['checker']}; onnxruntime {check['onnxruntime_version']} vs PyTorch on {check['images']} images: "
-            f"max abs error {check['max_abs_error']:.2e}, top-1 agreement {_pct(check['top1_agreement_with_pytorch'])}.",
-        ]
+    if data.get("export"):
+        lines += ["", "## Export", "", "| format | file | size | check against PyTorch |", "|---|---|---|---|"]
+        for fmt, art in data["export"].items():
+            check = art["check"]
+            verdict = (f"max abs error {check['max_abs_error']:.2e}, top-1 agreement "
+                       f"{_pct(check['top1_agreement_with_pytorch'])} on {check['images']} images"
+                       + (f"; {check['note']}" if "note" in check else ""))
+            lines.append(f"| {fmt} | `{art['path']}` | {art['size_bytes'] / 1e6:.1f} MB | {verdict} |")
     lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k.removesuffix('_s')} | {v:.1f} |" for k, v in data["timings_s"].items()]
     return "\n".join(lines) + "\n"

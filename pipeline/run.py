@@ -368,20 +368,39 @@ def _verdict(gain: float, kept: str) -> str:
 
 
 def _stage_export(ctx: RunContext) -> None:
-    folder = ctx.folder
-    if folder.has("export.json") or "onnx" not in ctx.config.export:
+    if ctx.folder.has("export.json") or not ctx.config.export:
         return
-    from exporters.onnx_check import sha256_of, verify_onnx
-    from exporters.onnx_file import DEFAULT_OPSET, export_onnx
+    export_artefacts(ctx, list(ctx.config.export))
 
-    compressed = rebuild_compressed(ctx.loaded, folder)
-    res = ctx.loaded.resolution
+
+def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
+    """Write each format into the run folder, checked against the compressed PyTorch network."""
+    from exporters.formats import ExportInputs, export_formats
+
+    compressed = rebuild_compressed(ctx.loaded, ctx.folder)
+    images = eval_tensors(ctx.report_set, ctx.prep)
+    inputs = ExportInputs(compressed, ctx.loaded.resolution, images, predict_logits(compressed, images),
+                          eval_tensors(ctx.train, ctx.prep), ctx.folder.path)
     with _timed(ctx, "export_s"):
-        path = export_onnx(compressed, torch.randn(1, 3, res, res), folder.file("model.onnx"))
-        images = eval_tensors(ctx.report_set, ctx.prep)
-        check = verify_onnx(path, predict_logits(compressed, images), images)
-    folder.write_json("export.json", {"onnx": {
-        "path": path.name, "opset": DEFAULT_OPSET, "sha256": sha256_of(path), "size_bytes": path.stat().st_size,
-        "input_shape": [1, 3, res, res], "check": check,
-    }})
+        records = export_formats(inputs, formats)
+    existing = ctx.folder.read_json("export.json") if ctx.folder.has("export.json") else {}
+    ctx.folder.write_json("export.json", existing | records)
     _save_timings(ctx)
+    return records
+
+
+def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFactory = silent,
+                        log: Log = quiet_log) -> dict:
+    """`pipeline export RUN_DIR`: reopen a run with its own settings and add artefacts to it."""
+    folder = RunFolder(run_dir)
+    if not folder.has("settings.json") or not folder.has("compressed_state_dict.pt"):
+        raise UsageError(f"'{run_dir}' holds no compressed network yet; finish it with 'pipeline run' first.")
+    settings = folder.read_json("settings.json")["settings"]
+    known = {f for f in RunConfig.__dataclass_fields__}
+    config = RunConfig(**{k: v for k, v in settings.items() if k in known})
+    config.out, config.export = str(run_dir), tuple(config.export)
+    ctx = prepare(config, progress, log)
+    ctx.timings = folder.read_json("timings.json") if folder.has("timings.json") else {}
+    records = export_artefacts(ctx, formats)
+    write_report(folder, ctx.timings)
+    return records

@@ -191,3 +191,20 @@ def test_tables_export_and_import_move_a_table_between_machines(capsys, tmp_path
     bad.write_text("[]")
     code, _, err = invoke(capsys, "tables", "import", str(bad))
     assert_clean_error(code, err, 2, "is not a latency table")
+
+
+def test_export_command_adds_checked_artefacts_to_a_finished_run(capsys, image_folder, tmp_path):
+    out = tmp_path / "run"
+    assert invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
+                  "--latency-budget", "0.9", "--out", str(out))[0] == 0
+    code, stdout, err = invoke(capsys, "export", str(out), "--format", "torchscript", "--format", "onnx-int8")
+    assert code == 0, err
+    exported = json.loads((out / "export.json").read_text())
+    assert set(exported) == {"onnx", "torchscript", "onnx-int8"}
+    assert exported["torchscript"]["check"]["passed"]
+    report = (out / "report.md").read_text()
+    assert "model.torchscript.pt" in report and "model.int8.onnx" in report
+    code, _, err = invoke(capsys, "export", str(out), "--format", "tensorrt")
+    assert_clean_error(code, err, 2, "TensorRT is not installed")
+    code, _, err = invoke(capsys, "export", str(tmp_path / "nothing"), "--format", "onnx")
+    assert_clean_error(code, err, 2, "holds no compressed network")
