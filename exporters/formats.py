@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.onnx_check import sha256_of, verify_onnx
+from exporters.onnx_check import compare_outputs, sha256_of, verify_onnx
 from exporters.onnx_file import DEFAULT_OPSET, export_onnx
 from pipeline.errors import RunFailure, UsageError
 
@@ -39,14 +39,6 @@ class ExportInputs:
 def _record(fmt: str, path: Path, check: dict, **extra) -> dict:
     return {"format": fmt, "path": path.name, "sha256": sha256_of(path), "size_bytes": path.stat().st_size,
             "torch_version": torch.__version__.split("+")[0], "check": check, **extra}
-
-
-def _compare(outputs: np.ndarray, reference: torch.Tensor, tolerance: float) -> dict:
-    ref = reference.numpy()
-    max_error = float(np.abs(outputs - ref).max())
-    agreement = float((outputs.argmax(1) == ref.argmax(1)).mean())
-    return {"images": int(len(ref)), "max_abs_error": max_error, "top1_agreement_with_pytorch": agreement,
-            "passed": bool(max_error <= tolerance * max(1.0, float(np.abs(ref).max())) and agreement == 1.0)}
 
 
 def export_onnx_fp32(inputs: ExportInputs) -> dict:
@@ -109,7 +101,7 @@ def export_torchscript(inputs: ExportInputs) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export; still widely deployed
         loaded = torch.jit.load(str(path))
-    return _record("torchscript", path, _compare(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
+    return _record("torchscript", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
 
 
 def export_exported_program(inputs: ExportInputs) -> dict:
@@ -119,7 +111,7 @@ def export_exported_program(inputs: ExportInputs) -> dict:
         program = torch.export.export(inputs.module, (inputs.example(),))
         torch.export.save(program, str(path))
     loaded = torch.export.load(str(path)).module()
-    return _record("exported-program", path, _compare(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
+    return _record("exported-program", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
 
 
 def export_tensorrt(inputs: ExportInputs) -> dict:

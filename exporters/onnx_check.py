@@ -19,6 +19,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def compare_outputs(outputs: np.ndarray, reference_logits: torch.Tensor, tolerance: float = 1e-3) -> dict:
+    """Maximum error and top-1 agreement of an artefact's logits against PyTorch's; passed when both hold."""
+    reference = reference_logits.numpy()
+    max_error = float(np.abs(outputs - reference).max())
+    agreement = float((outputs.argmax(1) == reference.argmax(1)).mean())
+    return {
+        "images": int(len(reference)),
+        "max_abs_error": max_error,
+        "top1_agreement_with_pytorch": agreement,
+        "passed": bool(max_error <= tolerance * max(1.0, float(np.abs(reference).max())) and agreement == 1.0),
+    }
+
+
 def verify_onnx(path: Path, reference_logits: torch.Tensor, images: torch.Tensor, threads: int = 0) -> dict:
     """Run `path` in onnxruntime on `images` one by one; compare with the PyTorch logits."""
     import onnx
@@ -34,14 +47,4 @@ def verify_onnx(path: Path, reference_logits: torch.Tensor, images: torch.Tensor
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     outputs = np.concatenate([session.run(None, {name: images[i : i + 1].numpy()})[0] for i in range(len(images))])
-    reference = reference_logits.numpy()
-    max_error = float(np.abs(outputs - reference).max())
-    agreement = float((outputs.argmax(1) == reference.argmax(1)).mean())
-    return {
-        "checker": "passed",
-        "onnxruntime_version": ort.__version__,
-        "images": int(len(images)),
-        "max_abs_error": max_error,
-        "top1_agreement_with_pytorch": agreement,
-        "passed": bool(max_error < 1e-3 * max(1.0, float(np.abs(reference).max())) and agreement == 1.0),
-    }
+    return {"checker": "passed", "onnxruntime_version": ort.__version__} | compare_outputs(outputs, reference_logits)
