@@ -16,6 +16,7 @@ from pipeline.adaptors import Adaptors, adaptor_sites
 from pipeline.blocks import NetworkStructure
 from pipeline.features import FeatureTap
 from pipeline.mimic import FitSettings, PooledBatches, feature_mse, fit, teacher_targets
+from pipeline.progress import ProgressFactory, silent
 from pipeline.surgery import drop_blocks
 
 
@@ -42,11 +43,8 @@ def recoverability_of(block: str, teacher: nn.Module, structure: NetworkStructur
 def score_recoverability(teacher: nn.Module, structure: NetworkStructure, pool_images: torch.Tensor,
                          eval_images: torch.Tensor, settings: FitSettings, done: dict[str, dict],
                          on_block: Callable[[str, dict], None] | None = None,
-                         progress=None) -> dict[str, dict]:
+                         progress: ProgressFactory = silent) -> dict[str, dict]:
     """Recoverability of every candidate not already in `done` (resumable block by block)."""
-    from pipeline.progress import silent
-
-    progress = progress or silent
     teacher.eval()
     results = dict(done)
     todo = [b for b in structure.candidate_names() if b not in results]

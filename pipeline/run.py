@@ -6,6 +6,7 @@ skips finished stages (and, inside scoring and recovery, finished blocks and ste
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -16,7 +17,14 @@ import torch
 from pipeline import paths
 from pipeline.blocks import NetworkStructure, analyse
 from pipeline.budget import Budget
-from pipeline.data import Preprocessing, TinySet, augmented_views, eval_tensors, load_image_folder, split_holdout
+from pipeline.data import (
+    Preprocessing,
+    TinySet,
+    augmented_views,
+    eval_tensors,
+    load_image_folder,
+    split_holdout,
+)
 from pipeline.errors import UsageError
 from pipeline.evaluation import compare, predict_logits
 from pipeline.models import LoadedModel, load_model
@@ -27,7 +35,12 @@ from pipeline.recoverability import score_recoverability
 from pipeline.recovery import recover
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, settings_hash
-from pipeline.selection import SELECTORS, best_reachable_ratio, score_blocks, select_blocks
+from pipeline.selection import (
+    SELECTORS,
+    best_reachable_ratio,
+    score_blocks,
+    select_blocks,
+)
 from pipeline.surgery import drop_blocks
 from profilers import LatencyTable, TableStore, get_profiler
 
@@ -168,15 +181,12 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     return ctx
 
 
+@contextlib.contextmanager
 def _timed(ctx: RunContext, stage: str):
-    class _Timer:
-        def __enter__(self):
-            self.start = time.monotonic()
-
-        def __exit__(self, *exc):
-            ctx.timings[stage] = round(time.monotonic() - self.start, 2)
-
-    return _Timer()
+    """Record the stage's wall time in ctx.timings (only when it finishes)."""
+    start = time.monotonic()
+    yield
+    ctx.timings[stage] = round(time.monotonic() - start, 2)
 
 
 def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log) -> RunFolder:
