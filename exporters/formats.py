@@ -7,8 +7,6 @@ run's tiny set; its check is against the FP32 network, and a loss of agreement i
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,8 @@ from torch import nn
 
 from exporters.onnx_check import compare_outputs, sha256_of, verify_onnx
 from exporters.onnx_file import DEFAULT_OPSET, export_onnx
+from exporters.onnx_int8 import METHOD as QUANTIZATION_METHOD
+from exporters.onnx_int8 import quantize_onnx
 from pipeline.errors import RunFailure, UsageError
 
 
@@ -49,42 +49,20 @@ def export_onnx_fp32(inputs: ExportInputs) -> dict:
 
 def export_onnx_int8(inputs: ExportInputs) -> dict:
     """Static QDQ quantization (per-channel weights) calibrated on the tiny set, run in onnxruntime."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     fp32 = inputs.out_dir / "model.onnx"
     if not fp32.exists():
         export_onnx(inputs.module, inputs.example(), fp32)
-    prepared = inputs.out_dir / "model.int8-prep.onnx"
-    target = inputs.out_dir / "model.int8.onnx"
-
-    class TinySetReader(CalibrationDataReader):
-        def __init__(self, images: torch.Tensor):
-            self._batches = iter([{"images": images[i : i + 1].numpy()} for i in range(len(images))])
-
-        def get_next(self):
-            return next(self._batches, None)
-
-    chatter = io.StringIO()
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-            warnings.simplefilter("ignore")
-            quant_pre_process(str(fp32), str(prepared))
-            quantize_static(str(prepared), str(target), TinySetReader(inputs.calibration_images),
-                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8)
-    except Exception as exc:
-        raise RunFailure(f"INT8 quantization failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
-    finally:
-        prepared.unlink(missing_ok=True)
+    target = quantize_onnx(fp32, inputs.out_dir / "model.int8.onnx", inputs.calibration_images)
     check = verify_onnx(target, inputs.reference_logits, inputs.check_images)
-    check["note"] = (
-        "INT8 agrees with the FP32 network on every check image" if check["top1_agreement_with_pytorch"] == 1.0
-        else f"INT8 LOSES ACCURACY: it agrees with the FP32 network on {100 * check['top1_agreement_with_pytorch']:.1f}% "
-             "of the check images"
-    )
+    check["note"] = _int8_note(check["top1_agreement_with_pytorch"])
     return _record("onnx-int8", target, check, opset=DEFAULT_OPSET, calibration_images=int(len(inputs.calibration_images)),
-                   quantization="static QDQ, per-channel int8 weights, int8 activations, MinMax calibration")
+                   quantization=QUANTIZATION_METHOD)
+
+
+def _int8_note(agreement: float) -> str:
+    if agreement == 1.0:
+        return "INT8 agrees with the FP32 network on every check image"
+    return f"INT8 LOSES ACCURACY: it agrees with the FP32 network on {100 * agreement:.1f}% of the check images"
 
 
 def _run_each(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> np.ndarray:

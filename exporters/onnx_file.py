@@ -7,6 +7,7 @@ what a deployment would run. Output is one self-contained file (no external data
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import warnings
 from pathlib import Path
@@ -19,15 +20,35 @@ from pipeline.errors import RunFailure
 DEFAULT_OPSET = 18
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
+MAX_DYNAMIC_BATCH = 4096
+
+
+class HalfPrecision(nn.Module):
+    """FP16 weights and arithmetic behind FP32 inputs and outputs: a strongly typed FP16 graph.
+
+    TensorRT 11 builds precision from the graph's types only, so FP16 must be in the ONNX itself.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = copy.deepcopy(module).half()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.module(images.half()).float()
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int = DEFAULT_OPSET,
-                dynamic_batch: bool = False) -> Path:
-    """Write `module` as a single ONNX file at `path` (atomically: a half-written file never appears)."""
+                dynamic_batch: bool = False, precision: str = "fp32") -> Path:
+    """Write `module` as a single ONNX file at `path` (atomically: a half-written file never appears).
+
+    precision "fp16" stores half-precision weights and computes in half precision; I/O stays FP32.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    module = module.eval()
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},) if dynamic_batch else None
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"ONNX precision must be fp32 or fp16, not {precision}")
+    module = (HalfPrecision(module) if precision == "fp16" else module).eval()
     chatter = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):

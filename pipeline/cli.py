@@ -39,7 +39,12 @@ resolution_option = click.option("--resolution", type=click.IntRange(16, 4096), 
                                  help="input resolution in pixels (default: the model's own).")
 target_option = click.option("--target", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 backend_option = click.option("--backend", default=None,
-                              help="profiling backend: onnxruntime or torch on cpu; torch on gpu (default: the target's first).")
+                              help="profiling backend: onnxruntime (default) or torch on cpu; tensorrt or torch on gpu "
+                                   "(default: tensorrt when installed, else torch).")
+precision_option = click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+                                show_default=True, help="precision the latency is measured in (fp16: GPU; int8: TensorRT).")
+cuda_graphs_option = click.option("--cuda-graphs", is_flag=True,
+                                  help="torch CUDA backend: replay each network as a captured CUDA graph.")
 threads_option = click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True,
                               help="CPU threads for profiling (0: all cores).")
 batch_option = click.option("--batch", "profile_batch", type=click.IntRange(1, 4096), default=1, show_default=True,
@@ -88,12 +93,15 @@ def blocks(model: str, weights: str | None, resolution: int | None, as_json: boo
 @backend_option
 @batch_option
 @threads_option
+@precision_option
+@cuda_graphs_option
 @click.option("--reprofile", is_flag=True, help="measure again even if a table for this device exists.")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,
               help="measurement effort (rounds, time cap).")
 @click.option("--validate", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="also measure K random multi-block drops end to end against the table's prediction.")
-def profile(model, weights, resolution, target, backend, profile_batch, threads, reprofile, preset, validate) -> None:
+def profile(model, weights, resolution, target, backend, profile_batch, threads, precision, cuda_graphs, reprofile,
+            preset, validate) -> None:
     """Build (or reuse) the latency table of a model on this device."""
     from dataclasses import replace
 
@@ -102,11 +110,14 @@ def profile(model, weights, resolution, target, backend, profile_batch, threads,
     from pipeline.models import load_model
     from pipeline.presets import get_preset
     from pipeline.profiling import obtain_table
-    from profilers import TableStore, get_profiler
+    from profilers import TableStore, default_backend, get_profiler
 
+    if backend is None:
+        _log(default_backend(target)[1])
     loaded = load_model(model, weights, resolution)
     structure = analyse(loaded.module, loaded.resolution)
-    settings = replace(get_preset(preset).profile, batch=profile_batch, resolution=loaded.resolution, threads=threads)
+    settings = replace(get_preset(preset).profile, batch=profile_batch, resolution=loaded.resolution, threads=threads,
+                       precision=precision, cuda_graphs=cuda_graphs)
     with get_profiler(target, backend, settings) as profiler:
         choice = obtain_table(loaded, structure, profiler, TableStore(paths.table_store_dir()), None, reprofile, _bar, _log)
         validation = None
@@ -162,6 +173,8 @@ def _print_table(table) -> None:
               help="use this latency table file instead of profiling here.")
 @batch_option
 @threads_option
+@precision_option
+@cuda_graphs_option
 @resolution_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-random-weights", is_flag=True, help="accept a model without trained weights (testing only).")

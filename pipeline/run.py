@@ -42,7 +42,7 @@ from pipeline.selection import (
     select_blocks,
 )
 from pipeline.surgery import drop_blocks
-from profilers import LatencyTable, TableStore, get_profiler
+from profilers import LatencyTable, ProfileSettings, TableStore, default_backend, get_profiler
 
 
 @dataclass
@@ -64,6 +64,8 @@ class RunConfig:
     latency_table: str | None = None
     threads: int = 0
     profile_batch: int = 1
+    precision: str = "fp32"
+    cuda_graphs: bool = False
     resolution: int | None = None
     seed: int = 0
     allow_random_weights: bool = False
@@ -98,6 +100,7 @@ class RunContext:
     folder: RunFolder
     progress: ProgressFactory
     log: Log
+    measurable: bool = True  # False when --latency-table names a device that is not present here
     timings: dict = field(default_factory=dict)
 
 
@@ -129,6 +132,23 @@ def _splits(tiny: TinySet, val: TinySet | None, fraction: float, seed: int) -> t
     return train, selection, report_set, "held-out part of the tiny set"
 
 
+def profile_settings(config: RunConfig, preset: Preset, resolution: int | None = None) -> ProfileSettings:
+    return replace(preset.profile, batch=config.profile_batch, threads=config.threads, precision=config.precision,
+                   cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
+
+
+def _check_profiler(config: RunConfig, preset: Preset, log: Log) -> bool:
+    """Fail now on an absent target or backend, unless a given table lets selection go on without it."""
+    try:
+        with get_profiler(config.target, config.backend, profile_settings(config, preset)):
+            return True
+    except UsageError as exc:
+        if config.latency_table is None:
+            raise
+        log(f"the target cannot be measured here ({exc}); selecting from {config.latency_table} without measuring")
+        return False
+
+
 def default_out(config: RunConfig, identity_hash: str) -> Path:
     name = config.model.replace(":", "_").replace("/", "_").replace(".", "_")[-40:]
     return Path("runs") / f"{name}-{config.target}-{config.budget}-{identity_hash[:8]}"
@@ -141,8 +161,9 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
     preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
                             config.recovery_method, config.batch_size)
-    with get_profiler(config.target, config.backend, preset.profile):  # absent target/backend fails now
-        pass
+    if config.backend is None:
+        log(default_backend(config.target)[1])
+    measurable = _check_profiler(config, preset, log)
     loaded = load_model(config.model, config.weights, config.resolution)
     if not loaded.has_trained_weights and not config.allow_random_weights:
         raise UsageError(
@@ -166,7 +187,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     train, selection, report_set, report_source = _splits(tiny, val, preset.holdout_fraction, config.seed)
     prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
     ctx = RunContext(config, preset, budget, loaded, structure, prep, train, selection, report_set, report_source,
-                     folder, progress, log)
+                     folder, progress, log, measurable=measurable)
     folder.write_json("data.json", {
         "train_folder": str(data_dir), "validation_folder": str(val_dir) if val_dir else None,
         "tiny_set": tiny.summary(), "validation": val.summary() if val else None,
@@ -196,10 +217,9 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
         log(f"run folder {folder.path} already holds a finished run with these settings; see {folder.file('report.md')}")
         return folder
     ctx.timings = folder.read_json("timings.json") if folder.has("timings.json") else {}
-    profile_settings = replace(ctx.preset.profile, batch=config.profile_batch, resolution=ctx.loaded.resolution,
-                               threads=config.threads)
-    profiler = get_profiler(config.target, config.backend, profile_settings)
-    with profiler:
+    settings = profile_settings(config, ctx.preset, ctx.loaded.resolution)
+    profiler = get_profiler(config.target, config.backend, settings) if ctx.measurable else None
+    with profiler or contextlib.nullcontext():
         table = _stage_latency_table(ctx, profiler)
         scores = _stage_recoverability(ctx, table)
         _stage_selection(ctx, table, scores, profiler)
@@ -267,7 +287,7 @@ def _stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> 
     if folder.has("selection.json"):
         return
     config, teacher = ctx.config, ctx.loaded.module
-    same_device = table.fingerprint == profiler.fingerprint()
+    same_device = profiler is not None and table.fingerprint == profiler.fingerprint()
     extra_ms, attempts = 0.0, []
     with _timed(ctx, "selection_and_measurement_s"):
         for attempt in range(config.max_budget_attempts):

@@ -42,6 +42,7 @@ class ProfileSettings:
     max_rounds: int = 60
     tolerance: float = 0.02
     time_cap_s: float = 90.0
+    cuda_graphs: bool = False  # torch CUDA: replay each variant as a captured CUDA graph
 
     def resolved_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
@@ -66,6 +67,7 @@ class Profiler(ABC):
     name: str = ""
     target: str = ""
     precisions: tuple[str, ...] = ("fp32",)
+    supports_cuda_graphs: bool = False
 
     def __init__(self, settings: ProfileSettings):
         self.settings = settings

@@ -22,9 +22,13 @@ class DeviceFingerprint:
     threads: int
     torch_version: str
     machine: str  # CPU architecture (x86_64, aarch64)
+    options: str = ""  # backend options that change latency (e.g. "cuda-graphs"); "" for none
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        data = asdict(self)
+        if not data["options"]:
+            del data["options"]  # keeps the keys of tables written before options existed
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,8 +43,9 @@ class DeviceFingerprint:
         return [f"{k}: {mine[k]!r} vs {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]
 
     def describe(self) -> str:
+        options = f" / {self.options}" if self.options else ""
         return (f"{self.device_name} / {self.backend} {self.backend_version} / {self.precision} / "
-                f"batch {self.batch} / {self.resolution}px / {self.threads} threads")
+                f"batch {self.batch} / {self.resolution}px / {self.threads} threads{options}")
 
 
 def cpu_model_name() -> str:

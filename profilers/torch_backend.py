@@ -9,6 +9,7 @@ import torch
 
 from pipeline.errors import UsageError
 from profilers.base import Profiler, Variant
+from profilers.cuda import gpu_identity, require_cuda, time_bursts_ms
 from profilers.fingerprint import DeviceFingerprint, cpu_model_name
 
 
@@ -49,26 +50,27 @@ class TorchCpuProfiler(Profiler):
 
 
 class TorchCudaProfiler(Profiler):
+    """Eager PyTorch on the GPU in FP32 or FP16, optionally replayed as CUDA graphs (no launch overhead)."""
+
     name = "torch-cuda"
     target = "gpu"
     precisions = ("fp32", "fp16")
+    supports_cuda_graphs = True
 
     def activate(self) -> None:
-        if not torch.cuda.is_available():
-            raise UsageError(
-                "--target gpu needs a CUDA GPU, and torch sees none on this machine "
-                f"(torch {torch.__version__}, CUDA build {torch.version.cuda}). Use --target cpu, or run on a GPU machine."
-            )
-        self._device = torch.device("cuda")
+        self._device = require_cuda("--target gpu")
+        self._stream = torch.cuda.Stream(self._device)
+        self._graphs: list[torch.cuda.CUDAGraph] = []
+
+    def deactivate(self) -> None:
+        self._graphs = []
 
     def fingerprint(self) -> DeviceFingerprint:
         s = self.settings
-        props = torch.cuda.get_device_properties(0)
         return DeviceFingerprint(
-            device_name=props.name, device_kind="gpu", compute_capability=f"{props.major}.{props.minor}",
-            driver=f"cuda-{torch.version.cuda}", backend="torch-cuda", backend_version=torch.__version__.split("+")[0],
+            **gpu_identity(), backend="torch-cuda", backend_version=torch.__version__.split("+")[0],
             precision=s.precision, batch=s.batch, resolution=s.resolution, threads=s.resolved_threads(),
-            torch_version=torch.__version__.split("+")[0], machine=platform.machine(),
+            options="cuda-graphs" if s.cuda_graphs else "",
         )
 
     def _load(self, name: str, variant: Variant) -> Callable[[], object]:
@@ -85,14 +87,19 @@ class TorchCudaProfiler(Profiler):
             with torch.inference_mode():
                 return module(example)
 
-        return run
+        return self._capture(run) if s.cuda_graphs else run
+
+    def _capture(self, run: Callable[[], object]) -> Callable[[], object]:
+        """Record `run` once as a CUDA graph (after warm-up on a side stream, as capture requires)."""
+        with torch.cuda.stream(self._stream):
+            for _ in range(3):
+                run()
+        torch.cuda.current_stream().wait_stream(self._stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            run()
+        self._graphs.append(graph)
+        return graph.replay
 
     def _time_runs(self, run: Callable[[], object], count: int) -> list[float]:
-        """One CUDA-event timing of `count` back-to-back runs, as the mean per run."""
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(count):
-            run()
-        end.record()
-        end.synchronize()
-        return [start.elapsed_time(end) / count]
+        return time_bursts_ms(run, count, self._stream)
