@@ -1,0 +1,720 @@
+"""Benchmark: labelled accuracy of PRACTISE on Fashion-MNIST, against baselines, under latency budgets.
+
+A ResNet-56-style CIFAR ResNet (3 stages of 9 torchvision BasicBlocks, reduced widths, 32 px: the
+28 px images are zero-padded, the gray channel is replicated to 3 because the library's block
+analysis feeds 3-channel images) is trained once on the 60k labelled training images and cached
+outside git. For each latency budget (a ratio of its onnxruntime CPU latency), tiny set size (train
+images; PRACTISE uses no labels) and seed, blocks are dropped and the pruned network recovered by:
+
+- practise-adaptors: recoverability scores + greedy selection + the library's default recovery
+  (`recover` with the fast preset: 1x1 adaptors, feature mimicking, folded afterwards);
+- practise-mimic: the same blocks, `recover` with method "mimic" (all parameters);
+- bp-labels / kd-logits: the same blocks, finetuned with cross-entropy on the tiny set's labels or
+  distilled on the teacher's logits (pipeline/baselines.py);
+- first / largest-saving / least-macs / random: blocks chosen by those rules under the same budget
+  (pipeline/selection_rules.py), recovered with the library's default recovery;
+- none: the PRACTISE-selected pruned network without recovery; and the teacher.
+
+Accuracy is measured on the 10k test images, which nothing trains on. Recovery picks its checkpoint
+on a held-out part of the tiny set (as `pipeline run` does). Writes results/fashion_mnist.{md,json,png}.
+
+    python -m benchmarks.fashion_mnist [--budgets 0.9,0.78,0.65] [--sizes 50,100,500] [--seeds 0,1,2]
+                                       [--methods ...] [--data-dir DIR] [--out DIR] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import resource
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from benchmarks.machine import machine_info
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz", "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz", "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training pixels in [0, 1]
+RESOLUTION = 32
+METHODS = ("teacher", "none", "practise-adaptors", "practise-mimic", "bp-labels", "kd-logits",
+           "first", "largest-saving", "least-macs", "random")
+RULE_METHODS = {"first": "first", "largest-saving": "largest_saving", "least-macs": "least_macs", "random": "random"}
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (gzipped), as MNIST and Fashion-MNIST ship them: big-endian header, then uint8 data."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[0:4], "big")
+    if magic >> 8 != 0x08:  # 0x08: unsigned byte
+        raise ValueError(f"{path} is not an unsigned-byte idx file (magic {magic:#x})")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    return data.reshape(dims)
+
+
+def load_fashion_mnist(data_dir: Path) -> dict[str, np.ndarray]:
+    missing = [name for name in FILES.values() if not (data_dir / name).is_file()]
+    if missing:
+        raise SystemExit(
+            f"Fashion-MNIST not found in {data_dir} (missing {', '.join(missing)}). Install it with "
+            "'apt-get install dataset-fashion-mnist' (files in /usr/share/datasets/fashion-mnist/), "
+            "or pass --data-dir with the four idx .gz files."
+        )
+    return {key: read_idx(data_dir / name) for key, name in FILES.items()}
+
+
+def padded(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> uint8 (N, 1, 32, 32), zero padding (the background is black)."""
+    pad = (RESOLUTION - images.shape[-1]) // 2
+    return F.pad(torch.from_numpy(images.copy()).unsqueeze(1), (pad, pad, pad, pad))
+
+
+def normalise(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 1, H, W) -> float (N, 3, H, W), normalised, gray replicated to 3 channels."""
+    x = (x_uint8.float() / 255.0 - MEAN) / STD
+    return x.expand(-1, 3, -1, -1).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+class CifarResNet(nn.Module):
+    """ResNet-56-style network for 32 px inputs: a 3x3 stem and 3 stages of BasicBlocks (torchvision's)."""
+
+    def __init__(self, widths=(8, 16, 32), depth_per_stage: int = 9, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        inplanes = widths[0]
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            down = None
+            if stride != 1 or inplanes != w:
+                down = nn.Sequential(nn.Conv2d(inplanes, w, 1, stride, bias=False), nn.BatchNorm2d(w))
+            blocks = [BasicBlock(inplanes, w, stride, down)] + [BasicBlock(w, w) for _ in range(depth_per_stage - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            inplanes = w
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(inplanes, num_classes)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def fashion_resnet56() -> nn.Module:
+    """The benchmark's teacher architecture (usable as `--model benchmarks.fashion_mnist:fashion_resnet56`)."""
+    return CifarResNet()
+
+
+# -------------------------------------------------------------------------------------------- teacher
+
+def cache_dir() -> Path:
+    base = Path(os.environ["PRACTISE_HOME"]) if os.environ.get("PRACTISE_HOME") else \
+        Path.home() / ".cache" / "practise-pipeline"
+    return base / "benchmarks"
+
+
+def _augment(x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to 2 px (zero fill) and horizontal flips, on a uint8 batch."""
+    n = len(x_uint8)
+    big = F.pad(x_uint8, (2, 2, 2, 2))
+    dx, dy = torch.randint(0, 5, (2,), generator=gen).tolist()  # one shift per batch keeps it vectorised
+    out = big[:, :, dy:dy + RESOLUTION, dx:dx + RESOLUTION]
+    flip = torch.rand(n, generator=gen) < 0.5
+    out = torch.where(flip[:, None, None, None], out.flip(-1), out)
+    return out
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x_uint8: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x_uint8), batch):
+        correct += int((model(normalise(x_uint8[i:i + batch])).argmax(1) == labels[i:i + batch]).sum())
+    return correct / len(x_uint8)
+
+
+def train_teacher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int = 128,
+                  lr: float = 0.1, seed: int = 0, log=print) -> list[float]:
+    """Supervised training: SGD with momentum, one-cycle learning rate, shifts and flips."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    steps_per_epoch = math.ceil(len(x) / batch)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    total_steps = epochs * steps_per_epoch
+    warmup = max(1, int(0.15 * total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, 0.5 * (
+        1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total_steps - warmup))))) if s >= warmup else (s + 1) / warmup)
+    losses = []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        start, total = time.monotonic(), 0.0
+        for s in range(steps_per_epoch):
+            idx = order[s * batch:(s + 1) * batch]
+            loss = F.cross_entropy(model(normalise(_augment(x[idx], gen))), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        losses.append(total / steps_per_epoch)
+        log(f"teacher epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f} ({time.monotonic() - start:.0f} s)")
+    model.eval()
+    return losses
+
+
+def obtain_teacher(data: dict, widths, depth: int, epochs: int, train_subset: int | None, log=print) -> tuple[nn.Module, dict]:
+    """Train the teacher once and cache its weights (outside git); later runs reuse the cache."""
+    key = f"fashion_resnet_w{'-'.join(map(str, widths))}_d{depth}_e{epochs}" + (f"_n{train_subset}" if train_subset else "")
+    folder = cache_dir()
+    weights, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
+    model = CifarResNet(widths, depth)
+    x_train, y_train = padded(data["train_images"]), torch.from_numpy(data["train_labels"].astype(np.int64))
+    fingerprint = {"train_images": int(len(x_train)), "train_sum": int(x_train.sum()) % 1_000_000_007}
+    if weights.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("data_fingerprint") == fingerprint:
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            log(f"reusing the cached teacher {weights} (trained in {meta['train_s']:.0f} s)")
+            return model.eval(), meta | {"cached": True, "path": str(weights)}
+    if train_subset:
+        keep = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:train_subset]
+        x_train, y_train = x_train[keep], y_train[keep]
+    log(f"training the teacher ({key}) on {len(x_train)} images for {epochs} epochs")
+    start = time.monotonic()
+    losses = train_teacher(model, x_train, y_train, epochs, log=log)
+    meta = {"key": key, "widths": list(widths), "depth_per_stage": depth, "epochs": epochs,
+            "train_images": int(len(x_train)), "train_s": round(time.monotonic() - start, 1), "losses": losses,
+            "optimizer": "SGD nesterov momentum 0.9, wd 5e-4, batch 128, lr 0.1 with linear warm-up (15%) and cosine decay; shifts <= 2 px, flips",
+            "data_fingerprint": fingerprint}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = weights.with_name(weights.name + ".partial")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(weights)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return model.eval(), meta | {"cached": False, "path": str(weights)}
+
+
+# ----------------------------------------------------------------------------- library glue (32 px data)
+
+def _prep_class():
+    from torchvision.transforms import v2 as T
+
+    from pipeline.data import Preprocessing
+
+    class PaddedPreprocessing(Preprocessing):
+        """The library's preprocessing, except evaluation: the images are already 32 px (no resize, no crop)."""
+
+        def eval_transform(self):
+            return T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std)])
+
+    return PaddedPreprocessing(RESOLUTION, (MEAN,) * 3, (STD,) * 3)
+
+
+def tiny_set(x_uint8: torch.Tensor, labels: np.ndarray, indices: np.ndarray):
+    """A library TinySet of 32 px RGB PIL images (gray replicated) with their labels."""
+    from pipeline.data import TinySet
+
+    images = [Image.fromarray(x_uint8[i, 0].numpy()).convert("RGB") for i in indices]
+    return TinySet(images, [f"train[{i}]" for i in indices], [int(labels[i]) for i in indices], {})
+
+
+class Clock:
+    """Wall time per stage, summed over the run."""
+
+    def __init__(self):
+        self.totals: dict[str, float] = {}
+
+    def __call__(self, stage: str):
+        clock = self
+
+        class _Timer:
+            def __enter__(self):
+                self.start = time.monotonic()
+                return self
+
+            def __exit__(self, *exc):
+                self.seconds = time.monotonic() - self.start
+                clock.totals[stage] = round(clock.totals.get(stage, 0.0) + self.seconds, 2)
+
+        return _Timer()
+
+
+# --------------------------------------------------------------------------------------------- the grid
+
+def run_benchmark(args) -> dict:
+    from pipeline import paths
+    from pipeline.baselines import distill_logits, finetune_labels
+    from pipeline.blocks import analyse
+    from pipeline.budget import Budget
+    from pipeline.data import augmented_views, eval_tensors, split_holdout
+    from pipeline.errors import UsageError
+    from pipeline.models import LoadedModel
+    from pipeline.presets import get_preset
+    from pipeline.profiling import measure_end_to_end, obtain_table
+    from pipeline.recoverability import score_recoverability
+    from pipeline.recovery import recover
+    from pipeline.selection import score_blocks, select_blocks
+    from pipeline.selection_rules import select_by_rule
+    from pipeline.surgery import drop_blocks
+    from profilers import TableStore, get_profiler
+
+    torch.set_num_threads(args.threads)
+    log = (lambda m: print(m, flush=True))
+    clock = Clock()
+    wall_start = time.monotonic()
+    preset = get_preset("fast")
+    scoring = replace(preset.scoring, steps=args.scoring_steps)
+    pool_views = min(preset.scoring_pool_views, scoring.steps * scoring.batch_size)
+    recovery = replace(preset.recovery, fit=replace(preset.recovery.fit, steps=args.recovery_steps),
+                       eval_every=min(preset.recovery.eval_every, args.recovery_steps))
+    mimic = replace(recovery, method="mimic")
+    profile_settings = replace(preset.profile, batch=args.profile_batch, resolution=RESOLUTION, threads=args.threads)
+    if args.smoke:
+        profile_settings = replace(profile_settings, warmup_runs=2, runs_per_round=3, min_rounds=3, max_rounds=4,
+                                   time_cap_s=5)
+
+    data = load_fashion_mnist(args.data_dir)
+    x_train = padded(data["train_images"])
+    x_test, y_test = padded(data["test_images"]), torch.from_numpy(data["test_labels"].astype(np.int64))
+    if args.test_images:
+        x_test, y_test = x_test[:args.test_images], y_test[:args.test_images]
+
+    with clock("teacher_training_or_cache"):
+        teacher, teacher_meta = obtain_teacher(data, args.widths, args.depth, args.teacher_epochs,
+                                               args.teacher_subset, log)
+    teacher.requires_grad_(False)
+    with clock("evaluation"):
+        teacher_acc = accuracy(teacher, x_test, y_test)
+    log(f"teacher: {100 * teacher_acc:.2f}% on {len(x_test)} test images")
+    loaded = LoadedModel(f"benchmarks.fashion_mnist:CifarResNet{tuple(args.widths)}x{args.depth}", teacher,
+                         RESOLUTION, (MEAN,) * 3, (STD,) * 3, f"file:{teacher_meta['path']}")
+    structure = analyse(teacher, RESOLUTION)
+    log(f"{len(structure.candidates)} candidate blocks: {', '.join(structure.candidate_names())}")
+    prep = _prep_class()
+
+    with clock("profiling"):
+        with get_profiler("cpu", args.backend, profile_settings) as profiler:
+            choice = obtain_table(loaded, structure, profiler, TableStore(paths.table_store_dir()),
+                                  reprofile=args.reprofile, log=log)
+    table = choice.table
+    log(f"latency table ({choice.source}): full network {table.full.median_ms:.3f} ms")
+
+    measured: dict[tuple, dict] = {}
+
+    def choose(selector, budget: Budget) -> dict:
+        """Select, measure end to end, and add the shortfall and reselect when the budget is missed (as `run`)."""
+        extra, attempts = 0.0, []
+        for _ in range(args.max_attempts):
+            sel = selector(extra)
+            key = tuple(sorted(sel.dropped))
+            if key not in measured:
+                with clock("latency_measurement"):
+                    with get_profiler("cpu", args.backend, profile_settings) as profiler:
+                        e2e = measure_end_to_end(teacher, drop_blocks(teacher, sel.dropped), profiler)
+                measured[key] = {"original_ms": e2e.original.median_ms, "compressed_ms": e2e.compressed.median_ms,
+                                 "measured_ratio": e2e.ratio_median}
+            m = measured[key]
+            miss = (m["measured_ratio"] - budget.ratio) * table.full.median_ms
+            attempts.append({"dropped": sel.dropped, "predicted_ratio": sel.predicted_ratio, **m,
+                             "meets_budget": miss <= 0})
+            if miss <= 0:
+                break
+            extra += miss
+            try:
+                selector(extra)
+            except UsageError:
+                break
+        return {"dropped": attempts[-1]["dropped"], "attempts": attempts, **{k: attempts[-1][k] for k in
+                ("predicted_ratio", "original_ms", "compressed_ms", "measured_ratio", "meets_budget")}}
+
+    unrecovered_acc: dict[tuple, float] = {}
+
+    def evaluate(model) -> tuple[float, float]:
+        start = time.monotonic()
+        with clock("evaluation"):
+            acc = accuracy(model, x_test, y_test)
+        return acc, time.monotonic() - start
+
+    def unrecovered(dropped: list[str]) -> float:
+        key = tuple(sorted(dropped))
+        if key not in unrecovered_acc:
+            unrecovered_acc[key] = evaluate(drop_blocks(teacher, dropped))[0]
+        return unrecovered_acc[key]
+
+    result = {
+        "benchmark": "fashion_mnist" + ("_smoke" if args.smoke else ""),
+        "machine": machine_info(),
+        "command": args.command,
+        "grid": {"budgets": args.budgets, "sizes": args.sizes, "seeds": args.seeds, "methods": args.methods},
+        "settings": {
+            "teacher": {k: v for k, v in teacher_meta.items() if k not in ("losses", "data_fingerprint")},
+            "test_images": len(x_test), "resolution": RESOLUTION, "input": "28 px zero-padded to 32, gray replicated to 3 channels",
+            "scoring": scoring.to_dict() | {"pool_views": pool_views},
+            "recovery_adaptors": recovery.to_dict(), "recovery_mimic": mimic.to_dict(),
+            "baselines": {"fit": recovery.fit.to_dict(), "batchnorm": recovery.batchnorm,
+                          "eval_every": recovery.eval_every, "kd_temperature": 4.0},
+            "holdout_fraction": preset.holdout_fraction,
+            "profile": profile_settings.method() | {"backend": args.backend or "onnxruntime"},
+            "torch_threads": args.threads,
+        },
+        "teacher_accuracy": teacher_acc,
+        "candidates": [c.to_dict() for c in structure.candidates],
+        "latency_table": {"source": choice.source, "full_ms": table.full.median_ms,
+                          "savings_ms": {b: s.median_ms for b, s in table.savings.items()}},
+        "selections": [],
+        "records": [],
+    }
+
+    def save():
+        result["timings_s"] = dict(clock.totals)
+        result["wall_s"] = round(time.monotonic() - wall_start, 1)
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        write_outputs(result, args.out)
+
+    budgets = [Budget.parse(b) for b in args.budgets]
+    practise_methods = {"none", "practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"}
+    for size in args.sizes:
+        for seed in args.seeds:
+            order = np.random.default_rng(seed).permutation(len(x_train))[:size]  # nested: 50 in 100 in 500
+            tiny = tiny_set(x_train, data["train_labels"], order)
+            train, held = split_holdout(tiny, preset.holdout_fraction, seed)
+            selection_images = eval_tensors(held, prep)
+            log(f"== tiny set of {size} train images, seed {seed}: {len(train)} to train, {len(held)} to select")
+            scores = None
+            if practise_methods & set(args.methods):
+                with clock("scoring") as t:
+                    pool = augmented_views(train, prep, pool_views, scoring.min_crop_scale, seed)
+                    recov = score_recoverability(teacher, structure, pool, eval_tensors(train, prep), scoring, {})
+                scores = score_blocks({b: recov[b]["recoverability"] for b in structure.candidate_names()}, table)
+                log(f"scored {len(scores)} blocks in {t.seconds:.1f} s")
+            for budget in budgets:
+                cell = {"budget": budget.ratio, "size": size, "seed": seed}
+
+                def record(method, selector_name, sel, acc, extra):
+                    rec = cell | {"method": method, "selector": selector_name, "dropped": sel["dropped"] if sel else [],
+                                  "test_accuracy": acc} | extra
+                    result["records"].append(rec)
+                    log(f"  budget {budget.ratio} {method}: {100 * acc:.2f}%")
+
+                if "teacher" in args.methods and not any(r["method"] == "teacher" for r in result["records"]):
+                    for b in budgets:
+                        result["records"].append({"budget": b.ratio, "size": None, "seed": None, "method": "teacher",
+                                                  "selector": None, "dropped": [], "test_accuracy": teacher_acc})
+                practise_sel = None
+                if scores is not None:
+                    practise_sel = choose(lambda extra: select_blocks(scores, table, budget, "greedy", extra), budget)
+                    result["selections"].append(cell | {"selector": "practise-greedy"} | practise_sel)
+                    if "none" in args.methods:
+                        record("none", "practise-greedy", practise_sel, unrecovered(practise_sel["dropped"]), {})
+                for method in ("practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"):
+                    if method not in args.methods:
+                        continue
+                    dropped = practise_sel["dropped"]
+                    student = drop_blocks(teacher, dropped)
+                    student.requires_grad_(True)
+                    with clock("recovery:" + method) as t:
+                        if method == "practise-adaptors":
+                            res = recover(teacher, student, dropped, structure, train, selection_images, prep, recovery, seed)
+                        elif method == "practise-mimic":
+                            res = recover(teacher, student, dropped, structure, train, selection_images, prep, mimic, seed)
+                        elif method == "bp-labels":
+                            res = finetune_labels(teacher, student, train, selection_images, prep, recovery, seed)
+                        else:
+                            res = distill_logits(teacher, student, train, selection_images, prep, recovery, seed)
+                    student.load_state_dict(res.state_dict)
+                    acc, eval_s = evaluate(student)
+                    record(method, "practise-greedy", practise_sel, acc,
+                           {"kept": res.kept, "best_step": res.best_step, "selection_kl_before": res.selection_kl_before,
+                            "selection_kl_after": res.selection_kl_after, "recovery_s": round(t.seconds, 2),
+                            "eval_s": round(eval_s, 2), "unrecovered_accuracy": unrecovered(dropped)})
+                for method, rule in RULE_METHODS.items():
+                    if method not in args.methods:
+                        continue
+                    sel = choose(lambda extra: select_by_rule(rule, structure, table, budget, seed, extra), budget)
+                    result["selections"].append(cell | {"selector": f"rule:{rule}"} | sel)
+                    student = drop_blocks(teacher, sel["dropped"])
+                    student.requires_grad_(True)
+                    note = {}
+                    with clock("recovery:rules") as t:
+                        try:
+                            res = recover(teacher, student, sel["dropped"], structure, train, selection_images, prep,
+                                          recovery, seed)
+                        except UsageError as exc:  # e.g. no adaptor site around the chosen blocks
+                            note["error"] = str(exc)
+                            res = recover(teacher, student, sel["dropped"], structure, train, selection_images, prep,
+                                          mimic, seed)
+                            note["fallback"] = "mimic"
+                    student.load_state_dict(res.state_dict)
+                    acc, eval_s = evaluate(student)
+                    record(method, f"rule:{rule}", sel, acc,
+                           {"kept": res.kept, "best_step": res.best_step, "selection_kl_before": res.selection_kl_before,
+                            "selection_kl_after": res.selection_kl_after, "recovery_s": round(t.seconds, 2),
+                            "eval_s": round(eval_s, 2), "unrecovered_accuracy": unrecovered(sel["dropped"]), **note})
+            save()
+    save()
+    return result
+
+
+# ------------------------------------------------------------------------------------------- outputs
+
+def _stats(values: list[float]) -> tuple[float, float, int]:
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, spread, len(values)
+
+
+def summary(result: dict) -> dict:
+    """method -> 'budget|size' -> (mean, std, n) of test accuracy over seeds."""
+    groups: dict[str, dict[str, list[float]]] = {}
+    for r in result["records"]:
+        col = f"{r['budget']}|{r['size']}"
+        groups.setdefault(r["method"], {}).setdefault(col, []).append(r["test_accuracy"])
+    return {m: {c: _stats(v) for c, v in cols.items()} for m, cols in groups.items()}
+
+
+def render(result: dict) -> str:
+    m, s = result["machine"], result["settings"]
+    t = s["teacher"]
+    stats = summary(result)
+    budgets = result["grid"]["budgets"]
+    sizes = sorted({r["size"] for r in result["records"] if r["size"] is not None})
+    seeds_done = sorted({r["seed"] for r in result["records"] if r["seed"] is not None})
+    full = result["latency_table"]["full_ms"]
+    lines = [
+        f"# {result['benchmark']}: test accuracy after dropping blocks under a latency budget (Fashion-MNIST)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['machine']}); Python {m['python']}, torch {m['torch']}, "
+        f"torchvision {m['torchvision']}, onnxruntime {m['onnxruntime']}; {s['torch_threads']} torch threads.",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Grid run: budgets {', '.join(map(str, budgets))}; tiny sets of {', '.join(map(str, sizes))} train images; "
+        f"seeds {', '.join(map(str, seeds_done))}; methods {', '.join(result['grid']['methods'])}. "
+        f"Full grid: `python -m benchmarks.fashion_mnist` (budgets 0.9, 0.78, 0.65; sizes 50, 100, 500; seeds 0, 1, 2; "
+        "all methods).",
+        "",
+        f"Teacher: CIFAR ResNet with 3 stages of {t['depth_per_stage']} torchvision BasicBlocks, widths "
+        f"{'/'.join(map(str, t['widths']))}, 32 px ({s['input']}); trained on {t['train_images']} labelled train "
+        f"images for {t['epochs']} epochs ({t['optimizer']}) in {t['train_s']:.0f} s"
+        f"{' (weights reused from the cache)' if t.get('cached') else ''}. Test accuracy "
+        f"**{100 * result['teacher_accuracy']:.2f}%** on {s['test_images']} test images. "
+        f"{len(result['candidates'])} candidate blocks found by `pipeline.blocks.analyse`.",
+        "",
+        f"Latency: {s['profile']['backend']} CPU, batch {s['profile']['batch']}, {s['profile']['threads']} threads; "
+        f"full network {full:.3f} ms (latency table {result['latency_table']['source']}). "
+        f"Recovery: {s['recovery_adaptors']['fit']['steps']} steps, batch {s['recovery_adaptors']['fit']['batch_size']}, "
+        f"lr {s['recovery_adaptors']['fit']['lr']}, BatchNorm {s['recovery_adaptors']['batchnorm']}, checkpoint chosen every "
+        f"{s['recovery_adaptors']['eval_every']} steps on the held-out {100 * s['holdout_fraction']:.0f}% of the tiny set "
+        f"(KL to the teacher); the same for every method. Scoring: {s['scoring']['steps']} adaptor steps per block, "
+        f"batch {s['scoring']['batch_size']}, {s['scoring']['pool_views']} pooled views. Training views: the library's "
+        "RandomResizedCrop (scale 0.25-1) and horizontal flip. KD temperature "
+        f"{s['baselines']['kd_temperature']:g}.",
+        "",
+        "Test accuracy (%), mean ± standard deviation over seeds (n = number of seeds):",
+        "",
+    ]
+    cols = [(b, z) for b in budgets for z in sizes]
+    lines.append("| method | " + " | ".join(f"budget {b}, {z} imgs" for b, z in cols) + " |")
+    lines.append("|---|" + "---|" * len(cols))
+    for method in METHODS:
+        if method not in stats:
+            continue
+        cells = []
+        for b, z in cols:
+            key = f"{b}|None" if method == "teacher" else f"{b}|{z}"
+            if key in stats[method]:
+                mean, sd, n = stats[method][key]
+                cells.append(f"{100 * mean:.2f} ± {100 * sd:.2f} (n={n})")
+            else:
+                cells.append("-")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "Methods: teacher = the original; none = PRACTISE's blocks, no recovery; practise-adaptors = "
+              "PRACTISE's blocks + `recover` (fast preset: adaptors); practise-mimic = `recover` with method mimic "
+              "(all parameters); bp-labels = cross-entropy on the tiny set's labels; kd-logits = KL to the teacher's "
+              "logits; first / largest-saving / least-macs / random = blocks chosen by that rule "
+              "(pipeline/selection_rules.py), recovered by `recover` (adaptors).", ""]
+
+    # recovery kept / lowered
+    worse = [r for r in result["records"] if r.get("unrecovered_accuracy") is not None
+             and r["test_accuracy"] < r["unrecovered_accuracy"]]
+    kept_un = [r for r in result["records"] if r.get("kept") == "unrecovered"]
+    lines.append(f"Recovered networks less accurate on the test set than the same blocks unrecovered: {len(worse)} of "
+                 f"{sum(1 for r in result['records'] if r.get('unrecovered_accuracy') is not None)}"
+                 + (" (" + "; ".join(f"{r['method']} b{r['budget']} n{r['size']} s{r['seed']}: "
+                                     f"{100 * r['unrecovered_accuracy']:.2f} -> {100 * r['test_accuracy']:.2f}"
+                                     for r in worse[:12]) + ")" if worse else "") + ". "
+                 f"Recoveries that kept the unrecovered network (no checkpoint beat it on the selection split): "
+                 f"{len(kept_un)}" + (" (" + ", ".join(sorted({r['method'] for r in kept_un})) + ")" if kept_un else "")
+                 + ".")
+    lines.append("")
+
+    # unrecovered accuracy of each selector
+    un: dict[str, dict[float, list[float]]] = {}
+    for r in result["records"]:
+        if r.get("unrecovered_accuracy") is not None:
+            un.setdefault(r["selector"], {}).setdefault(r["budget"], []).append(r["unrecovered_accuracy"])
+    if un:
+        lines += ["Accuracy (%) of each selector's pruned network before recovery (mean over the cells run):", "",
+                  "| selector | " + " | ".join(f"budget {b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+        for sel, per in un.items():
+            lines.append(f"| {sel} | " + " | ".join(f"{100 * statistics.fmean(per[b]):.2f}" if b in per else "-"
+                                                     for b in budgets) + " |")
+        lines.append("")
+
+    # latency
+    lines += ["Latency of the chosen networks (measured end to end beside the original with the library's "
+              "`measure_end_to_end`; ratio = median of paired per-round ratios; a miss adds the shortfall and "
+              "selects again, at most 3 times, as `pipeline run` does):", "",
+              "| budget | selector | blocks dropped | predicted ratio | measured ratio | measured ms (original) | met |",
+              "|---|---|---|---|---|---|---|"]
+    seen = set()
+    for sel in result["selections"]:
+        key = (sel["budget"], sel["selector"], tuple(sorted(sel["dropped"])))
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(f"| {sel['budget']} | {sel['selector']} | {len(sel['dropped'])} | {sel['predicted_ratio']:.3f} | "
+                     f"{sel['measured_ratio']:.3f} | {sel['compressed_ms']:.3f} ({sel['original_ms']:.3f}) | "
+                     f"{'yes' if sel['meets_budget'] else 'NO'}" + (f", {len(sel['attempts'])} attempts"
+                                                                     if len(sel['attempts']) > 1 else "") + " |")
+    lines += ["", "Blocks chosen (distinct selections):", ""]
+    seen = set()
+    for sel in result["selections"]:
+        key = (sel["budget"], sel["selector"], tuple(sorted(sel["dropped"])))
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"- {sel['budget']} {sel['selector']}: {', '.join(sel['dropped'])}")
+    lines += ["", "| stage | wall time (s), summed over the run |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in result.get("timings_s", {}).items()]
+    lines += ["", f"Total wall time {result.get('wall_s', 0):.0f} s; peak resident memory "
+              f"{result.get('peak_rss_mb', 0):.0f} MB (getrusage)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    stats = summary(result)
+    sizes = sorted({r["size"] for r in result["records"] if r["size"] is not None})
+    budgets = sorted(float(b) for b in result["grid"]["budgets"])
+    fig, axes = plt.subplots(1, max(1, len(sizes)), figsize=(5 * max(1, len(sizes)), 4.2), squeeze=False, sharey=True)
+    for ax, size in zip(axes[0], sizes or [None]):
+        for method in METHODS:
+            if method not in stats:
+                continue
+            xs, ys, es = [], [], []
+            for b in budgets:
+                key = f"{b}|None" if method == "teacher" else f"{b}|{size}"
+                if key in stats[method]:
+                    mean, sd, _ = stats[method][key]
+                    xs.append(b)
+                    ys.append(100 * mean)
+                    es.append(100 * sd)
+            if xs:
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method,
+                            linestyle="--" if method in ("teacher", "none") else "-")
+        ax.set_title(f"tiny set of {size} images")
+        ax.set_xlabel("latency budget (ratio of the original)")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Fashion-MNIST, ResNet-56-style teacher: accuracy vs latency budget")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_outputs(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    name = result["benchmark"]
+    for suffix, text in (("json", json.dumps(result, indent=1) + "\n"), ("md", render(result))):
+        tmp = out / f".{name}.{suffix}.partial"
+        tmp.write_text(text)
+        tmp.replace(out / f"{name}.{suffix}")
+    plot(result, out / f"{name}.png")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with the four idx .gz files")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the .md, .json and .png go")
+    parser.add_argument("--budgets", type=_floats, default=None, help="comma-separated ratios (default 0.9,0.78,0.65)")
+    parser.add_argument("--sizes", type=_ints, default=None, help="tiny set sizes (default 50,100,500)")
+    parser.add_argument("--seeds", type=_ints, default=None, help="seeds (default 0,1,2)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    parser.add_argument("--scoring-steps", type=int, default=None, help="adaptor steps per block (default 30)")
+    parser.add_argument("--recovery-steps", type=int, default=None, help="recovery steps (default 200)")
+    parser.add_argument("--teacher-epochs", type=int, default=None, help="default 5")
+    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads (default 2)")
+    parser.add_argument("--backend", default=None, help="CPU latency backend: onnxruntime (default) or torch")
+    parser.add_argument("--profile-batch", type=int, default=1)
+    parser.add_argument("--reprofile", action="store_true", help="measure a new latency table even if one is stored")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run that only checks the benchmark works (shallow 1-epoch teacher, few steps)")
+    args = parser.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    smoke = args.smoke
+    args.budgets = args.budgets or ([0.78] if smoke else [0.9, 0.78, 0.65])
+    args.sizes = args.sizes or ([50] if smoke else [50, 100, 500])
+    args.seeds = args.seeds if args.seeds is not None else ([0] if smoke else [0, 1, 2])
+    args.scoring_steps = args.scoring_steps if args.scoring_steps is not None else (2 if smoke else 30)
+    args.recovery_steps = args.recovery_steps if args.recovery_steps is not None else (4 if smoke else 200)
+    args.teacher_epochs = args.teacher_epochs or (1 if smoke else 5)
+    args.widths, args.depth = (8, 16, 32), (3 if smoke else 9)
+    args.teacher_subset = 1000 if smoke else None
+    args.test_images = 300 if smoke else None
+    args.backend = args.backend or ("torch" if smoke else None)
+    args.max_attempts = 3
+    args.command = "python -m benchmarks.fashion_mnist " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    result = run_benchmark(args)
+    print(render(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
