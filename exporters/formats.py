@@ -3,6 +3,8 @@
 Every exporter takes the compressed network, the images to check on and the PyTorch logits on them,
 and returns an artefact record (format, file, hash, size, versions, check). INT8 is calibrated on the
 run's tiny set; its check is against the FP32 network, and a loss of agreement is stated, not hidden.
+Each format also says how to load its file for timing and which profiler backend runs it on each
+target, so the artefact's own latency can be measured (pipeline.artefact_latency).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from exporters.onnx_check import compare_outputs, sha256_of, verify_onnx
 from exporters.onnx_file import DEFAULT_OPSET, export_onnx
 from exporters.onnx_int8 import METHOD as QUANTIZATION_METHOD
 from exporters.onnx_int8 import quantize_onnx
-from pipeline.errors import RunFailure, UsageError
+from pipeline.errors import UsageError
 
 
 @dataclass
@@ -31,9 +33,15 @@ class ExportInputs:
     reference_logits: torch.Tensor  # PyTorch logits on check_images
     calibration_images: torch.Tensor  # tiny-set images for INT8 calibration
     out_dir: Path
+    dynamic_batch: bool = False  # ONNX with a free batch axis; TensorRT with an optimization profile
+    max_batch: int = 32  # largest batch a dynamic TensorRT engine accepts
+    tensorrt_precision: str = "fp16"
 
     def example(self) -> torch.Tensor:
         return torch.randn(1, 3, self.resolution, self.resolution)
+
+    def input_shape(self) -> list:
+        return ["batch" if self.dynamic_batch else 1, 3, self.resolution, self.resolution]
 
 
 def _record(fmt: str, path: Path, check: dict, **extra) -> dict:
@@ -41,28 +49,40 @@ def _record(fmt: str, path: Path, check: dict, **extra) -> dict:
             "torch_version": torch.__version__.split("+")[0], "check": check, **extra}
 
 
+def _onnx(inputs: ExportInputs, precision: str = "fp32") -> Path:
+    """The run's ONNX file in `precision` (written once, shared by the formats built from it)."""
+    name = "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
+    path = inputs.out_dir / name
+    if not path.exists():
+        export_onnx(inputs.module, inputs.example(), path, dynamic_batch=inputs.dynamic_batch, precision=precision)
+    return path
+
+
 def export_onnx_fp32(inputs: ExportInputs) -> dict:
-    path = export_onnx(inputs.module, inputs.example(), inputs.out_dir / "model.onnx")
-    check = verify_onnx(path, inputs.reference_logits, inputs.check_images)
-    return _record("onnx", path, check, opset=DEFAULT_OPSET, input_shape=[1, 3, inputs.resolution, inputs.resolution])
+    path = inputs.out_dir / "model.onnx"
+    path.unlink(missing_ok=True)  # written afresh: the dynamic-batch choice may differ from an earlier export
+    check = verify_onnx(_onnx(inputs), inputs.reference_logits, inputs.check_images, batched=inputs.dynamic_batch)
+    return _record("onnx", path, check, opset=DEFAULT_OPSET, input_shape=inputs.input_shape())
 
 
 def export_onnx_int8(inputs: ExportInputs) -> dict:
     """Static QDQ quantization (per-channel weights) calibrated on the tiny set, run in onnxruntime."""
-    fp32 = inputs.out_dir / "model.onnx"
-    if not fp32.exists():
-        export_onnx(inputs.module, inputs.example(), fp32)
-    target = quantize_onnx(fp32, inputs.out_dir / "model.int8.onnx", inputs.calibration_images)
-    check = verify_onnx(target, inputs.reference_logits, inputs.check_images)
-    check["note"] = _int8_note(check["top1_agreement_with_pytorch"])
+    target = _int8_onnx(inputs)
+    check = verify_onnx(target, inputs.reference_logits, inputs.check_images, batched=inputs.dynamic_batch)
+    check["note"] = _precision_note("INT8", check["top1_agreement_with_pytorch"])
     return _record("onnx-int8", target, check, opset=DEFAULT_OPSET, calibration_images=int(len(inputs.calibration_images)),
-                   quantization=QUANTIZATION_METHOD)
+                   quantization=QUANTIZATION_METHOD, input_shape=inputs.input_shape())
 
 
-def _int8_note(agreement: float) -> str:
+def _int8_onnx(inputs: ExportInputs) -> Path:
+    return quantize_onnx(_onnx(inputs), inputs.out_dir / "model.int8.onnx", inputs.calibration_images)
+
+
+def _precision_note(precision: str, agreement: float) -> str:
     if agreement == 1.0:
-        return "INT8 agrees with the FP32 network on every check image"
-    return f"INT8 LOSES ACCURACY: it agrees with the FP32 network on {100 * agreement:.1f}% of the check images"
+        return f"{precision} agrees with the FP32 network on every check image"
+    return (f"{precision} LOSES ACCURACY: it agrees with the FP32 network on {100 * agreement:.1f}% "
+            "of the check images")
 
 
 def _run_each(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> np.ndarray:
@@ -92,27 +112,87 @@ def export_exported_program(inputs: ExportInputs) -> dict:
     return _record("exported-program", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
 
 
+# largest error tolerated relative to the largest logit, by the precision an engine computes in
+_TENSORRT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": float("inf")}
+
+
 def export_tensorrt(inputs: ExportInputs) -> dict:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise UsageError("TensorRT is not installed: pip install '.[tensorrt]' on a machine with an NVIDIA GPU "
-                         "and TensorRT's libraries.") from None
-    raise UsageError("TensorRT engine export is not built yet in this version; use --format onnx and trtexec.")
+    """A TensorRT engine built on this GPU from the run's ONNX in the chosen precision, checked on real images."""
+    from exporters.tensorrt_engine import (
+        EngineRunner,
+        EngineShapes,
+        EngineSidecar,
+        build_engine,
+        require_tensorrt,
+        timing_cache_path,
+    )
+    from pipeline import paths
+    from profilers.cuda import require_cuda
+
+    version = require_tensorrt()
+    require_cuda("--format tensorrt")
+    precision = inputs.tensorrt_precision
+    source = _int8_onnx(inputs) if precision == "int8" else _onnx(inputs, precision)
+    shapes = EngineShapes(inputs.resolution, 1, 1, inputs.max_batch if inputs.dynamic_batch else 1)
+    engine = inputs.out_dir / f"model.{precision}.engine"
+    sidecar = build_engine(source, engine, precision, shapes, timing_cache_path(paths.home() / "tensorrt", version))
+    runner = EngineRunner(engine)
+    outputs = torch.cat([runner(inputs.check_images[i : i + 1]) for i in range(len(inputs.check_images))]).numpy()
+    check = compare_outputs(outputs, inputs.reference_logits, _TENSORRT_TOLERANCE[precision])
+    if precision != "fp32":
+        check["note"] = _precision_note(precision.upper(), check["top1_agreement_with_pytorch"])
+    return _record("tensorrt", engine, check, precision=precision, tensorrt_version=version,
+                   sidecar=EngineSidecar.path_for(engine).name, gpu=sidecar.device_name, source_onnx=source.name,
+                   input_shape=inputs.input_shape(), max_batch=shapes.max_batch)
 
 
-EXPORTERS: dict[str, Callable[[ExportInputs], dict]] = {
-    "onnx": export_onnx_fp32,
-    "onnx-int8": export_onnx_int8,
-    "torchscript": export_torchscript,
-    "exported-program": export_exported_program,
-    "tensorrt": export_tensorrt,
-}
+def _load_torchscript(path: Path) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.load(str(path))
+
+
+def _load_exported_program(path: Path) -> nn.Module:
+    return torch.export.load(str(path)).module()
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """How to write a format, how to load its file for timing, and which profiler runs it per target."""
+
+    name: str
+    export: Callable[[ExportInputs], dict]
+    load: Callable[[Path], Path | nn.Module]
+    runtimes: dict[str, str]  # target -> profiler backend
+
+
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("onnx", export_onnx_fp32, Path, {"cpu": "onnxruntime"}),
+    ExportFormat("onnx-int8", export_onnx_int8, Path, {"cpu": "onnxruntime"}),
+    ExportFormat("torchscript", export_torchscript, _load_torchscript, {"cpu": "torch", "gpu": "torch"}),
+    ExportFormat("exported-program", export_exported_program, _load_exported_program, {"cpu": "torch", "gpu": "torch"}),
+    ExportFormat("tensorrt", export_tensorrt, Path, {"gpu": "tensorrt"}),
+)}
 
 
 def export_formats(inputs: ExportInputs, formats: list[str]) -> dict[str, dict]:
-    unknown = [f for f in formats if f not in EXPORTERS]
+    unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise UsageError(f"unknown export format {', '.join(unknown)}; choose from: {', '.join(EXPORTERS)}.")
+        raise UsageError(f"unknown export format {', '.join(unknown)}; choose from: {', '.join(FORMATS)}.")
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
-    return {fmt: EXPORTERS[fmt](inputs) for fmt in formats}
+    derived = {"onnx-int8", "tensorrt"} & set(formats)
+    if derived and not _onnx_matches(inputs.out_dir / "model.onnx", inputs.dynamic_batch):
+        formats = ["onnx", *formats]  # derived formats need model.onnx as asked for; rewrite and record it
+    (inputs.out_dir / "model.fp16.onnx").unlink(missing_ok=True)
+    ordered = sorted(dict.fromkeys(formats), key=lambda f: f != "onnx")  # the FP32 ONNX first: others derive from it
+    return {fmt: FORMATS[fmt].export(inputs) for fmt in ordered}
+
+
+def _onnx_matches(path: Path, dynamic_batch: bool) -> bool:
+    """Whether an existing ONNX file has the batch axis (free or fixed) that is asked for."""
+    if not path.exists():
+        return False
+    import onnx
+
+    batch_dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return bool(batch_dim.dim_param) == dynamic_batch

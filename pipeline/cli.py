@@ -43,10 +43,25 @@ backend_option = click.option("--backend", default=None,
                                    "(default: tensorrt when installed, else torch).")
 precision_option = click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
                                 show_default=True, help="precision the latency is measured in (fp16: GPU; int8: TensorRT).")
+time_cap_option = click.option("--profile-time-cap", type=click.FloatRange(1, 86400), default=None,
+                                help="seconds each latency measurement may take at most (default: the preset's).")
 cuda_graphs_option = click.option("--cuda-graphs", is_flag=True,
                                   help="torch CUDA backend: replay each network as a captured CUDA graph.")
 threads_option = click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True,
                               help="CPU threads for profiling (0: all cores).")
+
+
+def export_options(command):
+    """Options of the exported artefacts, shared by `run --export` and `export`."""
+    command = click.option("--tensorrt-precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16",
+                           show_default=True, help="precision of a --format tensorrt engine (int8: from the "
+                           "quantized ONNX calibrated on the tiny set).")(command)
+    command = click.option("--max-batch", type=click.IntRange(1, 4096), default=32, show_default=True,
+                           help="largest batch a dynamic-batch TensorRT engine accepts.")(command)
+    return click.option("--dynamic-batch", is_flag=True,
+                        help="export ONNX with a free batch axis (and TensorRT engines with an optimization profile).")(command)
+
+
 batch_option = click.option("--batch", "profile_batch", type=click.IntRange(1, 4096), default=1, show_default=True,
                             help="batch size the latency is measured at.")
 
@@ -95,13 +110,14 @@ def blocks(model: str, weights: str | None, resolution: int | None, as_json: boo
 @threads_option
 @precision_option
 @cuda_graphs_option
+@time_cap_option
 @click.option("--reprofile", is_flag=True, help="measure again even if a table for this device exists.")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,
               help="measurement effort (rounds, time cap).")
 @click.option("--validate", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="also measure K random multi-block drops end to end against the table's prediction.")
-def profile(model, weights, resolution, target, backend, profile_batch, threads, precision, cuda_graphs, reprofile,
-            preset, validate) -> None:
+def profile(model, weights, resolution, target, backend, profile_batch, threads, precision, cuda_graphs,
+            profile_time_cap, reprofile, preset, validate) -> None:
     """Build (or reuse) the latency table of a model on this device."""
     from dataclasses import replace
 
@@ -118,6 +134,8 @@ def profile(model, weights, resolution, target, backend, profile_batch, threads,
     structure = analyse(loaded.module, loaded.resolution)
     settings = replace(get_preset(preset).profile, batch=profile_batch, resolution=loaded.resolution, threads=threads,
                        precision=precision, cuda_graphs=cuda_graphs)
+    if profile_time_cap:
+        settings = replace(settings, time_cap_s=profile_time_cap)
     with get_profiler(target, backend, settings) as profiler:
         choice = obtain_table(loaded, structure, profiler, TableStore(paths.table_store_dir()), None, reprofile, _bar, _log)
         validation = None
@@ -139,6 +157,14 @@ def profile(model, weights, resolution, target, backend, profile_batch, threads,
         write_json_atomic(report, validation)
         click.echo(f"validation: {report}")
     click.echo(f"table: {choice.path} ({choice.source})")
+
+
+def describe_artefact_latency(latency: dict) -> str:
+    if not latency["measured"]:
+        return f"not measured ({latency['reason']})"
+    verdict = "meets" if latency["meets_budget"] else "MISSES"
+    return (f"{latency['artefact_ms']:.3f} ms vs original {latency['original_ms']:.3f} ms in {latency['backend']} "
+            f"({latency['precision']}): ratio {latency['ratio']:.3f}, {verdict} the target {latency['target_ratio']:.3f}")
 
 
 def _print_table(table) -> None:
@@ -175,6 +201,7 @@ def _print_table(table) -> None:
 @threads_option
 @precision_option
 @cuda_graphs_option
+@time_cap_option
 @resolution_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-random-weights", is_flag=True, help="accept a model without trained weights (testing only).")
@@ -182,6 +209,7 @@ def _print_table(table) -> None:
 @click.option("--overwrite", is_flag=True, help="replace an existing run folder with other settings or a finished run.")
 @click.option("--export", "export", multiple=True, default=("onnx",), show_default=True,
               type=click.Choice(EXPORT_FORMATS), help="artefacts to write at the end (repeatable).")
+@export_options
 def run(**kwargs) -> None:
     """Compress a model under a latency budget: profile, score, select, recover, evaluate, export."""
     from pipeline.run import RunConfig, run as run_pipeline
@@ -203,15 +231,20 @@ def run(**kwargs) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--format", "formats", multiple=True, required=True, type=click.Choice(EXPORT_FORMATS),
               help="artefact format (repeatable).")
-def export_command(run_dir: str, formats: tuple[str, ...]) -> None:
-    """Write a finished run's compressed network in more formats, each checked against PyTorch."""
+@export_options
+def export_command(run_dir: str, formats: tuple[str, ...], dynamic_batch: bool, max_batch: int,
+                   tensorrt_precision: str) -> None:
+    """Write a finished run's compressed network in more formats, each checked against PyTorch and timed."""
     from pipeline.run import export_existing_run
 
-    for fmt, art in export_existing_run(Path(run_dir), list(formats), _bar, _log).items():
+    records = export_existing_run(Path(run_dir), list(formats), _bar, _log, dynamic_batch=dynamic_batch,
+                                  max_batch=max_batch, tensorrt_precision=tensorrt_precision)
+    for fmt, art in records.items():
         check = art["check"]
         click.echo(f"{fmt:<17} {Path(run_dir) / art['path']}  max abs error {check['max_abs_error']:.2e}, "
                    f"top-1 agreement {100 * check['top1_agreement_with_pytorch']:.1f}%"
                    + (f"  ({check['note']})" if "note" in check else ""))
+        click.echo(f"{'':<17} latency: {describe_artefact_latency(art['latency'])}")
 
 
 @cli.command()

@@ -63,6 +63,16 @@ def _ratio(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def _artefact_latency(latency: dict | None) -> str:
+    if latency is None:
+        return "not measured (exported by an earlier version)"
+    if not latency["measured"]:
+        return f"not measured: {latency['reason']}"
+    verdict = "**meets**" if latency["meets_budget"] else "**MISSES**"
+    return (f"{_ms(latency['artefact_ms'])} vs {_ms(latency['original_ms'])} ({latency['backend']}, "
+            f"{latency['precision']}): ratio {latency['ratio']:.3f}, {verdict} target {latency['target_ratio']:.3f}")
+
+
 def render_markdown(data: dict) -> str:
     s = data["settings"]["settings"]
     lat, ev, sel = data["latency"], data["evaluation"], data["selection"]
@@ -130,13 +140,16 @@ def render_markdown(data: dict) -> str:
         "(a rise there alone would only show fitting).",
     ]
     if data.get("export"):
-        lines += ["", "## Export", "", "| format | file | size | check against PyTorch |", "|---|---|---|---|"]
+        lines += ["", "## Export", "",
+                  "| format | file | size | check against PyTorch | latency on the target (beside the original) |",
+                  "|---|---|---|---|---|"]
         for fmt, art in data["export"].items():
             check = art["check"]
             verdict = (f"max abs error {check['max_abs_error']:.2e}, top-1 agreement "
                        f"{_pct(check['top1_agreement_with_pytorch'])} on {check['images']} images"
                        + (f"; {check['note']}" if "note" in check else ""))
-            lines.append(f"| {fmt} | `{art['path']}` | {art['size_bytes'] / 1e6:.1f} MB | {verdict} |")
+            lines.append(f"| {fmt} | `{art['path']}` | {art['size_bytes'] / 1e6:.1f} MB | {verdict} | "
+                         f"{_artefact_latency(art.get('latency'))} |")
     lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k.removesuffix('_s')} | {v:.1f} |" for k, v in data["timings_s"].items()]
     return "\n".join(lines) + "\n"

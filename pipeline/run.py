@@ -66,12 +66,16 @@ class RunConfig:
     profile_batch: int = 1
     precision: str = "fp32"
     cuda_graphs: bool = False
+    profile_time_cap: float | None = None  # seconds per latency measurement (default: the preset's)
     resolution: int | None = None
     seed: int = 0
     allow_random_weights: bool = False
     reprofile: bool = False
     overwrite: bool = False
     export: tuple[str, ...] = ("onnx",)
+    dynamic_batch: bool = False
+    max_batch: int = 32
+    tensorrt_precision: str = "fp16"
     max_budget_attempts: int = 3
 
     def identity(self) -> dict:
@@ -133,8 +137,9 @@ def _splits(tiny: TinySet, val: TinySet | None, fraction: float, seed: int) -> t
 
 
 def profile_settings(config: RunConfig, preset: Preset, resolution: int | None = None) -> ProfileSettings:
-    return replace(preset.profile, batch=config.profile_batch, threads=config.threads, precision=config.precision,
-                   cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
+    settings = replace(preset.profile, batch=config.profile_batch, threads=config.threads, precision=config.precision,
+                       cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
+    return replace(settings, time_cap_s=config.profile_time_cap) if config.profile_time_cap else settings
 
 
 def _check_profiler(config: RunConfig, preset: Preset, log: Log) -> bool:
@@ -404,15 +409,27 @@ def _stage_export(ctx: RunContext) -> None:
 
 
 def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
-    """Write each format into the run folder, checked against the compressed PyTorch network."""
+    """Write each format into the run folder, checked against the compressed PyTorch network, and time it."""
     from exporters.formats import ExportInputs, export_formats
+    from pipeline.artefact_latency import measure_artefacts
 
+    config = ctx.config
     compressed = rebuild_compressed(ctx.loaded, ctx.folder)
     images = eval_tensors(ctx.report_set, ctx.prep)
     inputs = ExportInputs(compressed, ctx.loaded.resolution, images, predict_logits(compressed, images),
-                          eval_tensors(ctx.train, ctx.prep), ctx.folder.path)
+                          eval_tensors(ctx.train, ctx.prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
+                          config.tensorrt_precision)
     with _timed(ctx, "export_s"):
         records = export_formats(inputs, formats)
+    with _timed(ctx, "artefact_latency_s"):
+        if ctx.measurable:
+            target_ratio = ctx.folder.read_json("selection.json")["target_ratio"]
+            measure_artefacts(records, ctx.folder.path, ctx.loaded.module, config.target,
+                              profile_settings(config, ctx.preset, ctx.loaded.resolution), target_ratio, ctx.progress,
+                              ctx.log)
+        else:
+            for record in records.values():
+                record["latency"] = {"measured": False, "reason": "the target device is not present here"}
     existing = ctx.folder.read_json("export.json") if ctx.folder.has("export.json") else {}
     ctx.folder.write_json("export.json", existing | records)
     _save_timings(ctx)
@@ -420,8 +437,11 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
 
 
 def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFactory = silent,
-                        log: Log = quiet_log) -> dict:
-    """`pipeline export RUN_DIR`: reopen a run with its own settings and add artefacts to it."""
+                        log: Log = quiet_log, **options) -> dict:
+    """`pipeline export RUN_DIR`: reopen a run with its own settings and add artefacts to it.
+
+    `options` (dynamic_batch, max_batch, tensorrt_precision) apply to these artefacts only.
+    """
     folder = RunFolder(run_dir)
     if not folder.has("settings.json") or not folder.has("compressed_state_dict.pt"):
         raise UsageError(f"'{run_dir}' holds no compressed network yet; finish it with 'pipeline run' first.")
@@ -430,6 +450,7 @@ def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFac
     config = RunConfig(**{k: v for k, v in settings.items() if k in known})
     config.out, config.export = str(run_dir), tuple(config.export)
     ctx = prepare(config, progress, log)
+    ctx.config = replace(config, **options)
     ctx.timings = folder.read_json("timings.json") if folder.has("timings.json") else {}
     records = export_artefacts(ctx, formats)
     write_report(folder, ctx.timings)

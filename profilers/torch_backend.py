@@ -13,6 +13,14 @@ from profilers.cuda import gpu_identity, require_cuda, time_bursts_ms
 from profilers.fingerprint import DeviceFingerprint, cpu_model_name
 
 
+def _for_inference(module: torch.nn.Module) -> torch.nn.Module:
+    """eval() where it exists: programs loaded from torch.export refuse it, being inference graphs already."""
+    try:
+        return module.eval()
+    except NotImplementedError:
+        return module
+
+
 class TorchCpuProfiler(Profiler):
     name = "torch"
     target = "cpu"
@@ -38,7 +46,7 @@ class TorchCpuProfiler(Profiler):
             raise UsageError(f"the torch backend runs PyTorch networks, not the file {variant}.")
         if self.settings.precision != "fp32":
             raise UsageError(f"torch CPU profiling supports fp32 only, not {self.settings.precision}.")
-        module = variant.eval()
+        module = _for_inference(variant)
         s = self.settings
         example = torch.randn(s.batch, 3, s.resolution, s.resolution)
 
@@ -80,7 +88,7 @@ class TorchCudaProfiler(Profiler):
         if s.precision not in self.precisions:
             raise UsageError(f"torch CUDA profiling supports {', '.join(self.precisions)}, not {s.precision}.")
         dtype = torch.float16 if s.precision == "fp16" else torch.float32
-        module = variant.eval().to(self._device, dtype)
+        module = _for_inference(variant).to(self._device, dtype)
         example = torch.randn(s.batch, 3, s.resolution, s.resolution, device=self._device, dtype=dtype)
 
         def run():

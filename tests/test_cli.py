@@ -13,7 +13,7 @@ from tests.conftest import ROOT, write_images
 
 TINY = "tests.tiny_models:tiny_resnet"
 FAST_RUN = ["--resolution", "32", "--allow-random-weights", "--scoring-steps", "3", "--recovery-steps", "4",
-            "--batch-size", "4"]
+            "--batch-size", "4", "--profile-time-cap", "5"]
 
 
 def invoke(capsys, *args):
@@ -164,6 +164,34 @@ def test_a_table_from_another_device_selects_without_measuring_here(capsys, imag
     assert "not measured on this machine" in (run_dir / "report.md").read_text()
 
 
+def test_a_gpu_table_selects_on_a_machine_without_the_gpu(capsys, image_folder, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch")
+    stored = Path(out.strip().splitlines()[-1].split("table: ")[1].split(" (")[0])
+    table = json.loads(stored.read_text())
+    table["fingerprint"].update(device_name="NVIDIA L4", device_kind="gpu", compute_capability="8.9",
+                                backend="tensorrt", backend_version="10.13.0.35", precision="fp16")
+    foreign = tmp_path / "l4.json"
+    foreign.write_text(json.dumps(table))
+    run_dir = tmp_path / "run"
+    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--target", "gpu",
+                          "--precision", "fp16", "--latency-budget", "0.9", "--latency-table", str(foreign),
+                          "--out", str(run_dir))
+    assert code == 0, err
+    assert "cannot be measured here" in err and "needs a CUDA GPU" in err
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["latency"]["device"]["device_name"] == "NVIDIA L4" and report["latency"]["measured_ratio"] is None
+    assert report["export"]["onnx"]["latency"] == {"measured": False, "reason": "the target device is not present here"}
+    # without a table, the same target stops before any work
+    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--target", "gpu",
+                          "--out", str(tmp_path / "run2"))
+    assert_clean_error(code, err, 2, "needs a CUDA GPU")
+    assert not (tmp_path / "run2").exists()
+
+
 def test_profile_validate_compares_predicted_and_measured_drops(capsys):
     code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
                             "--validate", "2")
@@ -197,13 +225,21 @@ def test_export_command_adds_checked_artefacts_to_a_finished_run(capsys, image_f
     out = tmp_path / "run"
     assert invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
                   "--latency-budget", "0.9", "--out", str(out))[0] == 0
-    code, stdout, err = invoke(capsys, "export", str(out), "--format", "torchscript", "--format", "onnx-int8")
+    code, stdout, err = invoke(capsys, "export", str(out), "--format", "torchscript", "--format", "onnx-int8",
+                               "--format", "onnx", "--dynamic-batch")
     assert code == 0, err
     exported = json.loads((out / "export.json").read_text())
     assert set(exported) == {"onnx", "torchscript", "onnx-int8"}
     assert exported["torchscript"]["check"]["passed"]
+    assert exported["onnx"]["input_shape"][0] == "batch" and exported["onnx"]["check"]["passed"]
+    for fmt, art in exported.items():  # every artefact timed on the target beside the original
+        latency = art["latency"]
+        assert latency["measured"] and latency["artefact_ms"] > 0, (fmt, latency)
+        assert latency["meets_budget"] == (latency["ratio"] <= latency["target_ratio"])
+    assert stdout.count("latency: ") == 3 and "ratio" in stdout
     report = (out / "report.md").read_text()
     assert "model.torchscript.pt" in report and "model.int8.onnx" in report
+    assert "latency on the target" in report and "target 0.900" in report
     code, _, err = invoke(capsys, "export", str(out), "--format", "tensorrt")
     assert_clean_error(code, err, 2, "TensorRT is not installed")
     code, _, err = invoke(capsys, "export", str(tmp_path / "nothing"), "--format", "onnx")

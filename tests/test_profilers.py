@@ -69,3 +69,69 @@ def test_torch_cuda_profiler_measures_fp16():
         table = profile_candidates(loaded, structure, profiler)
     assert table.fingerprint.device_kind == "gpu" and table.fingerprint.compute_capability
     assert table.full.median_ms > 0
+
+
+def test_options_a_backend_cannot_honour_are_refused():
+    with pytest.raises(UsageError, match="--cuda-graphs applies to the torch backend on gpu only"):
+        get_profiler("cpu", "torch", replace(QUICK, cuda_graphs=True))
+    with pytest.raises(UsageError, match="measures fp32, not fp16"):
+        get_profiler("cpu", "onnxruntime", replace(QUICK, precision="fp16"))
+    with pytest.raises(UsageError, match="measures fp32, fp16, not int8"):
+        get_profiler("gpu", "torch", replace(QUICK, precision="int8"))
+
+
+def test_gpu_target_names_the_backend_it_uses():
+    from exporters.tensorrt_engine import tensorrt_available
+    from profilers import default_backend
+
+    backend, sentence = default_backend("gpu")
+    if tensorrt_available():
+        assert backend == "tensorrt" and "TensorRT" in sentence
+    else:
+        assert backend == "torch" and "TensorRT is not installed" in sentence and ".[tensorrt]" in sentence
+
+
+def test_tensorrt_backend_without_tensorrt_says_how_to_install_it():
+    from exporters.tensorrt_engine import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is installed")
+    with pytest.raises(UsageError, match=r"pip install '\.\[tensorrt\]'"):
+        with get_profiler("gpu", "tensorrt", QUICK):
+            pass
+
+
+def test_fingerprint_options_keep_old_keys_and_separate_new_ones():
+    from profilers import DeviceFingerprint
+
+    base = DeviceFingerprint("GPU", "gpu", "9.0", "cuda-12", "torch-cuda", "2.14", "fp16", 1, 224, 16, "2.14", "x86_64")
+    old_style = {k: v for k, v in base.to_dict().items() if k != "options"}
+    assert DeviceFingerprint.from_dict(old_style).key() == base.key()
+    graphs = replace(base, options="cuda-graphs")
+    assert graphs.key() != base.key() and "cuda-graphs" in graphs.describe()
+
+
+@pytest.mark.gpu
+def test_torch_cuda_profiler_replays_cuda_graphs():
+    loaded, structure = _tiny()
+    with get_profiler("gpu", "torch", replace(QUICK, cuda_graphs=True)) as profiler:
+        table = profile_candidates(loaded, structure, profiler)
+    assert table.fingerprint.options == "cuda-graphs" and table.full.median_ms > 0
+
+
+def _require_tensorrt():
+    from exporters.tensorrt_engine import tensorrt_available
+
+    if not torch.cuda.is_available() or not tensorrt_available():
+        pytest.skip("needs a CUDA GPU with TensorRT installed (pip install '.[tensorrt]')")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_profiler_builds_an_engine_per_variant(precision):
+    _require_tensorrt()
+    loaded, structure = _tiny()
+    with get_profiler("gpu", "tensorrt", replace(QUICK, precision=precision)) as profiler:
+        table = profile_candidates(loaded, structure, profiler)
+    assert table.fingerprint.backend == "tensorrt" and table.fingerprint.precision == precision
+    assert set(table.savings) == set(structure.candidate_names()) and table.full.median_ms > 0

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ["exporters/tensorrt_engine.py", "profilers/tensorrt_backend.py", "profilers/cuda.py", "profilers/torch_backend.py"]
+CHECKED = ["exporters/tensorrt_engine.py", "profilers/tensorrt_backend.py", "profilers/cuda.py", "profilers/torch_backend.py",
+           "exporters/formats.py"]
 _DEF = re.compile(r"^(\s*def \w+)\((.*)\)(\s*->\s*.*:)\s*$")
 
 
