@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -57,3 +59,17 @@ def compare(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
             result.teacher_top1 = topk_accuracy(teacher_logits, target, 1)
             result.teacher_top5 = topk_accuracy(teacher_logits, target, 5)
     return result
+
+
+def paired_change(before_logits: torch.Tensor, after_logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict:
+    """Images whose top-1 agreement with the teacher recovery gained or lost, and an exact sign test.
+
+    On a few dozen report images one image is several points; the p-value (two-sided, McNemar's exact
+    test on the images that changed) says whether a change could be chance.
+    """
+    teacher = teacher_logits.argmax(1)
+    before, after = before_logits.argmax(1) == teacher, after_logits.argmax(1) == teacher
+    gained, lost = int((after & ~before).sum()), int((before & ~after).sum())
+    changed = gained + lost
+    tail = sum(math.comb(changed, k) for k in range(min(gained, lost) + 1)) / 2 ** changed if changed else 1.0
+    return {"images": int(len(teacher)), "gained": gained, "lost": lost, "p_value": min(1.0, 2 * tail)}

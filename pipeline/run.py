@@ -26,7 +26,7 @@ from pipeline.data import (
     split_holdout,
 )
 from pipeline.errors import UsageError
-from pipeline.evaluation import compare, predict_logits
+from pipeline.evaluation import compare, paired_change, predict_logits
 from pipeline.models import LoadedModel, load_model
 from pipeline.presets import Preset, get_preset, with_overrides
 from pipeline.profiling import measure_end_to_end, obtain_table
@@ -375,31 +375,35 @@ def _stage_evaluation(ctx: RunContext) -> None:
         for name, images in sets.items():
             x = eval_tensors(images, ctx.prep)
             reference = predict_logits(teacher, x)
+            before, after = predict_logits(unrecovered, x), predict_logits(recovered, x)
             labels = images.labels if name == "report" else None
             result[name] = {
                 "images": len(images),
-                "unrecovered": compare(predict_logits(unrecovered, x), reference, labels).to_dict(),
-                "recovered": compare(predict_logits(recovered, x), reference, labels).to_dict(),
+                "unrecovered": compare(before, reference, labels).to_dict(),
+                "recovered": compare(after, reference, labels).to_dict(),
+                "change": paired_change(before, after, reference),
             }
     report = result["report"]
     gain = report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
     kept = folder.read_json("recovery.json")["kept"]
     folder.write_json("evaluation.json", {
         "report_source": ctx.report_source, **result, "agreement_gain": gain,
-        "verdict": _verdict(gain, kept),
+        "verdict": _verdict(gain, kept, report["change"]),
     })
     _save_timings(ctx)
 
 
-def _verdict(gain: float, kept: str) -> str:
+def _verdict(gain: float, kept: str, change: dict) -> str:
     if kept == "unrecovered":
         return "recovery did not improve the held-out selection split; the unrecovered network was kept"
+    counted = (f" ({change['gained']} images gained, {change['lost']} lost, of {change['images']}; "
+               f"{'significant' if change['p_value'] < 0.05 else 'could be chance'}, p={change['p_value']:.2f})")
     if gain > 0:
-        return f"recovery raised top-1 agreement on held-out images by {100 * gain:.1f} points"
+        return f"recovery raised top-1 agreement on held-out images by {100 * gain:.1f} points" + counted
     if gain == 0:
-        return "recovery did not change top-1 agreement on held-out report images"
-    return (f"recovery LOWERED top-1 agreement on held-out report images by {-100 * gain:.1f} points, although it "
-            "improved the selection split; the tiny set may not represent the report images")
+        return "recovery did not change top-1 agreement on held-out report images" + counted
+    return (f"recovery LOWERED top-1 agreement on held-out report images by {-100 * gain:.1f} points" + counted
+            + ", although it improved the selection split; the tiny set may not represent the report images")
 
 
 def _stage_export(ctx: RunContext) -> None:

@@ -1,0 +1,270 @@
+"""Benchmark: EfficientNet-Lite0 compressed with out-of-domain tiny sets; recovery recipes side by side.
+
+Tiny sets (what recovery trains on, never evaluated on):
+  pip      the embedded default: 54 images shipped by foolbox (CIFAR samples), scikit-image, scikit-learn
+  opencv   the sample images of Debian's opencv-doc
+  tux      Tux Paint stamps (Debian tuxpaint-stamps-default) composited on white, excluding every stamp
+           of the held-out set
+Held-out images (the same for every tiny set, never trained on or used to choose anything):
+  foolbox's 20 labelled ImageNet photos, and the Tux Paint stamps whose names are ImageNet class names
+  (labelled by that name; a few names are ambiguous, so the teacher's own accuracy is shown beside),
+  plus up to 120 other stamps for agreement only.
+For each tiny set: recoverability on it, greedy selection at the budget from a latency table, then
+each recipe recovers the same dropped blocks. Reported: top-1 agreement with the original, top-1/top-5
+accuracy on the labelled images, which network the run kept, and the recovery time.
+
+    python -m benchmarks.lite0_out_of_domain [--budget 0.78] [--tiny-sets pip opencv tux] [--threads T] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from benchmarks.machine import machine_info
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TABLE = RESULTS / "latency_table_efficientnet_lite0_cpu.json"
+OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
+TUX_STAMPS = Path("/usr/share/tuxpaint/stamps")
+INSTALL = {"opencv": "apt-get install opencv-doc", "tux": "apt-get install tuxpaint-stamps-default"}
+
+
+def recipes(smoke: bool) -> dict:
+    """Name -> RecoverySettings. Step counts match the fast preset (200) unless smoke."""
+    from pipeline.mimic import FitSettings
+    from pipeline.presets import get_preset
+    from pipeline.recovery import RecoverySettings
+
+    steps = 4 if smoke else get_preset("fast").recovery.fit.steps
+    every = 2 if smoke else 20
+    adaptors = replace(get_preset("fast").recovery, fit=replace(get_preset("fast").recovery.fit, steps=steps),
+                       eval_every=every)
+    return {
+        "none": RecoverySettings(method="none"),
+        "adaptors (default)": adaptors,
+        "adaptors + logit MSE 0.1": replace(adaptors, logit_weight=0.1),
+        "mimic all, BN frozen, lr 5e-4": RecoverySettings(
+            method="mimic", fit=FitSettings(steps=steps, batch_size=16, lr=5e-4), batchnorm="frozen", eval_every=every),
+    }
+
+
+# -- data --------------------------------------------------------------------------------------------
+
+def _stamp_name(path: Path) -> str:
+    return re.sub(r"[_\-]+", " ", path.stem).lower().strip()
+
+
+def _on_white(path: Path) -> Image.Image:
+    image = Image.open(path).convert("RGBA")
+    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, image).convert("RGB")
+
+
+def build_image_sets(cache: Path, smoke: bool) -> dict:
+    """Write the tiny sets and held-out folders once under `cache`; return what exists and what is missing."""
+    from torchvision.models import ResNet50_Weights
+
+    from pipeline.embedded import embedded_tiny_set
+
+    pip_train, foolbox_val = embedded_tiny_set()
+    sets = {"tiny": {"pip": pip_train}, "missing": {}, "labelled": cache / "heldout-labelled",
+            "extra": cache / "heldout-extra"}
+    if not (cache / ".complete").exists():
+        labelled = sets["labelled"]
+        for image in sorted(foolbox_val.rglob("*.jpg")):
+            (labelled / image.parent.name).mkdir(parents=True, exist_ok=True)
+            Image.open(image).convert("RGB").save(labelled / image.parent.name / image.name)
+        if TUX_STAMPS.exists():
+            categories = [c.lower() for c in ResNet50_Weights.IMAGENET1K_V1.meta["categories"]]
+            stamps = sorted(TUX_STAMPS.rglob("*.png"))
+            named = [s for s in stamps if _stamp_name(s) in categories]
+            others = [s for s in stamps if _stamp_name(s) not in categories]
+            random.Random(0).shuffle(others)
+            for stamp in named:
+                folder = labelled / str(categories.index(_stamp_name(stamp)))
+                folder.mkdir(parents=True, exist_ok=True)
+                _on_white(stamp).save(folder / f"tux_{stamp.stem}.jpg", quality=95)
+            for directory, chosen in ((sets["extra"], others[:120]), (cache / "tux-train", others[120:420])):
+                directory.mkdir(parents=True, exist_ok=True)
+                for i, stamp in enumerate(chosen):
+                    _on_white(stamp).save(directory / f"{i:03d}_{stamp.stem}.jpg", quality=95)
+        (cache / ".complete").write_text("ok\n")
+    if OPENCV_DOC.exists():
+        sets["tiny"]["opencv"] = OPENCV_DOC
+    else:
+        sets["missing"]["opencv"] = INSTALL["opencv"]
+    if (cache / "tux-train").exists():
+        sets["tiny"]["tux"] = cache / "tux-train"
+    else:
+        sets["missing"]["tux"] = INSTALL["tux"]
+    return sets
+
+
+# -- one tiny set ------------------------------------------------------------------------------------
+
+def _evaluate(network, heldout: torch.Tensor, teacher_logits: torch.Tensor, labels: list[int], n_labelled: int) -> dict:
+    from pipeline.evaluation import compare, predict_logits
+
+    logits = predict_logits(network, heldout)
+    agreement = compare(logits, teacher_logits, None)
+    labelled = compare(logits[:n_labelled], teacher_logits[:n_labelled], labels)
+    return {"top1_agreement": agreement.top1_agreement, "top5_agreement": agreement.top5_agreement,
+            "top1": labelled.student_top1, "top5": labelled.student_top5}
+
+
+def run_tiny_set(name: str, folder: Path, loaded, structure, table, budget, heldout, teacher_logits, labels,
+                 n_labelled: int, smoke: bool, seed: int, log) -> dict:
+    from pipeline.data import Preprocessing, augmented_views, eval_tensors, load_image_folder, split_holdout
+    from pipeline.presets import get_preset
+    from pipeline.recoverability import score_recoverability
+    from pipeline.recovery import recover
+    from pipeline.selection import score_blocks, select_blocks
+    from pipeline.surgery import drop_blocks
+
+    preset = get_preset("fast")
+    prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
+    tiny = load_image_folder(folder, loaded.resolution)
+    train, selection = split_holdout(tiny, preset.holdout_fraction, seed)
+    scoring = replace(preset.scoring, steps=2) if smoke else preset.scoring
+    log(f"[{name}] {len(tiny)} images ({len(train)} train, {len(selection)} selection); scoring")
+    start = time.monotonic()
+    pool = augmented_views(train, prep, min(preset.scoring_pool_views, scoring.steps * scoring.batch_size),
+                           scoring.min_crop_scale, seed)
+    scores = score_recoverability(loaded.module, structure, pool, eval_tensors(train, prep), scoring, {})
+    scoring_s = time.monotonic() - start
+    chosen = select_blocks(score_blocks({b: r["recoverability"] for b, r in scores.items()}, table), table, budget)
+    selection_images = eval_tensors(selection, prep)
+    result = {"images": len(tiny), "train": len(train), "selection": len(selection), "scoring_s": scoring_s,
+              "dropped": chosen.dropped, "predicted_ratio": chosen.predicted_ratio, "recipes": {}}
+    for recipe, settings in recipes(smoke).items():
+        log(f"[{name}] recovery: {recipe}")
+        student = drop_blocks(loaded.module, chosen.dropped)
+        start = time.monotonic()
+        recovered = recover(loaded.module, student, chosen.dropped, structure, train, selection_images, prep,
+                            settings, seed)
+        seconds = time.monotonic() - start
+        student.load_state_dict(recovered.state_dict)
+        result["recipes"][recipe] = {"kept": recovered.kept, "best_step": recovered.best_step, "recovery_s": seconds,
+                                     "selection_kl_before": recovered.selection_kl_before,
+                                     "selection_kl_after": recovered.selection_kl_after,
+                                     **_evaluate(student.eval(), heldout, teacher_logits, labels, n_labelled)}
+        log(f"[{name}] {recipe}: {result['recipes'][recipe]}")
+    return result
+
+
+# -- the benchmark -----------------------------------------------------------------------------------
+
+def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int, cache: Path, log=print,
+                  on_tiny_set=None) -> dict:
+    """All tiny sets in turn; `on_tiny_set(partial result)` after each, so a long run is never all lost."""
+    from pipeline.blocks import analyse
+    from pipeline.budget import Budget
+    from pipeline.data import Preprocessing, eval_tensors, load_image_folder
+    from pipeline.evaluation import predict_logits
+    from pipeline.models import load_model
+    from profilers import LatencyTable
+
+    torch.manual_seed(seed)
+    loaded = load_model("efficientnet_lite0", resolution=128 if smoke else None)
+    structure = analyse(loaded.module, loaded.resolution)
+    table = LatencyTable.read(TABLE)
+    sets = build_image_sets(cache, smoke)
+    prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
+    labelled = load_image_folder(sets["labelled"], loaded.resolution)
+    extra = load_image_folder(sets["extra"], loaded.resolution) if sets["extra"].exists() else None
+    images = [eval_tensors(labelled, prep)] + ([eval_tensors(extra, prep)] if extra and not smoke else [])
+    heldout = torch.cat(images)
+    labels = [int(Path(p).parent.name) for p in labelled.paths]
+    teacher_logits = predict_logits(loaded.module, heldout)
+    teacher = {"top1": float((teacher_logits[: len(labels)].argmax(1) == torch.tensor(labels)).float().mean()),
+               "top5": float((teacher_logits[: len(labels)].topk(5, 1).indices == torch.tensor(labels)[:, None])
+                             .any(1).float().mean())}
+    wanted = [t for t in tiny_sets if t in sets["tiny"]]
+    results: dict = {}
+    summary = {
+        "benchmark": "lite0_out_of_domain" + ("_smoke" if smoke else ""), "budget": budget_text, "seed": seed,
+        "resolution": loaded.resolution, "latency_table": str(TABLE.relative_to(RESULTS.parent.parent)),
+        "heldout": {"images": len(heldout), "labelled": len(labels),
+                    "labelled_sources": "foolbox ImageNet photos + Tux Paint stamps named after ImageNet classes"},
+        "teacher": teacher, "tiny_sets": results,
+        "missing_tiny_sets": {t: sets["missing"][t] for t in tiny_sets if t in sets["missing"]},
+        "machine": machine_info(), "threads": torch.get_num_threads(),
+    }
+    for name in wanted:
+        results[name] = run_tiny_set(name, sets["tiny"][name], loaded, structure, table, Budget.parse(budget_text),
+                                     heldout, teacher_logits, labels, len(labels), smoke, seed, log)
+        summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if on_tiny_set is not None:
+            on_tiny_set(summary)
+    return summary
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def render_markdown(result: dict) -> str:
+    held, teacher = result["heldout"], result["teacher"]
+    lines = [
+        f"# EfficientNet-Lite0 with out-of-domain tiny sets (budget {result['budget']}, seed {result['seed']})",
+        "",
+        f"Held-out: {held['images']} images never trained on ({held['labelled']} labelled: {held['labelled_sources']}). "
+        f"The original network gets top-1 {_pct(teacher['top1'])}, top-5 {_pct(teacher['top5'])} on the labelled ones.",
+        f"Blocks chosen per tiny set by recoverability on it and the latency table `{result['latency_table']}`.",
+        "",
+        "| tiny set | dropped (predicted ratio) | recipe | kept | top-1 agreement | top-1 | top-5 | recovery s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["tiny_sets"].items():
+        dropped = f"{len(r['dropped'])} blocks ({r['predicted_ratio']:.3f})"
+        for recipe, x in r["recipes"].items():
+            lines.append(f"| {name} ({r['images']} images) | {dropped} | {recipe} | {x['kept']} | "
+                         f"{_pct(x['top1_agreement'])} | {_pct(x['top1'])} | {_pct(x['top5'])} | {x['recovery_s']:.0f} |")
+    for name, how in result["missing_tiny_sets"].items():
+        lines.append(f"\nTiny set `{name}` was not run: its images are not installed ({how}).")
+    m = result["machine"]
+    lines += ["", f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {result['threads']} torch threads; torch "
+              f"{m.get('torch')}; peak RSS {result.get('peak_rss_mb', 0):.0f} MB.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", default="0.78")
+    parser.add_argument("--tiny-sets", nargs="+", default=["pip", "opencv", "tux"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="2 scoring and 4 recovery steps at 128 px (CI)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    from pipeline import paths
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cache = paths.home() / "benchmarks" / "lite0-ood-images"
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "lite0_out_of_domain" + ("_smoke" if args.smoke else "")
+
+    def save(result: dict) -> None:
+        (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / f"{stem}.md").write_text(render_markdown(result))
+        print(f"wrote {args.out / stem}.md", flush=True)
+
+    save(run_benchmark(args.budget, args.tiny_sets, args.smoke, args.seed, cache,
+                       log=lambda m: print(m, flush=True), on_tiny_set=save))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    main()

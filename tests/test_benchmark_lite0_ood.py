@@ -1,0 +1,21 @@
+"""The EfficientNet-Lite0 out-of-domain benchmark, as a reduced smoke test (pip-packaged images only)."""
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_lite0_out_of_domain_benchmark_smoke(tmp_path):
+    from benchmarks.lite0_out_of_domain import main
+
+    main(["--smoke", "--tiny-sets", "pip", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "lite0_out_of_domain_smoke.json").read_text())
+    run = result["tiny_sets"]["pip"]
+    assert run["images"] == 54 and run["dropped"] and run["predicted_ratio"] <= 0.78
+    assert set(run["recipes"]) >= {"none", "adaptors (default)", "mimic all, BN frozen, lr 5e-4"}
+    assert run["recipes"]["none"]["kept"] == "unrecovered"
+    for recipe in run["recipes"].values():
+        assert 0.0 <= recipe["top1_agreement"] <= 1.0 and 0.0 <= recipe["top1"] <= 1.0
+    assert result["heldout"]["labelled"] >= 20  # foolbox's ImageNet photos at least
+    assert "| pip (54 images)" in (tmp_path / "lite0_out_of_domain_smoke.md").read_text()
