@@ -316,11 +316,17 @@ def _stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> 
             if miss_ms <= 0:
                 break
             ctx.log(f"measured latency misses the budget by {miss_ms:.3f} ms; selecting more blocks")
-            extra_ms += miss_ms
+            # require the current selection's predicted saving plus the miss: adding the miss to the budget
+            # alone changes nothing when the prediction already overshot the budget
+            overshoot_ms = ctx.budget.target_ms(table.full.median_ms) - selection.predicted_ms
+            extra_ms = max(extra_ms, overshoot_ms) + miss_ms
             try:
-                select_blocks(scores, table, ctx.budget, config.selector, extra_ms)
+                following = select_blocks(scores, table, ctx.budget, config.selector, extra_ms)
             except UsageError:
                 ctx.log("no further block can be dropped; keeping the last selection")
+                break
+            if set(following.dropped) == set(selection.dropped):
+                ctx.log("no other selection covers the miss; keeping the last selection")
                 break
     folder.write_json("selection.json", {
         "budget": ctx.budget.describe(), "target_ratio": ctx.budget.target_ratio(table.full.median_ms),

@@ -82,3 +82,28 @@ def test_absolute_budget_and_extra_saving():
     assert select_blocks(scores, table, Budget.parse("3.8ms")).predicted_ms <= 3.8
     more = select_blocks(scores, table, Budget.parse("3.8ms"), extra_saving_ms=0.2)
     assert more.predicted_ms <= 3.6 and len(more.dropped) >= 2
+
+
+def test_a_measured_miss_makes_the_next_attempt_drop_more_even_when_the_prediction_overshot(image_folder, tmp_path,
+                                                                                           monkeypatch):
+    """The table predicts the chosen network well under the budget, but every measurement misses it."""
+    import json
+
+    from pipeline import run as run_module
+    from pipeline.profiling import EndToEnd
+    from profilers.stats import summarize
+
+    def always_missing(original, compressed, profiler, progress=None):
+        kept = sum(1 for m in compressed.modules() if m.__class__.__name__ == "Identity")
+        return EndToEnd(summarize([1.0, 1.0, 1.0]), summarize([0.95] * 3), 0.95 - 0.001 * kept, "stable")
+
+    monkeypatch.setattr(run_module, "measure_end_to_end", always_missing)
+    config = run_module.RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
+                                  allow_random_weights=True, backend="torch", budget="0.9", scoring_steps=2,
+                                  recovery_steps=2, batch_size=4, profile_time_cap=3, out=str(tmp_path / "run"),
+                                  export=())
+    run_module.run(config)
+    attempts = json.loads((tmp_path / "run" / "selection.json").read_text())["attempts"]
+    assert len(attempts) >= 2 and not attempts[-1]["meets_budget"]
+    sizes = [len(a["dropped"]) for a in attempts]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), sizes  # never the same selection twice
