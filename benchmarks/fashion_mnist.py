@@ -356,9 +356,10 @@ def run_benchmark(args) -> dict:
                              "meets_budget": miss <= 0})
             if miss <= 0:
                 break
-            extra += miss
+            extra = max(extra, budget.target_ms(table.full.median_ms) - sel.predicted_ms) + miss  # as `run` does
             try:
-                selector(extra)
+                if sorted(selector(extra).dropped) == sorted(sel.dropped):
+                    break
             except UsageError:
                 break
         return {"dropped": attempts[-1]["dropped"], "attempts": attempts, **{k: attempts[-1][k] for k in

@@ -239,6 +239,33 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict, path: Path) -> bool:
+    """Grouped bars: held-out top-1 agreement per tiny set and recipe (False without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(result["tiny_sets"])
+    recipe_names = list(next(iter(result["tiny_sets"].values()))["recipes"]) if names else []
+    fig, ax = plt.subplots(figsize=(2.2 + 2.2 * len(names), 4))
+    width = 0.8 / max(1, len(recipe_names))
+    for i, recipe in enumerate(recipe_names):
+        values = [100 * result["tiny_sets"][n]["recipes"][recipe]["top1_agreement"] for n in names]
+        ax.bar([k + i * width for k in range(len(names))], values, width, label=recipe)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names)
+    ax.set_ylabel(f"top-1 agreement on {result['heldout']['images']} held-out images (%)")
+    ax.set_title(f"EfficientNet-Lite0, budget {result['budget']}: recovery recipes per tiny set", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="0.78")
@@ -247,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="2 scoring and 4 recovery steps at 128 px (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--replot", action="store_true", help="only redraw the .md and .png from the saved .json")
     args = parser.parse_args(argv)
     from pipeline import paths
 
@@ -259,8 +287,12 @@ def main(argv: list[str] | None = None) -> None:
     def save(result: dict) -> None:
         (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
         (args.out / f"{stem}.md").write_text(render_markdown(result))
+        plot(result, args.out / f"{stem}.png")
         print(f"wrote {args.out / stem}.md", flush=True)
 
+    if args.replot:
+        save(json.loads((args.out / f"{stem}.json").read_text()))
+        return
     save(run_benchmark(args.budget, args.tiny_sets, args.smoke, args.seed, cache,
                        log=lambda m: print(m, flush=True), on_tiny_set=save))
 

@@ -19,3 +19,4 @@ def test_lite0_out_of_domain_benchmark_smoke(tmp_path):
         assert 0.0 <= recipe["top1_agreement"] <= 1.0 and 0.0 <= recipe["top1"] <= 1.0
     assert result["heldout"]["labelled"] >= 20  # foolbox's ImageNet photos at least
     assert "| pip (54 images)" in (tmp_path / "lite0_out_of_domain_smoke.md").read_text()
+    assert (tmp_path / "lite0_out_of_domain_smoke.png").stat().st_size > 0
