@@ -67,10 +67,24 @@ def test_empty_data_folder(capsys, tmp_path):
 
 
 def test_unreachable_budget_names_the_best_ratio(capsys, image_folder, tmp_path):
+    """With a recorded table (every block saves 5% of 4 ms), dropping all 4 blocks keeps 0.8 at best."""
+    from pipeline.blocks import analyse
+    from pipeline.models import load_model
+    from profilers.stats import summarize
+    from profilers.table import LatencyTable
+    from tests.test_tables import fingerprint
+
+    loaded = load_model(TINY, resolution=32)
+    blocks = analyse(loaded.module, 32).candidate_names()
+    table = LatencyTable(loaded.spec, loaded.architecture_hash(), fingerprint(device_name="Deployment CPU"),
+                         summarize([4.0, 4.0, 4.0]), {b: summarize([0.2, 0.2, 0.2]) for b in blocks}, {},
+                         "2026-11-25T00:00:00Z")
+    table_file = tmp_path / "table.json"
+    table_file.write_text(json.dumps(table.to_dict()))
     code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
-                          "--latency-budget", "0.05", "--out", str(tmp_path / "run"))
+                          "--latency-budget", "0.5", "--latency-table", str(table_file), "--out", str(tmp_path / "run"))
     assert_clean_error(code, err, 2, "cannot be reached")
-    assert "Choose a budget of at least" in err
+    assert "keep 0.800 of the original latency" in err and "Choose a budget of at least 0.80" in err
 
 
 def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder, labelled_folder, tmp_path):
