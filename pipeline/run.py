@@ -84,7 +84,15 @@ class RunConfig:
         for key in ("out", "overwrite", "reprofile"):
             data.pop(key)
         data["export"] = list(self.export)
+        for key, default in _ADDED_LATER.items():  # at their defaults they leave older run folders' hashes alone
+            if data[key] == default:
+                data.pop(key)
         return data
+
+
+# settings added after run folders were first written (issues 3 and 4), with their defaults
+_ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
+                "max_batch": 32, "tensorrt_precision": "fp16"}
 
 
 @dataclass

@@ -40,3 +40,20 @@ def test_writes_are_atomic_and_leave_no_partial_files(tmp_path):
     folder.write_text("x.md", "hello")
     folder.save_tensors("x.pt", {})
     assert not [p for p in folder.path.iterdir() if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_settings_added_later_keep_older_run_folders_reopenable(tmp_path):
+    from dataclasses import asdict
+
+    from pipeline.run import RunConfig
+
+    config = RunConfig(data="tiny", out=str(tmp_path / "run"))
+    older = asdict(config)  # what the first version stored: no precision, CUDA-graph or export options
+    for key in ("out", "overwrite", "reprofile", "precision", "cuda_graphs", "profile_time_cap", "dynamic_batch",
+                "max_batch", "tensorrt_precision"):
+        older.pop(key)
+    older["export"] = list(config.export)
+    RunFolder.open(tmp_path / "run", older)
+    RunFolder.open(tmp_path / "run", config.identity())  # reopens: same settings
+    with pytest.raises(UsageError, match="differs in: precision"):
+        RunFolder.open(tmp_path / "run", RunConfig(data="tiny", precision="fp16").identity())
