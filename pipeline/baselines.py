@@ -24,7 +24,7 @@ from pipeline.data import Preprocessing, TinySet
 from pipeline.errors import UsageError
 from pipeline.evaluation import predict_logits
 from pipeline.mimic import make_optimizer
-from pipeline.recovery import RecoveryResult, RecoverySettings, prediction_kl
+from pipeline.recovery import RecoveryResult, RecoverySettings, prediction_kl, set_batchnorm_mode
 
 
 def _labelled_batch(tiny: TinySet, transform, batch_size: int, seed: int, step: int):
@@ -34,14 +34,6 @@ def _labelled_batch(tiny: TinySet, transform, batch_size: int, seed: int, step: 
     images = torch.stack([transform(tiny.images[i]) for i in idx])
     labels = torch.tensor([tiny.labels[i] for i in idx]) if tiny.labels is not None else None
     return images, labels
-
-
-def _set_mode(student: nn.Module, batchnorm: str) -> None:
-    student.train()
-    if batchnorm == "frozen":
-        for m in student.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
 
 
 def _train(teacher: nn.Module, student: nn.Module, train_set: TinySet, selection_images: torch.Tensor,
@@ -60,7 +52,7 @@ def _train(teacher: nn.Module, student: nn.Module, train_set: TinySet, selection
     optimizer, scheduler = make_optimizer(params, fit)
     transform = prep.train_transform(fit.min_crop_scale)
     losses, checks = [], []
-    _set_mode(student, settings.batchnorm)
+    set_batchnorm_mode(student, settings.batchnorm)
     for step in range(fit.steps):
         images, labels = _labelled_batch(train_set, transform, fit.batch_size, seed, step)
         loss = loss_fn(student(images), images, labels)
@@ -75,7 +67,7 @@ def _train(teacher: nn.Module, student: nn.Module, train_set: TinySet, selection
             checks.append({"step": done, "selection_kl": kl, "train_loss": losses[-1]})
             if kl < best["kl"]:
                 best.update(kl=kl, step=done, state=copy.deepcopy(student.state_dict()))
-            _set_mode(student, settings.batchnorm)
+            set_batchnorm_mode(student, settings.batchnorm)
     student.eval()
     kept = "recovered" if best["step"] is not None else "unrecovered"
     return RecoveryResult(best["state"], kept, best["step"], kl_before, best["kl"], losses, checks)

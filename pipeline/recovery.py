@@ -81,7 +81,8 @@ def prediction_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) ->
                           log_target=True, reduction="batchmean"))
 
 
-def _set_batchnorm(student: nn.Module, mode: str) -> None:
+def set_batchnorm_mode(student: nn.Module, mode: str) -> None:
+    """Training mode, with BatchNorm kept on its running statistics when `mode` is "frozen"."""
     student.train()
     if mode == "frozen":
         for m in student.modules():
@@ -165,7 +166,7 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
             checks.append({"step": done, "selection_kl": kl, "train_loss": loss})
             if kl < best["kl"]:
                 best.update(kl=kl, step=done, state=current_state())
-            _set_batchnorm(student, settings.batchnorm)
+            set_batchnorm_mode(student, settings.batchnorm)
         if done % checkpoint_every == 0 or done == settings.fit.steps:
             checkpoints.save({
                 "step": step, "trainable": (adaptors or student).state_dict(), "losses": losses,
@@ -175,7 +176,7 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
 
     with FeatureTap(teacher, structure.feature_point) as teacher_tap, FeatureTap(student, structure.feature_point) as tap:
         source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale, seed)
-        _set_batchnorm(student, settings.batchnorm)
+        set_batchnorm_mode(student, settings.batchnorm)
         fit(tap, source, params, settings.fit, progress, "recovery (feature mimicking)", start_step=start,
             optimizer_state=optimizer_state, on_step=on_step, logit_weight=settings.logit_weight)
     student.eval()
