@@ -96,9 +96,7 @@ def export_torchscript(inputs: ExportInputs) -> dict:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(inputs.module, inputs.example())
         traced.save(str(path))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export; still widely deployed
-        loaded = torch.jit.load(str(path))
+    loaded = _load_torchscript(path)
     return _record("torchscript", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
 
 
@@ -108,7 +106,7 @@ def export_exported_program(inputs: ExportInputs) -> dict:
         warnings.simplefilter("ignore")
         program = torch.export.export(inputs.module, (inputs.example(),))
         torch.export.save(program, str(path))
-    loaded = torch.export.load(str(path)).module()
+    loaded = _load_exported_program(path)
     return _record("exported-program", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
 
 
@@ -148,7 +146,7 @@ def export_tensorrt(inputs: ExportInputs) -> dict:
 
 def _load_torchscript(path: Path) -> nn.Module:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export; still widely deployed
         return torch.jit.load(str(path))
 
 
