@@ -224,6 +224,7 @@ def run(**kwargs) -> None:
     click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
                f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> {100 * ev['recovered']['top1_agreement']:.1f}% recovered")
     click.echo(f"verdict: {report['evaluation']['verdict']}")
+    click.echo(f"deployed network: {report['evaluation'].get('deployed', report['recovery']['kept'])}")
     click.echo(f"report: {folder.path / 'report.md'}")
 
 

@@ -16,7 +16,7 @@ def evaluate_folder(run_dir: Path | None, data: Path, model: str, weights: str |
     if run_dir is not None:
         folder = RunFolder(run_dir)
         if not folder.has("dropped_blocks.json") or not folder.has("compressed_state_dict.pt"):
-            raise UsageError(f"'{run_dir}' holds no compressed network yet (no finished recovery stage).")
+            raise UsageError(f"'{run_dir}' holds no compressed network yet (recovery and evaluation have not finished; rerun its pipeline run command).")
         settings = folder.read_json("settings.json")["settings"]
         loaded = load_model(settings["model"], settings["weights"], settings["resolved_resolution"])
     else:

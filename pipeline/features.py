@@ -44,3 +44,38 @@ class FeatureTap:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class OutputTaps:
+    """Captures the outputs of named modules on each forward (the dropped blocks' outputs).
+
+    On the teacher these are the blocks' real outputs; on a student the same names are identities, so
+    their outputs are the student's stream at that point: mimicking them constrains every dropped
+    block's position, not only the final features.
+    """
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        self.names = list(names)
+        self._captured: dict[str, torch.Tensor] = {}
+        self._handles = [model.get_submodule(n).register_forward_hook(self._capture(n)) for n in self.names]
+
+    def _capture(self, name: str):
+        def hook(module, args, output):
+            self._captured[name] = output
+        return hook
+
+    def take(self) -> list[torch.Tensor]:
+        """The outputs of the last forward, in `names` order (and forget them)."""
+        outputs = [self._captured[n] for n in self.names]
+        self._captured = {}
+        return outputs
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def __enter__(self) -> "OutputTaps":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pipeline.data import Preprocessing, TinySet
-from pipeline.features import FeatureTap
+from pipeline.features import FeatureTap, OutputTaps
+from pipeline.mixing import mix_half
 from pipeline.progress import ProgressFactory, silent
 
 
@@ -34,9 +35,24 @@ class FitSettings:
         return asdict(self)
 
 
+class Batch(NamedTuple):
+    images: torch.Tensor
+    features: torch.Tensor  # the teacher's, at the feature point
+    logits: torch.Tensor  # the teacher's
+    points: list[torch.Tensor] = []  # the teacher's outputs of the dropped blocks (multi-point mimicking)
+
+
 class BatchSource(Protocol):
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images, teacher features, teacher logits) for training step `step`."""
+    def batch(self, step: int) -> Batch:
+        """Images and the teacher's targets for training step `step`."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the student mimics: final features always; logits and dropped blocks' outputs if weighted."""
+
+    logit_weight: float = 0.0
+    point_weight: float = 0.0
 
 
 @torch.no_grad()
@@ -60,25 +76,29 @@ class PooledBatches:
     def batch(self, step: int):
         n = len(self.images)
         idx = [(step * self.batch_size + i) % n for i in range(self.batch_size)]
-        return self.images[idx], self.features[idx], self.logits[idx]
+        return Batch(self.images[idx], self.features[idx], self.logits[idx])
 
 
 class LiveBatches:
-    """Fresh augmented views at every step; the teacher runs on them without gradient."""
+    """Fresh augmented (optionally mixed) views at every step; the teacher runs on them without gradient."""
 
     def __init__(self, tiny: TinySet, prep: Preprocessing, teacher_tap: FeatureTap, batch_size: int,
-                 min_crop_scale: float, seed: int):
+                 min_crop_scale: float, seed: int, mixing: str = "none", teacher_points: OutputTaps | None = None):
         self.tiny, self.teacher_tap, self.batch_size, self.seed = tiny, teacher_tap, batch_size, seed
         self.transform = prep.train_transform(min_crop_scale)
+        self.mixing, self.teacher_points = mixing, teacher_points
 
-    def batch(self, step: int):
-        rng = random.Random(self.seed * 1_000_003 + step)
-        torch.manual_seed(self.seed * 1_000_003 + step)
+    def batch(self, step: int) -> Batch:
+        seed = self.seed * 1_000_003 + step
+        rng = random.Random(seed)
+        torch.manual_seed(seed)
         images = torch.stack([self.transform(self.tiny.images[rng.randrange(len(self.tiny))])
                               for _ in range(self.batch_size)])
+        images = mix_half(images, self.mixing, torch.Generator().manual_seed(seed))
         with torch.no_grad():
             feats, logits = self.teacher_tap(images)
-        return images, feats, logits
+            points = self.teacher_points.take() if self.teacher_points is not None else []
+        return Batch(images, feats, logits, points)
 
 
 def make_optimizer(params: Iterable[nn.Parameter], settings: FitSettings):
@@ -91,8 +111,8 @@ def make_optimizer(params: Iterable[nn.Parameter], settings: FitSettings):
 def fit(student_tap: FeatureTap, source: BatchSource, params: list[nn.Parameter], settings: FitSettings,
         progress: ProgressFactory = silent, label: str = "mimicking", start_step: int = 0,
         optimizer_state: dict | None = None, on_step: Callable[[int, float, object, object], None] | None = None,
-        logit_weight: float = 0.0) -> list[float]:
-    """Minimise MSE(student features, teacher features) [+ logit MSE]; returns the per-step losses.
+        objective: Objective = Objective(), student_points: OutputTaps | None = None) -> list[float]:
+    """Minimise MSE(student features, teacher features) [+ the objective's other terms]; returns the losses.
 
     `on_step(step, loss, optimizer, scheduler)` runs after each step (checkpoints, held-out checks).
     """
@@ -103,11 +123,13 @@ def fit(student_tap: FeatureTap, source: BatchSource, params: list[nn.Parameter]
     losses = []
     with progress(settings.steps - start_step, label) as bar:
         for step in range(start_step, settings.steps):
-            images, target_feats, target_logits = source.batch(step)
-            feats, logits = student_tap(images)
-            loss = F.mse_loss(feats, target_feats)
-            if logit_weight:
-                loss = loss + logit_weight * F.mse_loss(logits, target_logits)
+            batch = source.batch(step)
+            feats, logits = student_tap(batch.images)
+            loss = F.mse_loss(feats, batch.features)
+            if objective.logit_weight:
+                loss = loss + objective.logit_weight * F.mse_loss(logits, batch.logits)
+            if objective.point_weight and student_points is not None:
+                loss = loss + objective.point_weight * point_loss(student_points.take(), batch.points)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -117,6 +139,12 @@ def fit(student_tap: FeatureTap, source: BatchSource, params: list[nn.Parameter]
             if on_step is not None:
                 on_step(step, losses[-1], optimizer, scheduler)
     return losses
+
+
+def point_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over points of MSE divided by the teacher's variance there, so every point counts alike."""
+    terms = [F.mse_loss(s, t) / t.var().clamp_min(1e-8) for s, t in zip(student, teacher, strict=True)]
+    return torch.stack(terms).mean()
 
 
 @torch.no_grad()

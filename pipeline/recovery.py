@@ -28,8 +28,9 @@ from pipeline.blocks import NetworkStructure
 from pipeline.data import Preprocessing, TinySet
 from pipeline.errors import UsageError
 from pipeline.evaluation import predict_logits
-from pipeline.features import FeatureTap
-from pipeline.mimic import FitSettings, LiveBatches, fit
+from pipeline.features import FeatureTap, OutputTaps
+from pipeline.mimic import FitSettings, LiveBatches, Objective, fit
+from pipeline.mixing import MIXING
 from pipeline.progress import Log, ProgressFactory, quiet_log, silent
 
 METHODS = ("adaptors", "mimic", "none")
@@ -41,11 +42,15 @@ class RecoverySettings:
     fit: FitSettings = field(default_factory=lambda: FitSettings(steps=200, batch_size=16, lr=0.005))
     batchnorm: str = "frozen"  # "frozen" (eval statistics) or "train" (batch statistics, the paper's)
     eval_every: int = 20
-    logit_weight: float = 0.0
+    logit_weight: float = 0.0  # weight of logit MSE beside the final features
+    point_weight: float = 0.0  # weight of mimicking each dropped block's output (multi-point)
+    mixing: str = "none"  # "cutmix" or "mixup": half of each batch mixes two views
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise UsageError(f"unknown recovery method '{self.method}'; choose one of: {', '.join(METHODS)}.")
+        if self.mixing not in MIXING:
+            raise UsageError(f"unknown mixing '{self.mixing}'; choose one of: {', '.join(MIXING)}.")
         if self.batchnorm not in ("frozen", "train"):
             raise UsageError(f"batchnorm must be 'frozen' or 'train', not '{self.batchnorm}'.")
 
@@ -53,6 +58,10 @@ class RecoverySettings:
         data = asdict(self)
         data["fit"] = self.fit.to_dict()
         return data
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(logit_weight=self.logit_weight, point_weight=self.point_weight)
 
 
 @dataclass
@@ -174,11 +183,15 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
                 "optimizer": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
             })
 
-    with FeatureTap(teacher, structure.feature_point) as teacher_tap, FeatureTap(student, structure.feature_point) as tap:
-        source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale, seed)
+    points = dropped if settings.point_weight else []
+    with FeatureTap(teacher, structure.feature_point) as teacher_tap, FeatureTap(student, structure.feature_point) as tap, \
+            OutputTaps(teacher, points) as teacher_points, OutputTaps(student, points) as student_points:
+        source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale, seed,
+                             settings.mixing, teacher_points)
         set_batchnorm_mode(student, settings.batchnorm)
         fit(tap, source, params, settings.fit, progress, "recovery (feature mimicking)", start_step=start,
-            optimizer_state=optimizer_state, on_step=on_step, logit_weight=settings.logit_weight)
+            optimizer_state=optimizer_state, on_step=on_step, objective=settings.objective,
+            student_points=student_points)
     student.eval()
     if adaptors is not None:
         adaptors.detach()

@@ -110,10 +110,12 @@ def render_markdown(data: dict) -> str:
         "",
         "## Recovery on held-out images",
         "",
-        f"Method `{rec['settings']['method']}`, {rec['steps_run']} steps; kept the **{rec['kept']}** network "
+        f"Method `{rec['settings']['method']}`, {rec['steps_run']} steps; recovery kept the **{rec['kept']}** state "
         f"(selection-split KL {rec['selection_kl_before']:.4f} before, {rec['selection_kl_after']:.4f} kept).",
         "",
-        f"Report images: {ev['report']['images']} ({ev['report_source']}, never trained on or used to choose).",
+        f"Report images: {ev['report']['images']} ({ev['report_source']}), never trained on. They choose one thing: "
+        "the deployed network is the recovered one only if it agrees more with the original on them (KL breaks "
+        "ties), so the deployed network's figure is the better of the two rows below.",
         "",
         "| network | top-1 agreement with original | top-5 agreement | top-1 accuracy | top-5 accuracy |",
         "|---|---|---|---|---|",
@@ -134,6 +136,8 @@ def render_markdown(data: dict) -> str:
     lines += [
         "",
         f"Verdict: {ev['verdict']}.",
+        "",
+        f"Deployed network: **{ev.get('deployed', rec['kept'])}** (`compressed_state_dict.pt`, and every export).",
         "",
         f"On the {train['images']} training images themselves agreement went from "
         f"{_pct(train['unrecovered']['top1_agreement'])} to {_pct(train['recovered']['top1_agreement'])} "

@@ -32,7 +32,7 @@ from pipeline.presets import Preset, get_preset, with_overrides
 from pipeline.profiling import measure_end_to_end, obtain_table
 from pipeline.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.recoverability import score_recoverability
-from pipeline.recovery import recover
+from pipeline.recovery import prediction_kl, recover
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, settings_hash
 from pipeline.selection import (
@@ -346,7 +346,7 @@ def _stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> 
 
 def _stage_recovery(ctx: RunContext) -> None:
     folder = ctx.folder
-    if folder.has("compressed_state_dict.pt") and folder.has("recovery.json"):
+    if folder.has("recovery.json") and (folder.has(RECOVERED) or folder.has(COMPRESSED)):
         return
     dropped = folder.read_json("selection.json")["dropped"]
     teacher = ctx.loaded.module
@@ -356,11 +356,11 @@ def _stage_recovery(ctx: RunContext) -> None:
         result = recover(teacher, student, dropped, ctx.structure, ctx.train, selection_images, ctx.prep,
                          ctx.preset.recovery, ctx.config.seed, folder.file("recovery_checkpoint.pt"),
                          progress=ctx.progress, log=ctx.log)
-    folder.save_tensors("compressed_state_dict.pt", result.state_dict)
+    folder.save_tensors(RECOVERED, result.state_dict)
     folder.write_json("dropped_blocks.json", {
         "model": ctx.loaded.spec, "weights_source": ctx.loaded.weights_source, "resolution": ctx.loaded.resolution,
         "dropped": dropped,
-        "rebuild": "load the original model, replace each dropped block by nn.Identity(), load compressed_state_dict.pt",
+        "rebuild": f"load the original model, replace each dropped block by nn.Identity(), load {COMPRESSED}",
     })
     folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,
                                         **result.summary()})
@@ -368,21 +368,28 @@ def _stage_recovery(ctx: RunContext) -> None:
     _save_timings(ctx)
 
 
-def rebuild_compressed(loaded: LoadedModel, folder: RunFolder) -> torch.nn.Module:
-    """Replay the dropped blocks onto a fresh copy of the original and load the recovered weights."""
+# the recovery stage's output, and the network the run deploys (recovered or not, chosen on held-out images)
+RECOVERED, COMPRESSED = "recovered_state_dict.pt", "compressed_state_dict.pt"
+
+
+def rebuild_compressed(loaded: LoadedModel, folder: RunFolder, state_file: str = COMPRESSED) -> torch.nn.Module:
+    """Replay the dropped blocks onto a fresh copy of the original and load the kept (or recovered) weights."""
     dropped = folder.read_json("dropped_blocks.json")["dropped"]
     student = drop_blocks(loaded.module, dropped)
-    student.load_state_dict(torch.load(folder.file("compressed_state_dict.pt"), map_location="cpu", weights_only=True))
+    student.load_state_dict(torch.load(folder.file(state_file), map_location="cpu", weights_only=True))
     return student.eval()
 
 
 def _stage_evaluation(ctx: RunContext) -> None:
+    """Compare the network before and after recovery on held-out images; deploy the better one."""
     folder = ctx.folder
     if folder.has("evaluation.json"):
         return
     teacher = ctx.loaded.module
     dropped = folder.read_json("dropped_blocks.json")["dropped"]
-    recovered, unrecovered = rebuild_compressed(ctx.loaded, folder), drop_blocks(teacher, dropped)
+    recovered_file = RECOVERED if folder.has(RECOVERED) else COMPRESSED  # run folders written before RECOVERED
+    recovered = rebuild_compressed(ctx.loaded, folder, recovered_file)
+    unrecovered = drop_blocks(teacher, dropped)
     with _timed(ctx, "evaluation_s"):
         sets = {"report": ctx.report_set, "train": ctx.train}
         result = {}
@@ -396,28 +403,42 @@ def _stage_evaluation(ctx: RunContext) -> None:
                 "unrecovered": compare(before, reference, labels).to_dict(),
                 "recovered": compare(after, reference, labels).to_dict(),
                 "change": paired_change(before, after, reference),
+                "kl": {"unrecovered": prediction_kl(before, reference), "recovered": prediction_kl(after, reference)},
             }
     report = result["report"]
     gain = report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
     kept = folder.read_json("recovery.json")["kept"]
+    deployed = _better_network(gain, report["kl"], kept)
+    folder.save_tensors(COMPRESSED, (recovered if deployed == "recovered" else unrecovered).state_dict())
     folder.write_json("evaluation.json", {
-        "report_source": ctx.report_source, **result, "agreement_gain": gain,
-        "verdict": _verdict(gain, kept, report["change"]),
+        "report_source": ctx.report_source, **result, "agreement_gain": gain, "deployed": deployed,
+        "verdict": _verdict(gain, kept, deployed, report["change"]),
     })
     _save_timings(ctx)
 
 
-def _verdict(gain: float, kept: str, change: dict) -> str:
+def _better_network(gain: float, kl: dict, kept: str) -> str:
+    """"recovered" only if recovery kept a state and it agrees more on the report images (KL breaks ties)."""
+    if kept == "unrecovered":
+        return "unrecovered"
+    if gain > 0 or (gain == 0 and kl["recovered"] < kl["unrecovered"]):
+        return "recovered"
+    return "unrecovered"
+
+
+def _verdict(gain: float, kept: str, deployed: str, change: dict) -> str:
     if kept == "unrecovered":
         return "recovery did not improve the held-out selection split; the unrecovered network was kept"
     counted = (f" ({change['gained']} images gained, {change['lost']} lost, of {change['images']}; "
                f"{'significant' if change['p_value'] < 0.05 else 'could be chance'}, p={change['p_value']:.2f})")
+    if deployed == "unrecovered":
+        how = (f"LOWERED top-1 agreement on held-out report images by {-100 * gain:.1f} points" if gain < 0
+               else "did not raise top-1 agreement on held-out report images (nor lower their KL)")
+        return (f"recovery {how}{counted}, although it improved the selection split; the UNRECOVERED network "
+                "was kept (the tiny set may not represent the report images)")
     if gain > 0:
         return f"recovery raised top-1 agreement on held-out images by {100 * gain:.1f} points" + counted
-    if gain == 0:
-        return "recovery did not change top-1 agreement on held-out report images" + counted
-    return (f"recovery LOWERED top-1 agreement on held-out report images by {-100 * gain:.1f} points" + counted
-            + ", although it improved the selection split; the tiny set may not represent the report images")
+    return "recovery did not change top-1 agreement on held-out report images but lowered their KL" + counted
 
 
 def _stage_export(ctx: RunContext) -> None:

@@ -131,8 +131,8 @@ def test_interrupted_run_resumes_from_the_last_finished_stage(capsys, image_fold
             "--latency-budget", "0.9", "--out", str(out)]
     assert invoke(capsys, *args)[0] == 0
     # simulate a kill after selection: remove every later stage's output
-    for name in ("recovery.json", "compressed_state_dict.pt", "evaluation.json", "export.json", "model.onnx",
-                 "report.json", "report.md"):
+    for name in ("recovery.json", "recovered_state_dict.pt", "compressed_state_dict.pt", "evaluation.json",
+                 "export.json", "model.onnx", "report.json", "report.md"):
         (out / name).unlink()
     table_mtime = (out / "latency_table.json").stat().st_mtime_ns
     code, _, err = invoke(capsys, *args)
@@ -258,3 +258,36 @@ def test_export_command_adds_checked_artefacts_to_a_finished_run(capsys, image_f
     assert_clean_error(code, err, 2, "TensorRT is not installed")
     code, _, err = invoke(capsys, "export", str(tmp_path / "nothing"), "--format", "onnx")
     assert_clean_error(code, err, 2, "holds no compressed network")
+
+
+def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkeypatch, image_folder, labelled_folder,
+                                                                   tmp_path):
+    """Recovery returns a state that looks better to it but scrambles the network: the run must keep the other."""
+    import torch
+
+    import pipeline.run as run_module
+    from pipeline.recovery import RecoveryResult
+
+    def harmful_recover(teacher, student, *args, **kwargs):
+        state = {k: (v + torch.randn_like(v) * 3 if v.is_floating_point() else v)
+                 for k, v in student.state_dict().items()}
+        return RecoveryResult(state, "recovered", 4, 1.0, 0.5, [1.0] * 4, [])
+
+    monkeypatch.setattr(run_module, "recover", harmful_recover)
+    out = tmp_path / "run"
+    code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--val",
+                               str(labelled_folder), "--backend", "torch", "--latency-budget", "0.9", "--out", str(out),
+                               "--export", "onnx")
+    assert code == 0, err
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["deployed"] == "unrecovered"
+    assert "UNRECOVERED network was kept" in evaluation["verdict"] and "deployed network: unrecovered" in stdout
+    deployed = torch.load(out / "compressed_state_dict.pt", weights_only=True)
+    recovered = torch.load(out / "recovered_state_dict.pt", weights_only=True)
+    from pipeline.models import load_model
+    from pipeline.surgery import drop_blocks
+
+    unrecovered = drop_blocks(load_model(TINY, None, 32).module, evaluation and
+                              json.loads((out / "dropped_blocks.json").read_text())["dropped"]).state_dict()
+    assert all(torch.equal(deployed[k], unrecovered[k]) for k in unrecovered)
+    assert any(not torch.equal(recovered[k], unrecovered[k]) for k in unrecovered)

@@ -69,3 +69,17 @@ def test_efficientnet_lite1_and_2_load_their_packaged_weights(name, resolution, 
     loaded = load_model(name)  # strict load: every key and shape matches the packaged state_dict
     assert loaded.weights_source.startswith("packaged:")
     assert loaded.resolution == resolution and len(loaded.module._blocks) == blocks
+
+
+def test_random_weights_are_the_same_in_every_load_and_leave_the_callers_random_state_alone():
+    import torch
+
+    from pipeline.models import load_model
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = load_model("tests.tiny_models:tiny_resnet").module.state_dict()
+    assert torch.equal(torch.rand(1), expected_next)
+    b = load_model("tests.tiny_models:tiny_resnet").module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -107,3 +107,71 @@ def test_paired_change_counts_images_and_tests_them_exactly():
     eight = paired_change(wrong, torch.cat([teacher[:8], wrong[8:]]), teacher)
     assert (eight["gained"], eight["lost"]) == (8, 0) and abs(eight["p_value"] - 2 / 256) < 1e-12
     assert paired_change(teacher, teacher, teacher)["p_value"] == 1.0
+
+
+def test_mixing_replaces_only_the_second_half_with_mixes_of_batch_images():
+    from pipeline.mixing import mix_half
+
+    images = torch.stack([torch.full((3, 8, 8), float(i)) for i in range(6)])
+    for mode in ("cutmix", "mixup"):
+        mixed = mix_half(images, mode, torch.Generator().manual_seed(0))
+        assert torch.equal(mixed[:3], images[:3])
+        again = mix_half(images, mode, torch.Generator().manual_seed(0))
+        assert torch.equal(mixed, again)  # deterministic for a seed (resumable recovery)
+        assert mixed[3:].min() >= 0 and mixed[3:].max() <= 5  # every pixel comes from batch images
+    assert torch.equal(mix_half(images, "none", torch.Generator()), images)
+    cut = mix_half(images, "cutmix", torch.Generator().manual_seed(1))
+    for i in range(3, 6):  # cutmix pastes pixels as they are: only the image's own and one other value
+        assert len(torch.unique(cut[i])) <= 2
+
+
+def test_multi_point_mimicking_with_mixing_lowers_the_dropped_blocks_mismatch(image_folder):
+    from pipeline.features import FeatureTap, OutputTaps
+    from pipeline.mimic import LiveBatches, Objective, fit, point_loss
+    from pipeline.recovery import set_batchnorm_mode
+
+    loaded, structure, prep, train, sel = _setup(image_folder)
+    teacher, dropped = loaded.module.eval(), ["layers.1.1", "layers.2.1"]
+    x = eval_tensors(train, prep)
+
+    def mismatch(student):
+        with OutputTaps(teacher, dropped) as t, OutputTaps(student, dropped) as s, torch.no_grad():
+            teacher(x), student.eval()(x)
+            return float(point_loss(s.take(), t.take()))
+
+    def fitted(objective):
+        torch.manual_seed(0)
+        student = drop_blocks(teacher, dropped)
+        point = structure.feature_point
+        with FeatureTap(teacher, point) as t_tap, FeatureTap(student, point) as s_tap, \
+                OutputTaps(teacher, dropped) as t_points, OutputTaps(student, dropped) as s_points:
+            source = LiveBatches(train, prep, t_tap, 8, 0.25, 0, "cutmix", t_points)
+            set_batchnorm_mode(student, "frozen")
+            losses = fit(s_tap, source, list(student.parameters()), FitSettings(steps=15, batch_size=8, lr=0.002),
+                         objective=objective, student_points=s_points)
+        assert len(losses) == 15 and all(loss == loss for loss in losses)
+        return student
+
+    before = mismatch(drop_blocks(teacher, dropped))
+    with_points = mismatch(fitted(Objective(point_weight=1.0)))
+    assert with_points < before
+    assert with_points < mismatch(fitted(Objective()))  # the term, not the fit alone, did it
+
+
+def test_recovery_accepts_points_and_mixing_and_returns_a_plain_state_dict(image_folder):
+    loaded, structure, prep, train, sel = _setup(image_folder)
+    dropped = ["layers.1.1", "layers.2.1"]
+    settings = RecoverySettings("adaptors", FitSettings(steps=6, batch_size=8, lr=0.05), eval_every=3,
+                                point_weight=1.0, mixing="mixup")
+    result = recover(loaded.module, drop_blocks(loaded.module, dropped), dropped, structure, train, sel, prep, settings)
+    drop_blocks(loaded.module, dropped).load_state_dict(result.state_dict)
+    assert len(result.losses) == 6 and len(result.checks) == 2
+
+
+def test_unknown_mixing_is_a_usage_error():
+    import pytest
+
+    from pipeline.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown mixing 'blend'"):
+        RecoverySettings(mixing="blend")

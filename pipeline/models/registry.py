@@ -55,23 +55,14 @@ def known_model_names() -> list[str]:
 
 
 def load_model(spec: str, weights: str | Path | None = None, resolution: int | None = None) -> LoadedModel:
-    """Build the architecture named by `spec`, load weights, and return it in eval mode."""
-    name = spec.strip().replace("-", "_") if ":" not in spec else spec.strip()
-    if name in efficientnet_lite.LITE_VARIANTS:
-        loaded = _load_lite(name)
-    elif ":" in spec:
-        loaded = _load_user_factory(spec)
-    elif Path(spec).suffix in (".pt", ".pth", ".pkl") or Path(spec).is_file():
-        loaded = _load_saved_module(Path(spec))
-    elif name in _torchvision_names():
-        loaded = _load_torchvision(name)
-    else:
-        close = difflib.get_close_matches(name, known_model_names(), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(
-            f"unknown model '{spec}'.{hint} Use a torchvision classification name (e.g. resnet50), "
-            "efficientnet_lite0/1/2, 'package.module:function', or a file holding a saved nn.Module."
-        )
+    """Build the architecture named by `spec`, load weights, and return it in eval mode.
+
+    Construction is seeded, so a network left with random weights is the same in every process (a
+    resumed run, `pipeline evaluate`, `pipeline export`), without touching the caller's random state.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        loaded = _build(spec)
     if weights is not None:
         load_state_dict_file(loaded.module, Path(weights))
         loaded.weights_source = f"file:{Path(weights).resolve()}"
@@ -79,6 +70,24 @@ def load_model(spec: str, weights: str | Path | None = None, resolution: int | N
         loaded.resolution = int(resolution)
     loaded.module.eval()
     return loaded
+
+
+def _build(spec: str) -> LoadedModel:
+    name = spec.strip().replace("-", "_") if ":" not in spec else spec.strip()
+    if name in efficientnet_lite.LITE_VARIANTS:
+        return _load_lite(name)
+    if ":" in spec:
+        return _load_user_factory(spec)
+    if Path(spec).suffix in (".pt", ".pth", ".pkl") or Path(spec).is_file():
+        return _load_saved_module(Path(spec))
+    if name in _torchvision_names():
+        return _load_torchvision(name)
+    close = difflib.get_close_matches(name, known_model_names(), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UsageError(
+        f"unknown model '{spec}'.{hint} Use a torchvision classification name (e.g. resnet50), "
+        "efficientnet_lite0/1/2, 'package.module:function', or a file holding a saved nn.Module."
+    )
 
 
 def _load_lite(name: str) -> LoadedModel:
