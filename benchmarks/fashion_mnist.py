@@ -407,9 +407,13 @@ def run_benchmark(args) -> dict:
         "finished": False,
     }
 
+    earlier_wall_s = _resume_into(result, args) if args.resume else 0.0
+    for stage, seconds in result.pop("earlier_timings_s", {}).items():
+        clock.totals[stage] = round(clock.totals.get(stage, 0.0) + seconds, 2)
+
     def save():
         result["timings_s"] = dict(clock.totals)
-        result["wall_s"] = round(time.monotonic() - wall_start, 1)
+        result["wall_s"] = round(earlier_wall_s + time.monotonic() - wall_start, 1)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         write_outputs(result, args.out)
 
@@ -417,6 +421,8 @@ def run_benchmark(args) -> dict:
     practise_methods = {"none", "practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"}
     for seed in args.seeds:  # seeds outermost: a run stopped early has every size for the seeds it finished
         for size in args.sizes:
+            if all([b.ratio, size, seed] in result["cells_done"] for b in budgets):
+                continue  # finished by the run this one resumes
             order = np.random.default_rng(seed).permutation(len(x_train))[:size]  # nested: 50 in 100 in 500
             tiny = tiny_set(x_train, data["train_labels"], order)
             train, held = split_holdout(tiny, preset.holdout_fraction, seed)
@@ -431,6 +437,8 @@ def run_benchmark(args) -> dict:
                 log(f"scored {len(scores)} blocks in {t.seconds:.1f} s")
             for budget in budgets:
                 cell = {"budget": budget.ratio, "size": size, "seed": seed}
+                if [budget.ratio, size, seed] in result["cells_done"]:
+                    continue
 
                 def record(method, selector_name, sel, acc, extra):
                     rec = cell | {"method": method, "selector": selector_name, "dropped": sel["dropped"] if sel else [],
@@ -506,6 +514,38 @@ def run_benchmark(args) -> dict:
     result["finished"] = True
     save()
     return result
+
+
+_ADDED_RECOVERY_OPTIONS = {"point_weight": 0.0, "mixing": "none"}
+
+
+def _resume_into(result: dict, args) -> float:
+    """Carry the finished cells of the saved run in `args.out` into `result`; returns its wall time.
+
+    Refused when the saved run used other settings (teacher, fits, latency method, threads), since its
+    cells would not be comparable. The grid becomes the union of both runs' grids.
+    """
+    path = args.out / f"{result['benchmark']}.json"
+    if not path.exists():
+        return 0.0
+    saved = json.loads(path.read_text())
+    settings = json.loads(json.dumps(result["settings"]))  # tuples become lists, as in the saved file
+    for key in ("recovery_adaptors", "recovery_mimic"):  # options added later, equal to no option at defaults
+        for option, default in _ADDED_RECOVERY_OPTIONS.items():
+            if option not in saved["settings"].get(key, {}) and settings[key].get(option) == default:
+                settings[key].pop(option)
+    if saved["settings"] != settings:
+        differing = sorted(k for k in settings if saved["settings"].get(k) != settings[k])
+        raise SystemExit(f"--resume: {path} was run with other settings ({', '.join(differing)}); "
+                         "rerun without --resume into another --out.")
+    for key in ("records", "selections", "cells_done"):
+        result[key] = saved[key] + result[key]
+    grid = {k: sorted(set(saved["grid"][k]) | set(result["grid"][k])) for k in ("budgets", "sizes", "seeds")}
+    result["grid"] = grid | {"methods": result["grid"]["methods"]}
+    result["cells_planned"] = len(grid["budgets"]) * len(grid["sizes"]) * len(grid["seeds"])
+    result["command"] = f"{saved.get('command')}`, resumed by `{result['command']}"
+    result["earlier_timings_s"] = saved.get("timings_s", {})
+    return float(saved.get("wall_s", 0.0))
 
 
 # ------------------------------------------------------------------------------------------- outputs
@@ -730,6 +770,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--backend", default=None, help="CPU latency backend: onnxruntime (default) or torch")
     parser.add_argument("--profile-batch", type=int, default=1)
     parser.add_argument("--reprofile", action="store_true", help="measure a new latency table even if one is stored")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the finished cells of the run saved in --out (same settings) and run only the rest")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny run that only checks the benchmark works (shallow 1-epoch teacher, few steps)")
     args = parser.parse_args(argv)

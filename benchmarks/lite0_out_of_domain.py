@@ -5,6 +5,7 @@ Tiny sets (what recovery trains on, never evaluated on):
   opencv   the sample images of Debian's opencv-doc
   tux      Tux Paint stamps (Debian tuxpaint-stamps-default) composited on white, excluding every stamp
            of the held-out set
+  wallpapers  one image per KDE Plasma wallpaper (Debian plasma-workspace-wallpapers, 30 images)
 Held-out images (the same for every tiny set, never trained on or used to choose anything):
   foolbox's 20 labelled ImageNet photos, and the Tux Paint stamps whose names are ImageNet class names
   (labelled by that name; a few names are ambiguous, so the teacher's own accuracy is shown beside),
@@ -37,7 +38,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TABLE = RESULTS / "latency_table_efficientnet_lite0_cpu.json"
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 TUX_STAMPS = Path("/usr/share/tuxpaint/stamps")
-INSTALL = {"opencv": "apt-get install opencv-doc", "tux": "apt-get install tuxpaint-stamps-default"}
+WALLPAPERS = Path("/usr/share/wallpapers")
+INSTALL = {"opencv": "apt-get install opencv-doc", "tux": "apt-get install tuxpaint-stamps-default",
+           "wallpapers": "apt-get install plasma-workspace-wallpapers"}
 
 
 def recipes(smoke: bool) -> dict:
@@ -54,6 +57,7 @@ def recipes(smoke: bool) -> dict:
         "none": RecoverySettings(method="none"),
         "adaptors (default)": adaptors,
         "adaptors + logit MSE 0.1": replace(adaptors, logit_weight=0.1),
+        "adaptors + dropped-block outputs": replace(adaptors, point_weight=1.0),
         "mimic all, BN frozen, lr 5e-4": RecoverySettings(
             method="mimic", fit=FitSettings(steps=steps, batch_size=16, lr=5e-4), batchnorm="frozen", eval_every=every),
     }
@@ -108,7 +112,42 @@ def build_image_sets(cache: Path, smoke: bool) -> dict:
         sets["tiny"]["tux"] = cache / "tux-train"
     else:
         sets["missing"]["tux"] = INSTALL["tux"]
+    if _write_wallpapers(cache / "wallpapers"):
+        sets["tiny"]["wallpapers"] = cache / "wallpapers"
+    else:
+        sets["missing"]["wallpapers"] = INSTALL["wallpapers"]
     return sets
+
+
+def _write_wallpapers(folder: Path) -> bool:
+    """One JPEG per wallpaper (its largest landscape file, shrunk to 512 px high); False if none installed."""
+    if (folder / ".complete").exists():
+        return True
+    files = sorted(WALLPAPERS.glob("*/contents/images/*")) if WALLPAPERS.exists() else []
+    by_wallpaper: dict[str, Path] = {}
+    for path in files:
+        try:
+            width, height = (int(v) for v in path.stem.split("x"))
+        except ValueError:
+            continue
+        name = path.parts[-4]
+        best = by_wallpaper.get(name)
+        if width >= height and (best is None or width * height > _area(best)):
+            by_wallpaper[name] = path
+    if not by_wallpaper:
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, path in sorted(by_wallpaper.items()):
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((4096, 512))
+        image.save(folder / f"{name}.jpg", quality=95)
+    (folder / ".complete").write_text("ok\n")
+    return True
+
+
+def _area(path: Path) -> int:
+    width, height = (int(v) for v in path.stem.split("x"))
+    return width * height
 
 
 # -- one tiny set ------------------------------------------------------------------------------------
@@ -124,7 +163,10 @@ def _evaluate(network, heldout: torch.Tensor, teacher_logits: torch.Tensor, labe
 
 
 def run_tiny_set(name: str, folder: Path, loaded, structure, table, budget, heldout, teacher_logits, labels,
-                 n_labelled: int, smoke: bool, seed: int, log) -> dict:
+                 n_labelled: int, smoke: bool, seed: int, log, wanted_recipes: list[str] | None = None,
+                 earlier: dict | None = None, on_recipe=None) -> dict:
+    """Score, select and run each recipe; `earlier` (a saved result for the same tiny set and settings)
+    supplies the selection and the recipes it already ran (scoring and recovery are deterministic)."""
     from pipeline.data import Preprocessing, augmented_views, eval_tensors, load_image_folder, split_holdout
     from pipeline.presets import get_preset
     from pipeline.recoverability import score_recoverability
@@ -137,37 +179,52 @@ def run_tiny_set(name: str, folder: Path, loaded, structure, table, budget, held
     tiny = load_image_folder(folder, loaded.resolution)
     train, selection = split_holdout(tiny, preset.holdout_fraction, seed)
     scoring = replace(preset.scoring, steps=2) if smoke else preset.scoring
-    log(f"[{name}] {len(tiny)} images ({len(train)} train, {len(selection)} selection); scoring")
-    start = time.monotonic()
-    pool = augmented_views(train, prep, min(preset.scoring_pool_views, scoring.steps * scoring.batch_size),
-                           scoring.min_crop_scale, seed)
-    scores = score_recoverability(loaded.module, structure, pool, eval_tensors(train, prep), scoring, {})
-    scoring_s = time.monotonic() - start
-    chosen = select_blocks(score_blocks({b: r["recoverability"] for b, r in scores.items()}, table), table, budget)
-    selection_images = eval_tensors(selection, prep)
-    result = {"images": len(tiny), "train": len(train), "selection": len(selection), "scoring_s": scoring_s,
-              "dropped": chosen.dropped, "predicted_ratio": chosen.predicted_ratio, "recipes": {}}
-    for recipe, settings in recipes(smoke).items():
-        log(f"[{name}] recovery: {recipe}")
-        student = drop_blocks(loaded.module, chosen.dropped)
+    if earlier is not None and earlier["images"] == len(tiny):
+        log(f"[{name}] reusing the saved selection and {len(earlier['recipes'])} recipes")
+        result = earlier
+    else:
+        log(f"[{name}] {len(tiny)} images ({len(train)} train, {len(selection)} selection); scoring")
         start = time.monotonic()
-        recovered = recover(loaded.module, student, chosen.dropped, structure, train, selection_images, prep,
+        pool = augmented_views(train, prep, min(preset.scoring_pool_views, scoring.steps * scoring.batch_size),
+                               scoring.min_crop_scale, seed)
+        scores = score_recoverability(loaded.module, structure, pool, eval_tensors(train, prep), scoring, {})
+        scoring_s = time.monotonic() - start
+        chosen = select_blocks(score_blocks({b: r["recoverability"] for b, r in scores.items()}, table), table, budget)
+        result = {"images": len(tiny), "train": len(train), "selection": len(selection), "scoring_s": scoring_s,
+                  "dropped": chosen.dropped, "predicted_ratio": chosen.predicted_ratio, "recipes": {}}
+    dropped = result["dropped"]
+    selection_images = eval_tensors(selection, prep)
+    for recipe, settings in recipes(smoke).items():
+        if recipe in result["recipes"] or (wanted_recipes and recipe not in wanted_recipes):
+            continue
+        log(f"[{name}] recovery: {recipe}")
+        student = drop_blocks(loaded.module, dropped)
+        start = time.monotonic()
+        recovered = recover(loaded.module, student, dropped, structure, train, selection_images, prep,
                             settings, seed)
         seconds = time.monotonic() - start
         student.load_state_dict(recovered.state_dict)
         result["recipes"][recipe] = {"kept": recovered.kept, "best_step": recovered.best_step, "recovery_s": seconds,
                                      "selection_kl_before": recovered.selection_kl_before,
                                      "selection_kl_after": recovered.selection_kl_after,
+                                     "threads": torch.get_num_threads(),
+                                     "ran_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                      **_evaluate(student.eval(), heldout, teacher_logits, labels, n_labelled)}
         log(f"[{name}] {recipe}: {result['recipes'][recipe]}")
+        if on_recipe is not None:
+            on_recipe(result)
     return result
 
 
 # -- the benchmark -----------------------------------------------------------------------------------
 
 def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int, cache: Path, log=print,
-                  on_tiny_set=None) -> dict:
-    """All tiny sets in turn; `on_tiny_set(partial result)` after each, so a long run is never all lost."""
+                  on_tiny_set=None, wanted_recipes: list[str] | None = None, earlier: dict | None = None) -> dict:
+    """All tiny sets in turn; `on_tiny_set(partial result)` after each recipe, so a long run is never all lost.
+
+    `earlier`: a saved result with the same budget, seed and resolution; its tiny sets and recipes are kept
+    and only what it lacks is run.
+    """
     from pipeline.blocks import analyse
     from pipeline.budget import Budget
     from pipeline.data import Preprocessing, eval_tensors, load_image_folder
@@ -191,7 +248,9 @@ def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int
                "top5": float((teacher_logits[: len(labels)].topk(5, 1).indices == torch.tensor(labels)[:, None])
                              .any(1).float().mean())}
     wanted = [t for t in tiny_sets if t in sets["tiny"]]
-    results: dict = {}
+    same = earlier is not None and (earlier["budget"], earlier["seed"], earlier["resolution"]) == (
+        budget_text, seed, loaded.resolution)
+    results: dict = dict(earlier["tiny_sets"]) if same else {}
     summary = {
         "benchmark": "lite0_out_of_domain" + ("_smoke" if smoke else ""), "budget": budget_text, "seed": seed,
         "resolution": loaded.resolution, "latency_table": str(TABLE.relative_to(RESULTS.parent.parent)),
@@ -201,12 +260,16 @@ def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int
         "missing_tiny_sets": {t: sets["missing"][t] for t in tiny_sets if t in sets["missing"]},
         "machine": machine_info(), "threads": torch.get_num_threads(),
     }
-    for name in wanted:
-        results[name] = run_tiny_set(name, sets["tiny"][name], loaded, structure, table, Budget.parse(budget_text),
-                                     heldout, teacher_logits, labels, len(labels), smoke, seed, log)
+    def partial(name: str, result: dict) -> None:
+        results[name] = result
         summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if on_tiny_set is not None:
             on_tiny_set(summary)
+
+    for name in wanted:
+        partial(name, run_tiny_set(name, sets["tiny"][name], loaded, structure, table, Budget.parse(budget_text),
+                                   heldout, teacher_logits, labels, len(labels), smoke, seed, log, wanted_recipes,
+                                   results.get(name), on_recipe=lambda result, n=name: partial(n, result)))
     return summary
 
 
@@ -269,12 +332,15 @@ def plot(result: dict, path: Path) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="0.78")
-    parser.add_argument("--tiny-sets", nargs="+", default=["pip", "opencv", "tux"])
+    parser.add_argument("--tiny-sets", nargs="+", default=["pip", "opencv", "tux", "wallpapers"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="2 scoring and 4 recovery steps at 128 px (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--replot", action="store_true", help="only redraw the .md and .png from the saved .json")
+    parser.add_argument("--recipes", nargs="+", default=None, help="run only these recipes (default: all)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the tiny sets and recipes of the saved .json (same budget and seed); run the rest")
     args = parser.parse_args(argv)
     from pipeline import paths
 
@@ -293,8 +359,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.replot:
         save(json.loads((args.out / f"{stem}.json").read_text()))
         return
+    saved = args.out / f"{stem}.json"
+    earlier = json.loads(saved.read_text()) if args.resume and saved.exists() else None
     save(run_benchmark(args.budget, args.tiny_sets, args.smoke, args.seed, cache,
-                       log=lambda m: print(m, flush=True), on_tiny_set=save))
+                       log=lambda m: print(m, flush=True), on_tiny_set=save, wanted_recipes=args.recipes,
+                       earlier=earlier))
 
 
 if __name__ == "__main__":

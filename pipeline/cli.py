@@ -194,6 +194,10 @@ def _print_table(table) -> None:
               help="recovery method (default: the preset's).")
 @click.option("--scoring-steps", type=click.IntRange(0, 10**6), default=None, help="adaptor-fit steps per candidate.")
 @click.option("--recovery-steps", type=click.IntRange(0, 10**6), default=None, help="recovery steps.")
+@click.option("--recovery-points", "recovery_point_weight", type=click.FloatRange(0), default=None,
+              help="weight of also mimicking each dropped block's output (multi-point; default: the preset's, 0).")
+@click.option("--recovery-mixing", type=click.Choice(["none", "cutmix", "mixup"]), default=None,
+              help="mix half of each recovery batch (default: the preset's, none).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
               help="use this latency table file instead of profiling here.")

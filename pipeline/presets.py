@@ -55,7 +55,8 @@ def get_preset(name: str) -> Preset:
 
 
 def with_overrides(preset: Preset, scoring_steps: int | None = None, recovery_steps: int | None = None,
-                   recovery_method: str | None = None, batch_size: int | None = None) -> Preset:
+                   recovery_method: str | None = None, batch_size: int | None = None,
+                   point_weight: float | None = None, mixing: str | None = None) -> Preset:
     """The preset with the user's explicit overrides applied."""
     scoring, recovery = preset.scoring, preset.recovery
     if scoring_steps is not None:
@@ -68,5 +69,9 @@ def with_overrides(preset: Preset, scoring_steps: int | None = None, recovery_st
                            eval_every=max(1, min(recovery.eval_every, recovery_steps)))
     if recovery_method is not None:
         recovery = replace(recovery, method=recovery_method)
+    if point_weight is not None:
+        recovery = replace(recovery, point_weight=point_weight)
+    if mixing is not None:
+        recovery = replace(recovery, mixing=mixing)
     pool = min(preset.scoring_pool_views, scoring.steps * scoring.batch_size)
     return replace(preset, scoring=scoring, recovery=recovery, scoring_pool_views=max(pool, scoring.batch_size))

@@ -60,6 +60,8 @@ class RunConfig:
     recovery_method: str | None = None
     scoring_steps: int | None = None
     recovery_steps: int | None = None
+    recovery_point_weight: float | None = None
+    recovery_mixing: str | None = None
     batch_size: int | None = None
     latency_table: str | None = None
     threads: int = 0
@@ -90,9 +92,9 @@ class RunConfig:
         return data
 
 
-# settings added after run folders were first written (issues 3 and 4), with their defaults
+# settings added after run folders were first written (issues 3, 4 and 7), with their defaults
 _ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
-                "max_batch": 32, "tensorrt_precision": "fp16"}
+                "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None}
 
 
 @dataclass
@@ -173,7 +175,8 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     if config.selector not in SELECTORS:
         raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
     preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
-                            config.recovery_method, config.batch_size)
+                            config.recovery_method, config.batch_size, config.recovery_point_weight,
+                            config.recovery_mixing)
     if config.backend is None:
         log(default_backend(config.target)[1])
     measurable = _check_profiler(config, preset, log)

@@ -277,8 +277,10 @@ def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkey
     out = tmp_path / "run"
     code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--val",
                                str(labelled_folder), "--backend", "torch", "--latency-budget", "0.9", "--out", str(out),
-                               "--export", "onnx")
+                               "--export", "onnx", "--recovery-points", "0.5", "--recovery-mixing", "cutmix")
     assert code == 0, err
+    settings = json.loads((out / "recovery.json").read_text())["settings"]
+    assert (settings["point_weight"], settings["mixing"]) == (0.5, "cutmix")  # the options reach recovery
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["deployed"] == "unrecovered"
     assert "UNRECOVERED network was kept" in evaluation["verdict"] and "deployed network: unrecovered" in stdout
@@ -287,7 +289,7 @@ def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkey
     from pipeline.models import load_model
     from pipeline.surgery import drop_blocks
 
-    unrecovered = drop_blocks(load_model(TINY, None, 32).module, evaluation and
-                              json.loads((out / "dropped_blocks.json").read_text())["dropped"]).state_dict()
+    dropped = json.loads((out / "dropped_blocks.json").read_text())["dropped"]
+    unrecovered = drop_blocks(load_model(TINY, None, 32).module, dropped).state_dict()
     assert all(torch.equal(deployed[k], unrecovered[k]) for k in unrecovered)
     assert any(not torch.equal(recovered[k], unrecovered[k]) for k in unrecovered)
