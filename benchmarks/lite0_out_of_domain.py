@@ -296,6 +296,11 @@ def render_markdown(result: dict) -> str:
                          f"{_pct(x['top1_agreement'])} | {_pct(x['top1'])} | {_pct(x['top5'])} | {x['recovery_s']:.0f} |")
     for name, how in result["missing_tiny_sets"].items():
         lines.append(f"\nTiny set `{name}` was not run: its images are not installed ({how}).")
+    times = sorted({x["ran_at"] for r in result["tiny_sets"].values() for x in r["recipes"].values() if "ran_at" in x})
+    if times:
+        lines += ["", f"Recipes with a time in the JSON ran between {times[0]} and {times[-1]} (runs resumed with "
+                  "--resume add missing recipes to the saved ones; the others ran in an earlier sitting of the same "
+                  "code path)."]
     m = result["machine"]
     lines += ["", f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {result['threads']} torch threads; torch "
               f"{m.get('torch')}; peak RSS {result.get('peak_rss_mb', 0):.0f} MB.", ""]
@@ -312,11 +317,12 @@ def plot(result: dict, path: Path) -> bool:
     except ImportError:
         return False
     names = list(result["tiny_sets"])
-    recipe_names = list(next(iter(result["tiny_sets"].values()))["recipes"]) if names else []
+    recipe_names = list(dict.fromkeys(r for n in names for r in result["tiny_sets"][n]["recipes"]))
     fig, ax = plt.subplots(figsize=(2.2 + 2.2 * len(names), 4))
     width = 0.8 / max(1, len(recipe_names))
     for i, recipe in enumerate(recipe_names):
-        values = [100 * result["tiny_sets"][n]["recipes"][recipe]["top1_agreement"] for n in names]
+        values = [100 * result["tiny_sets"][n]["recipes"].get(recipe, {}).get("top1_agreement", float("nan"))
+                  for n in names]  # a recipe not (yet) run on a tiny set has no bar
         ax.bar([k + i * width for k in range(len(names))], values, width, label=recipe)
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names)
     ax.set_ylabel(f"top-1 agreement on {result['heldout']['images']} held-out images (%)")
