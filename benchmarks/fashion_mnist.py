@@ -530,6 +530,8 @@ def _resume_into(result: dict, args) -> float:
         return 0.0
     saved = json.loads(path.read_text())
     settings = json.loads(json.dumps(result["settings"]))  # tuples become lists, as in the saved file
+    settings["teacher"].pop("cached", None)  # the same teacher, trained then or loaded from the cache now
+    saved["settings"]["teacher"].pop("cached", None)
     for key in ("recovery_adaptors", "recovery_mimic"):  # options added later, equal to no option at defaults
         for option, default in _ADDED_RECOVERY_OPTIONS.items():
             if option not in saved["settings"].get(key, {}) and settings[key].get(option) == default:

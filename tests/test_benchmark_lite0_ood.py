@@ -6,7 +6,7 @@ import pytest
 
 
 @pytest.mark.slow
-def test_lite0_out_of_domain_benchmark_smoke(tmp_path):
+def test_lite0_out_of_domain_benchmark_smoke(tmp_path, capsys):
     from benchmarks.lite0_out_of_domain import main
 
     main(["--smoke", "--tiny-sets", "pip", "--out", str(tmp_path)])
@@ -20,3 +20,10 @@ def test_lite0_out_of_domain_benchmark_smoke(tmp_path):
     assert result["heldout"]["labelled"] >= 20  # foolbox's ImageNet photos at least
     assert "| pip (54 images)" in (tmp_path / "lite0_out_of_domain_smoke.md").read_text()
     assert (tmp_path / "lite0_out_of_domain_smoke.png").stat().st_size > 0
+
+    # --resume keeps the saved selection and recipes: nothing is scored or recovered again
+    capsys.readouterr()
+    main(["--smoke", "--tiny-sets", "pip", "--out", str(tmp_path), "--resume"])
+    assert "reusing the saved selection" in capsys.readouterr().out
+    again = json.loads((tmp_path / "lite0_out_of_domain_smoke.json").read_text())
+    assert again["tiny_sets"]["pip"]["recipes"] == run["recipes"]

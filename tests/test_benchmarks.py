@@ -63,6 +63,15 @@ def test_fashion_mnist_benchmark_smoke(tmp_path):
     assert "| practise-adaptors |" in md and "measured ratio" in md
     assert (out / "fashion_mnist_smoke.png").stat().st_size > 0
 
+    # --resume with a second seed keeps the finished cell and runs only the new one
+    main(["--smoke", "--data-dir", str(data), "--out", str(out), "--seeds", "0,1", "--resume"])
+    resumed = json.loads((out / "fashion_mnist_smoke.json").read_text())
+    assert [cell[2] for cell in resumed["cells_done"]] == [0, 1]
+    assert resumed["records"][: len(saved["records"])] == saved["records"]
+    assert {r["seed"] for r in resumed["records"] if r["method"] != "teacher"} == {0, 1}
+    assert sum(r["method"] == "teacher" for r in resumed["records"]) == sum(
+        r["method"] == "teacher" for r in saved["records"])
+
 
 def test_fashion_mnist_missing_data_is_a_clear_error(tmp_path):
     from benchmarks.fashion_mnist import load_fashion_mnist
