@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -269,7 +270,7 @@ def _stage_latency_table(ctx: RunContext, profiler) -> LatencyTable:
         raise UsageError(
             f"latency budget {ctx.budget.describe()} cannot be reached: dropping every candidate block is predicted "
             f"to keep {reachable:.3f} of the original latency ({table.full.median_ms:.3f} ms). "
-            f"Choose a budget of at least {reachable:.2f}."
+            f"Choose a budget of at least {math.ceil(round(reachable * 100, 6)) / 100:.2f}."
         )
     return table
 
