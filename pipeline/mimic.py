@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, NamedTuple, Protocol
+from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ class Batch(NamedTuple):
     images: torch.Tensor
     features: torch.Tensor  # the teacher's, at the feature point
     logits: torch.Tensor  # the teacher's
-    points: list[torch.Tensor] = []  # the teacher's outputs of the dropped blocks (multi-point mimicking)
+    points: Sequence[torch.Tensor] = ()  # the teacher's outputs of the dropped blocks (multi-point mimicking)
 
 
 class BatchSource(Protocol):
@@ -141,7 +141,7 @@ def fit(student_tap: FeatureTap, source: BatchSource, params: list[nn.Parameter]
     return losses
 
 
-def point_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+def point_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
     """Mean over points of MSE divided by the teacher's variance there, so every point counts alike."""
     terms = [F.mse_loss(s, t) / t.var().clamp_min(1e-8) for s, t in zip(student, teacher, strict=True)]
     return torch.stack(terms).mean()

@@ -21,7 +21,10 @@ def mix_half(images: torch.Tensor, mode: str, generator: torch.Generator) -> tor
     for i in range(start, n):
         j = int(torch.randint(n, (1,), generator=generator))
         lam = float(torch.rand(1, generator=generator))
-        out[i] = _cutmix(images[i], images[j], lam, generator) if mode == "cutmix" else lam * images[i] + (1 - lam) * images[j]
+        if mode == "cutmix":
+            out[i] = _cutmix(images[i], images[j], lam, generator)
+        else:
+            out[i] = lam * images[i] + (1 - lam) * images[j]
     return out
 
 

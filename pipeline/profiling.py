@@ -13,6 +13,7 @@ from pipeline.models import LoadedModel
 from pipeline.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.surgery import drop_blocks
 from profilers import LatencyTable, Profiler, TableStore
+from profilers.fingerprint import DeviceFingerprint
 from profilers.load import busy_machine_warning
 from profilers.stats import TimingStats, paired_differences, summarize
 from profilers.table import now_iso
@@ -71,16 +72,16 @@ def obtain_table(loaded: LoadedModel, structure: NetworkStructure, profiler: Pro
             log(f"reusing latency table {path}")
             return TableChoice(stored, "store", path)
     log(f"profiling {len(candidates) + 1} network variants on [{fingerprint.describe()}]")
-    _warn_if_busy(profiler, log)
+    _warn_if_busy(fingerprint, log)
     table = profile_candidates(loaded, structure, profiler, progress)
     return TableChoice(table, "measured", store.save(table))
 
 
-def _warn_if_busy(profiler: Profiler, log: Log) -> None:
+def _warn_if_busy(fingerprint: DeviceFingerprint, log: Log) -> None:
     """Say so when other processes compete for the cores a CPU measurement needs (it still goes on)."""
-    if profiler.fingerprint().device_kind != "cpu":
+    if fingerprint.device_kind != "cpu":
         return
-    warning = busy_machine_warning(profiler.settings.resolved_threads())
+    warning = busy_machine_warning(fingerprint.threads)
     if warning:
         log(warning)
 
