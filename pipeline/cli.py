@@ -199,6 +199,8 @@ def _print_table(table) -> None:
 @click.option("--recovery-mixing", type=click.Choice(["none", "cutmix", "mixup"]), default=None,
               help="mix half of each recovery batch (default: the preset's, none).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
+@click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")
 @click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
               help="use this latency table file instead of profiling here.")
 @batch_option

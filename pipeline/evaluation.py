@@ -9,13 +9,16 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from pipeline.compute import to_model_device
+
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Logits of `model` in eval mode, in batches: (N, classes)."""
+    """Logits of `model` in eval mode, in batches, on the CPU whatever the model's device: (N, classes)."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    out = torch.cat([model(to_model_device(model, images[i : i + batch_size])).cpu()
+                     for i in range(0, len(images), batch_size)])
     model.train(was_training)
     return out
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from pipeline.blocks import FeaturePoint
+from pipeline.compute import to_model_device
 
 
 class FeatureTap:
@@ -32,7 +33,7 @@ class FeatureTap:
         self._captured = output
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(images)
+        logits = self.model(to_model_device(self.model, images))
         features, self._captured = self._captured, None
         return features, logits  # (N, C, h, w), (N, classes)
 

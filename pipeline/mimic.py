@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.compute import to_model_device
 from pipeline.data import Preprocessing, TinySet
 from pipeline.features import FeatureTap, OutputTaps
 from pipeline.mixing import mix_half
@@ -95,6 +96,7 @@ class LiveBatches:
         images = torch.stack([self.transform(self.tiny.images[rng.randrange(len(self.tiny))])
                               for _ in range(self.batch_size)])
         images = mix_half(images, self.mixing, torch.Generator().manual_seed(seed))
+        images = to_model_device(self.teacher_tap.model, images)
         with torch.no_grad():
             feats, logits = self.teacher_tap(images)
             points = self.teacher_points.take() if self.teacher_points is not None else []
@@ -154,6 +156,7 @@ def feature_mse(student_tap: FeatureTap, images: torch.Tensor, teacher_features:
     total, count = 0.0, 0
     for i in range(0, len(images), batch_size):
         feats, _ = student_tap(images[i : i + batch_size])
-        total += float(F.mse_loss(feats, teacher_features[i : i + batch_size], reduction="sum"))
+        target = teacher_features[i : i + batch_size].to(feats.device)
+        total += float(F.mse_loss(feats, target, reduction="sum"))
         count += feats.numel()
     return total / max(count, 1)

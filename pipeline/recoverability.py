@@ -14,6 +14,7 @@ from torch import nn
 
 from pipeline.adaptors import Adaptors, adaptor_sites
 from pipeline.blocks import NetworkStructure
+from pipeline.compute import device_of
 from pipeline.features import FeatureTap
 from pipeline.mimic import FitSettings, PooledBatches, feature_mse, fit, teacher_targets
 from pipeline.progress import ProgressFactory, silent
@@ -26,7 +27,7 @@ def recoverability_of(block: str, teacher: nn.Module, structure: NetworkStructur
     for p in student.parameters():
         p.requires_grad_(False)
     sites = adaptor_sites(teacher, structure, [block])
-    adaptors = Adaptors(sites).attach(student)
+    adaptors = Adaptors(sites).to(device_of(student)).attach(student)
     with FeatureTap(student, structure.feature_point) as tap:
         before = feature_mse(tap, eval_images, eval_features)
         losses = fit(tap, pool, list(adaptors.parameters()), settings) if sites else []

@@ -25,6 +25,7 @@ from torch import nn
 
 from pipeline.adaptors import Adaptors, adaptor_sites
 from pipeline.blocks import NetworkStructure
+from pipeline.compute import cpu_state, device_of
 from pipeline.data import Preprocessing, TinySet
 from pipeline.errors import UsageError
 from pipeline.evaluation import predict_logits
@@ -127,7 +128,7 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
     teacher_sel = predict_logits(teacher, selection_images)
     student.eval()
     kl_before = prediction_kl(predict_logits(student, selection_images), teacher_sel)
-    unrecovered = copy.deepcopy(student.state_dict())
+    unrecovered = cpu_state(student.state_dict())
     if settings.method == "none" or settings.fit.steps == 0:
         return RecoveryResult(unrecovered, "unrecovered", None, kl_before, kl_before, [], [])
 
@@ -136,7 +137,7 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
         sites = adaptor_sites(teacher, structure, dropped)
         if not sites:
             raise UsageError("no foldable adaptor sites around the dropped blocks; use --recovery mimic.")
-        adaptors = Adaptors(sites).attach(student)
+        adaptors = Adaptors(sites).to(device_of(student)).attach(student)
         for p in student.parameters():
             p.requires_grad_(False)
         params = list(adaptors.parameters())
@@ -145,13 +146,13 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
 
     def current_state() -> dict:
         if adaptors is None:
-            return copy.deepcopy(student.state_dict())
+            return cpu_state(student.state_dict())
         folded = copy.deepcopy(student)  # deepcopy keeps the hooks; folding needs a hook-free copy
         for module in folded.modules():
             module._forward_hooks.clear()
             module._forward_pre_hooks.clear()
-        Adaptors(list(adaptors.sites.values())).load_state_from(adaptors).fold_into(folded)
-        return folded.state_dict()
+        Adaptors(list(adaptors.sites.values())).to(device_of(student)).load_state_from(adaptors).fold_into(folded)
+        return cpu_state(folded.state_dict())
 
     def selection_kl() -> float:
         return prediction_kl(predict_logits(student, selection_images), teacher_sel)

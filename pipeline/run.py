@@ -18,6 +18,7 @@ import torch
 from pipeline import paths
 from pipeline.blocks import NetworkStructure, analyse
 from pipeline.budget import Budget
+from pipeline.compute import on_device, resolve_train_device
 from pipeline.data import (
     Preprocessing,
     TinySet,
@@ -80,6 +81,7 @@ class RunConfig:
     max_batch: int = 32
     tensorrt_precision: str = "fp16"
     max_budget_attempts: int = 3
+    train_device: str = "auto"  # where scoring and recovery train: auto (the GPU for --target gpu), cpu, cuda
 
     def identity(self) -> dict:
         """The settings that define the run (what a resume must match)."""
@@ -95,7 +97,8 @@ class RunConfig:
 
 # settings added after run folders were first written (issues 3, 4 and 7), with their defaults
 _ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
-                "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None}
+                "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
+                "train_device": "auto"}
 
 
 @dataclass
@@ -116,6 +119,7 @@ class RunContext:
     progress: ProgressFactory
     log: Log
     measurable: bool = True  # False when --latency-table names a device that is not present here
+    train_device: torch.device = torch.device("cpu")
     timings: dict = field(default_factory=dict)
 
 
@@ -181,6 +185,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     if config.backend is None:
         log(default_backend(config.target)[1])
     measurable = _check_profiler(config, preset, log)
+    train_device = resolve_train_device(config.train_device, config.target)
     loaded = load_model(config.model, config.weights, config.resolution)
     if not loaded.has_trained_weights and not config.allow_random_weights:
         raise UsageError(
@@ -204,7 +209,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     train, selection, report_set, report_source = _splits(tiny, val, preset.holdout_fraction, config.seed)
     prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
     ctx = RunContext(config, preset, budget, loaded, structure, prep, train, selection, report_set, report_source,
-                     folder, progress, log, measurable=measurable)
+                     folder, progress, log, measurable=measurable, train_device=train_device)
     folder.write_json("data.json", {
         "train_folder": str(data_dir), "validation_folder": str(val_dir) if val_dir else None,
         "tiny_set": tiny.summary(), "validation": val.summary() if val else None,
@@ -283,17 +288,20 @@ def _stage_recoverability(ctx: RunContext, table: LatencyTable):
         with _timed(ctx, "recoverability_s"):
             if done:
                 ctx.log(f"resuming scoring: {len(done)} of {len(ctx.structure.candidates)} blocks already scored")
-            ctx.log(f"scoring recoverability of {len(ctx.structure.candidates)} blocks on {len(ctx.train)} images")
+            ctx.log(f"scoring recoverability of {len(ctx.structure.candidates)} blocks on {len(ctx.train)} images "
+                    f"(training on {ctx.train_device.type})")
             pool = augmented_views(ctx.train, ctx.prep, ctx.preset.scoring_pool_views, scoring.min_crop_scale,
                                    ctx.config.seed)
             train_eval = eval_tensors(ctx.train, ctx.prep)
 
             def save_partial(block: str, result: dict) -> None:
                 done[block] = result
-                folder.write_json("recoverability.json", {"settings": scoring.to_dict(), "blocks": done})
+                folder.write_json("recoverability.json", {"settings": scoring.to_dict(), "blocks": done,
+                                                          "train_device": ctx.train_device.type})
 
-            score_recoverability(ctx.loaded.module, ctx.structure, pool, train_eval, scoring, done,
-                                 on_block=save_partial, progress=ctx.progress)
+            with on_device(ctx.loaded.module, ctx.train_device) as teacher:
+                score_recoverability(teacher, ctx.structure, pool, train_eval, scoring, done,
+                                     on_block=save_partial, progress=ctx.progress)
         _save_timings(ctx)
     recoverability = {b: done[b]["recoverability"] for b in ctx.structure.candidate_names()}
     return score_blocks(recoverability, table)
@@ -353,12 +361,11 @@ def _stage_recovery(ctx: RunContext) -> None:
     if folder.has("recovery.json") and (folder.has(RECOVERED) or folder.has(COMPRESSED)):
         return
     dropped = folder.read_json("selection.json")["dropped"]
-    teacher = ctx.loaded.module
-    student = drop_blocks(teacher, dropped)
     selection_images = eval_tensors(ctx.selection, ctx.prep)
-    with _timed(ctx, "recovery_s"):
-        result = recover(teacher, student, dropped, ctx.structure, ctx.train, selection_images, ctx.prep,
-                         ctx.preset.recovery, ctx.config.seed, folder.file("recovery_checkpoint.pt"),
+    ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})")
+    with _timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher:
+        result = recover(teacher, drop_blocks(teacher, dropped), dropped, ctx.structure, ctx.train, selection_images,
+                         ctx.prep, ctx.preset.recovery, ctx.config.seed, folder.file("recovery_checkpoint.pt"),
                          progress=ctx.progress, log=ctx.log)
     folder.save_tensors(RECOVERED, result.state_dict)
     folder.write_json("dropped_blocks.json", {
@@ -367,7 +374,7 @@ def _stage_recovery(ctx: RunContext) -> None:
         "rebuild": f"load the original model, replace each dropped block by nn.Identity(), load {COMPRESSED}",
     })
     folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,
-                                        **result.summary()})
+                                        "train_device": ctx.train_device.type, **result.summary()})
     folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
     _save_timings(ctx)
 

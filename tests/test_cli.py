@@ -55,6 +55,37 @@ def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragment):
     assert_clean_error(code, err, 2, fragment)
 
 
+def test_training_on_an_absent_gpu_is_refused_before_any_work(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--train-device", "cuda",
+                          "--out", str(tmp_path / "run"))
+    assert_clean_error(code, err, 2, "--train-device cuda needs a CUDA GPU")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.gpu
+def test_a_gpu_run_profiles_trains_and_measures_on_the_gpu(capsys, image_folder, labelled_folder, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--val",
+                               str(labelled_folder), "--target", "gpu", "--backend", "torch", "--latency-budget",
+                               "0.95", "--out", str(out))
+    assert code == 0, err
+    assert "training on cuda" in err
+    assert json.loads((out / "recovery.json").read_text())["train_device"] == "cuda"
+    assert json.loads((out / "recoverability.json").read_text())["train_device"] == "cuda"
+    report = json.loads((out / "report.json").read_text())
+    assert report["latency"]["device"]["device_kind"] == "gpu" and report["latency"]["measured_ratio"] is not None
+    assert report["export"]["onnx"]["check"]["passed"]
+    # the saved networks hold CPU tensors: they load on a machine without the GPU
+    import torch
+
+    state = torch.load(out / "compressed_state_dict.pt", map_location=None, weights_only=True)
+    assert all(t.device.type == "cpu" for t in state.values())
+
+
 def test_unknown_target_is_rejected_by_the_parser(capsys):
     code, _, err = invoke(capsys, "run", "--target", "tpu")
     assert code == 2 and "tpu" in err and "Traceback" not in err

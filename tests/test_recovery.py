@@ -1,4 +1,5 @@
 
+import pytest
 import torch
 
 from pipeline.blocks import analyse
@@ -175,3 +176,41 @@ def test_unknown_mixing_is_a_usage_error():
 
     with pytest.raises(UsageError, match="unknown mixing 'blend'"):
         RecoverySettings(mixing="blend")
+
+
+def test_training_device_follows_the_target_and_never_falls_back_silently(monkeypatch):
+    from pipeline.compute import resolve_train_device
+    from pipeline.errors import UsageError
+
+    assert resolve_train_device("cpu", "gpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_train_device("auto", "cpu").type == "cpu"
+    assert resolve_train_device("auto", "gpu").type == "cpu"  # a GPU table used on a CPU-only machine
+    with pytest.raises(UsageError, match="--train-device cuda needs a CUDA GPU"):
+        resolve_train_device("cuda", "cpu")
+    with pytest.raises(UsageError, match="unknown training device"):
+        resolve_train_device("tpu", "cpu")
+
+
+@pytest.mark.gpu
+def test_scoring_and_recovery_on_the_gpu_match_the_cpu_and_return_cpu_states(image_folder):
+    from pipeline.compute import on_device
+
+    loaded, structure, prep, train, sel = _setup(image_folder)
+    dropped = ["layers.1.1", "layers.2.1"]
+    settings = RecoverySettings("adaptors", FitSettings(steps=10, batch_size=8, lr=0.05), eval_every=5,
+                                point_weight=1.0)
+    fit_settings = FitSettings(steps=5, batch_size=8, lr=0.05)
+    pool = augmented_views(train, prep, 32, 0.25, 0)
+    results = {}
+    for device in ("cpu", "cuda"):
+        with on_device(loaded.module, torch.device(device)) as teacher:
+            scores = score_recoverability(teacher, structure, pool, eval_tensors(train, prep), fit_settings, {})
+            result = recover(teacher, drop_blocks(teacher, dropped), dropped, structure, train, sel, prep, settings)
+        assert next(loaded.module.parameters()).device.type == "cpu"  # moved back
+        assert all(t.device.type == "cpu" for t in result.state_dict.values())
+        results[device] = (scores, result)
+    for block, score in results["cpu"][0].items():
+        # same algorithm, not the same bits: cuDNN convolutions use TF32 by default
+        assert score["recoverability"] == pytest.approx(results["cuda"][0][block]["recoverability"], rel=2e-2, abs=1e-5)
+    assert results["cpu"][1].losses == pytest.approx(results["cuda"][1].losses, rel=2e-2, abs=1e-5)
