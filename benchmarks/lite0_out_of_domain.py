@@ -48,8 +48,11 @@ def recipes(smoke: bool) -> dict:
     from pipeline.mimic import FitSettings
     from pipeline.presets import get_preset
     from pipeline.recovery import RecoverySettings
+    from pipeline.synthetic import SyntheticSettings
 
     steps = 4 if smoke else get_preset("fast").recovery.fit.steps
+    synthetic = (SyntheticSettings(images=4, steps=2, batch_size=4) if smoke
+                 else SyntheticSettings(images=256, steps=200, batch_size=32))
     every = 2 if smoke else 20
     adaptors = replace(get_preset("fast").recovery, fit=replace(get_preset("fast").recovery.fit, steps=steps),
                        eval_every=every)
@@ -60,6 +63,9 @@ def recipes(smoke: bool) -> dict:
         "adaptors + dropped-block outputs": replace(adaptors, point_weight=1.0),
         "mimic all, BN frozen, lr 5e-4": RecoverySettings(
             method="mimic", fit=FitSettings(steps=steps, batch_size=16, lr=5e-4), batchnorm="frozen", eval_every=every),
+        "adaptors + BN-matched views": replace(adaptors, synthetic=synthetic),
+        "adaptors + BN-matched noise": replace(adaptors, synthetic=replace(synthetic, init="noise",
+                                                                             steps=synthetic.steps * 2)),
     }
 
 
@@ -159,7 +165,8 @@ def _evaluate(network, heldout: torch.Tensor, teacher_logits: torch.Tensor, labe
     agreement = compare(logits, teacher_logits, None)
     labelled = compare(logits[:n_labelled], teacher_logits[:n_labelled], labels)
     return {"top1_agreement": agreement.top1_agreement, "top5_agreement": agreement.top5_agreement,
-            "top1": labelled.student_top1, "top5": labelled.student_top5}
+            "top1": labelled.student_top1, "top5": labelled.student_top5,
+            "predictions": logits.argmax(1).tolist()}  # per held-out image: lets readers re-split the held-out set
 
 
 def run_tiny_set(name: str, folder: Path, loaded, structure, table, budget, heldout, teacher_logits, labels,
@@ -219,7 +226,8 @@ def run_tiny_set(name: str, folder: Path, loaded, structure, table, budget, held
 # -- the benchmark -----------------------------------------------------------------------------------
 
 def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int, cache: Path, log=print,
-                  on_tiny_set=None, wanted_recipes: list[str] | None = None, earlier: dict | None = None) -> dict:
+                  on_tiny_set=None, wanted_recipes: list[str] | None = None, earlier: dict | None = None,
+                  device: str = "cpu") -> dict:
     """All tiny sets in turn; `on_tiny_set(partial result)` after each recipe, so a long run is never all lost.
 
     `earlier`: a saved result with the same budget, seed and resolution; its tiny sets and recipes are kept
@@ -227,6 +235,7 @@ def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int
     """
     from pipeline.blocks import analyse
     from pipeline.budget import Budget
+    from pipeline.compute import resolve_train_device
     from pipeline.data import Preprocessing, eval_tensors, load_image_folder
     from pipeline.evaluation import predict_logits
     from pipeline.models import load_model
@@ -235,6 +244,7 @@ def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int
     torch.manual_seed(seed)
     loaded = load_model("efficientnet_lite0", resolution=128 if smoke else None)
     structure = analyse(loaded.module, loaded.resolution)
+    loaded.module.to(resolve_train_device(device, "cpu"))  # scoring and recovery train where the teacher is
     table = LatencyTable.read(TABLE)
     sets = build_image_sets(cache, smoke)
     prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
@@ -255,8 +265,9 @@ def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int
         "benchmark": "lite0_out_of_domain" + ("_smoke" if smoke else ""), "budget": budget_text, "seed": seed,
         "resolution": loaded.resolution, "latency_table": str(TABLE.relative_to(RESULTS.parent.parent)),
         "heldout": {"images": len(heldout), "labelled": len(labels),
-                    "labelled_sources": "foolbox ImageNet photos + Tux Paint stamps named after ImageNet classes"},
-        "teacher": teacher, "tiny_sets": results,
+                    "labelled_sources": "foolbox ImageNet photos + Tux Paint stamps named after ImageNet classes",
+                    "files": [Path(p).name for p in labelled.paths + (extra.paths if len(images) > 1 else [])]},
+        "teacher": teacher, "teacher_predictions": teacher_logits.argmax(1).tolist(), "device": device, "tiny_sets": results,
         "missing_tiny_sets": {t: sets["missing"][t] for t in tiny_sets if t in sets["missing"]},
         "machine": machine_info(), "threads": torch.get_num_threads(),
     }
@@ -343,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="2 scoring and 4 recovery steps at 128 px (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where scoring and recovery train")
     parser.add_argument("--replot", action="store_true", help="only redraw the .md and .png from the saved .json")
     parser.add_argument("--recipes", nargs="+", default=None, help="run only these recipes (default: all)")
     parser.add_argument("--resume", action="store_true",
@@ -354,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     cache = paths.home() / "benchmarks" / "lite0-ood-images"
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "lite0_out_of_domain" + ("_smoke" if args.smoke else "")
+    stem = "lite0_out_of_domain" + ("_smoke" if args.smoke else "") + (f"_seed{args.seed}" if args.seed else "")
 
     def save(result: dict) -> None:
         (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -369,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     earlier = json.loads(saved.read_text()) if args.resume and saved.exists() else None
     save(run_benchmark(args.budget, args.tiny_sets, args.smoke, args.seed, cache,
                        log=lambda m: print(m, flush=True), on_tiny_set=save, wanted_recipes=args.recipes,
-                       earlier=earlier))
+                       earlier=earlier, device=args.device))
 
 
 if __name__ == "__main__":

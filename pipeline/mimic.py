@@ -81,21 +81,29 @@ class PooledBatches:
 
 
 class LiveBatches:
-    """Fresh augmented (optionally mixed) views at every step; the teacher runs on them without gradient."""
+    """Fresh augmented (optionally mixed) views at every step; the teacher runs on them without gradient.
+
+    With a `synthetic` pool (normalised images), the second half of each batch is drawn from it,
+    randomly flipped, instead of from the tiny set.
+    """
 
     def __init__(self, tiny: TinySet, prep: Preprocessing, teacher_tap: FeatureTap, batch_size: int,
-                 min_crop_scale: float, seed: int, mixing: str = "none", teacher_points: OutputTaps | None = None):
+                 min_crop_scale: float, seed: int, mixing: str = "none", teacher_points: OutputTaps | None = None,
+                 synthetic: torch.Tensor | None = None):
         self.tiny, self.teacher_tap, self.batch_size, self.seed = tiny, teacher_tap, batch_size, seed
         self.transform = prep.train_transform(min_crop_scale)
-        self.mixing, self.teacher_points = mixing, teacher_points
+        self.mixing, self.teacher_points, self.synthetic = mixing, teacher_points, synthetic
 
     def batch(self, step: int) -> Batch:
         seed = self.seed * 1_000_003 + step
         rng = random.Random(seed)
         torch.manual_seed(seed)
-        images = torch.stack([self.transform(self.tiny.images[rng.randrange(len(self.tiny))])
-                              for _ in range(self.batch_size)])
+        real = self.batch_size if self.synthetic is None else self.batch_size - self.batch_size // 2
+        images = torch.stack([self.transform(self.tiny.images[rng.randrange(len(self.tiny))]) for _ in range(real)])
         images = mix_half(images, self.mixing, torch.Generator().manual_seed(seed))
+        if self.synthetic is not None:
+            picked = [self.synthetic[rng.randrange(len(self.synthetic))] for _ in range(self.batch_size - real)]
+            images = torch.cat([images, torch.stack([x.flip(2) if rng.random() < 0.5 else x for x in picked])])
         images = to_model_device(self.teacher_tap.model, images)
         with torch.no_grad():
             feats, logits = self.teacher_tap(images)

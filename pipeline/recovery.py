@@ -26,13 +26,14 @@ from torch import nn
 from pipeline.adaptors import Adaptors, adaptor_sites
 from pipeline.blocks import NetworkStructure
 from pipeline.compute import cpu_state, device_of
-from pipeline.data import Preprocessing, TinySet
+from pipeline.data import Preprocessing, TinySet, augmented_views
 from pipeline.errors import UsageError
 from pipeline.evaluation import predict_logits
 from pipeline.features import FeatureTap, OutputTaps
 from pipeline.mimic import FitSettings, LiveBatches, Objective, fit
 from pipeline.mixing import MIXING
 from pipeline.progress import Log, ProgressFactory, quiet_log, silent
+from pipeline.synthetic import SyntheticSettings, bn_matched_images, starting_images
 
 METHODS = ("adaptors", "mimic", "none")
 
@@ -46,6 +47,7 @@ class RecoverySettings:
     logit_weight: float = 0.0  # weight of logit MSE beside the final features
     point_weight: float = 0.0  # weight of mimicking each dropped block's output (multi-point)
     mixing: str = "none"  # "cutmix" or "mixup": half of each batch mixes two views
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)  # BatchNorm-matched inputs (off: 0 images)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -58,6 +60,7 @@ class RecoverySettings:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["fit"] = self.fit.to_dict()
+        data["synthetic"] = asdict(self.synthetic)
         return data
 
     @property
@@ -184,11 +187,12 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
                 "optimizer": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
             })
 
+    synthetic = _synthetic_pool(teacher, train_set, prep, settings, seed, checkpoint_path, progress, log)
     points = dropped if settings.point_weight else []
     with FeatureTap(teacher, structure.feature_point) as teacher_tap, FeatureTap(student, structure.feature_point) as tap, \
             OutputTaps(teacher, points) as teacher_points, OutputTaps(student, points) as student_points:
         source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale, seed,
-                             settings.mixing, teacher_points)
+                             settings.mixing, teacher_points, synthetic)
         set_batchnorm_mode(student, settings.batchnorm)
         fit(tap, source, params, settings.fit, progress, "recovery (feature mimicking)", start_step=start,
             optimizer_state=optimizer_state, on_step=on_step, objective=settings.objective,
@@ -198,3 +202,22 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
         adaptors.detach()
     kept = "recovered" if best["step"] is not None else "unrecovered"
     return RecoveryResult(best["state"], kept, best["step"], kl_before, best["kl"], losses, checks)
+
+
+def _synthetic_pool(teacher: nn.Module, train_set: TinySet, prep: Preprocessing, settings: RecoverySettings,
+                    seed: int, checkpoint_path: Path | None, progress: ProgressFactory, log: Log) -> torch.Tensor | None:
+    """The BatchNorm-matched images recovery mixes in (None when off), made once and kept beside the checkpoint."""
+    wanted = settings.synthetic
+    if wanted.images == 0:
+        return None
+    saved = checkpoint_path.with_name("synthetic_images.pt") if checkpoint_path is not None else None
+    if saved is not None and saved.exists():
+        return torch.load(saved, map_location="cpu", weights_only=True)
+    log(f"synthesising {wanted.images} BatchNorm-matched images from {wanted.init} ({wanted.steps} steps each)")
+    views = augmented_views(train_set, prep, wanted.images, settings.fit.min_crop_scale, seed + 7919)
+    images = bn_matched_images(teacher, starting_images(views, wanted, seed), wanted, seed, progress)
+    if saved is not None:
+        tmp = saved.with_name(saved.name + ".partial")
+        torch.save(images, tmp)
+        tmp.replace(saved)
+    return images

@@ -376,6 +376,7 @@ def _stage_recovery(ctx: RunContext) -> None:
     folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,
                                         "train_device": ctx.train_device.type, **result.summary()})
     folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
+    folder.file("synthetic_images.pt").unlink(missing_ok=True)
     _save_timings(ctx)
 
 
