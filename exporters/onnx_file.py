@@ -59,6 +59,18 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
             )
     except Exception as exc:
         tmp.unlink(missing_ok=True)
-        raise RunFailure(f"ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
+        raise RunFailure(f"ONNX export failed ({_describe_failure(exc)}); rerun with --debug for the traceback, "
+                         f"and check torch {torch.__version__} is the version this tool pins") from exc
     tmp.replace(path)
     return path
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """The exception and its innermost cause, one line each: torch's own message only says which step failed."""
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    first = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    if root is exc:
+        return first
+    return f"{first} caused by {type(root).__name__}: {(str(root).strip().splitlines() or [''])[0][:300]}"
