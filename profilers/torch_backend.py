@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import platform
 from typing import Callable
 
@@ -88,7 +89,8 @@ class TorchCudaProfiler(Profiler):
         if s.precision not in self.precisions:
             raise UsageError(f"torch CUDA profiling supports {', '.join(self.precisions)}, not {s.precision}.")
         dtype = torch.float16 if s.precision == "fp16" else torch.float32
-        module = _for_inference(variant).to(self._device, dtype)
+        # a copy: Module.to() moves in place, and the caller's network (the teacher) must stay where it is
+        module = _for_inference(copy.deepcopy(variant)).to(self._device, dtype)
         example = torch.randn(s.batch, 3, s.resolution, s.resolution, device=self._device, dtype=dtype)
 
         def run():

@@ -69,6 +69,8 @@ def test_torch_cuda_profiler_measures_fp16():
         table = profile_candidates(loaded, structure, profiler)
     assert table.fingerprint.device_kind == "gpu" and table.fingerprint.compute_capability
     assert table.full.median_ms > 0
+    # the profiled network itself stays on the CPU in FP32 (found: .to() moved the teacher, breaking export)
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in loaded.module.parameters())
 
 
 def test_options_a_backend_cannot_honour_are_refused():
