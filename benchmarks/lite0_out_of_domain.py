@@ -52,7 +52,7 @@ def recipes(smoke: bool) -> dict:
 
     steps = 4 if smoke else get_preset("fast").recovery.fit.steps
     synthetic = (SyntheticSettings(images=4, steps=2, batch_size=4) if smoke
-                 else SyntheticSettings(images=128, steps=200, batch_size=128))
+                 else SyntheticSettings(images=128, steps=200, batch_size=64))
     every = 2 if smoke else 20
     adaptors = replace(get_preset("fast").recovery, fit=replace(get_preset("fast").recovery.fit, steps=steps),
                        eval_every=every)
