@@ -90,22 +90,28 @@ def _run_each(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) 
         return torch.cat([fn(images[i : i + 1]) for i in range(len(images))]).numpy()
 
 
-def export_torchscript(inputs: ExportInputs) -> dict:
-    path = inputs.out_dir / "model.torchscript.pt"
+def _traced(module: nn.Module, example: torch.Tensor) -> nn.Module:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(inputs.module, inputs.example())
-        traced.save(str(path))
+        return torch.jit.trace(module.eval(), example)
+
+
+def _exported(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.export.export(module.eval(), (example,))
+
+
+def export_torchscript(inputs: ExportInputs) -> dict:
+    path = inputs.out_dir / "model.torchscript.pt"
+    _traced(inputs.module, inputs.example()).save(str(path))
     loaded = _load_torchscript(path)
     return _record("torchscript", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
 
 
 def export_exported_program(inputs: ExportInputs) -> dict:
     path = inputs.out_dir / "model.pt2"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.export.export(inputs.module, (inputs.example(),))
-        torch.export.save(program, str(path))
+    torch.export.save(_exported(inputs.module, inputs.example()), str(path))
     loaded = _load_exported_program(path)
     return _record("exported-program", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
 
@@ -156,19 +162,26 @@ def _load_exported_program(path: Path) -> nn.Module:
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """How to write a format, how to load its file for timing, and which profiler runs it per target."""
+    """How to write a format, how to load its file for timing, and which profiler runs it per target.
+
+    `same_form` turns the original network into what the artefact is (a traced or exported module),
+    so the latency ratio compares like with like; None where the profiler backend already runs both
+    in one form (onnxruntime and TensorRT build their own ONNX or engine from the original).
+    """
 
     name: str
     export: Callable[[ExportInputs], dict]
     load: Callable[[Path], Path | nn.Module]
     runtimes: dict[str, str]  # target -> profiler backend
+    same_form: Callable[[nn.Module, torch.Tensor], nn.Module] | None = None
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("onnx", export_onnx_fp32, Path, {"cpu": "onnxruntime"}),
     ExportFormat("onnx-int8", export_onnx_int8, Path, {"cpu": "onnxruntime"}),
-    ExportFormat("torchscript", export_torchscript, _load_torchscript, {"cpu": "torch", "gpu": "torch"}),
-    ExportFormat("exported-program", export_exported_program, _load_exported_program, {"cpu": "torch", "gpu": "torch"}),
+    ExportFormat("torchscript", export_torchscript, _load_torchscript, {"cpu": "torch", "gpu": "torch"}, _traced),
+    ExportFormat("exported-program", export_exported_program, _load_exported_program, {"cpu": "torch", "gpu": "torch"},
+                 lambda module, example: _exported(module, example).module()),
     ExportFormat("tensorrt", export_tensorrt, Path, {"gpu": "tensorrt"}),
 )}
 

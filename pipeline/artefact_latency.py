@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from pipeline.errors import UsageError
@@ -29,6 +30,8 @@ def measure_artefact(fmt: str, path: Path, original: nn.Module, target: str, set
         return {"measured": False, "reason": f"no {target} runtime for {fmt} in this tool"}
     if backend != "tensorrt":
         settings = replace(settings, precision="fp32", cuda_graphs=False)
+    if spec.same_form is not None:  # e.g. a traced original beside a traced artefact, not eager beside traced
+        original = spec.same_form(original, torch.randn(1, 3, settings.resolution, settings.resolution))
     try:
         with get_profiler(target, backend, settings) as profiler:
             e2e = measure_end_to_end(original, spec.load(path), profiler, progress)
@@ -37,6 +40,7 @@ def measure_artefact(fmt: str, path: Path, original: nn.Module, target: str, set
     return {
         "measured": True, "backend": profiler.fingerprint().backend, "precision": profiler.settings.precision,
         "artefact_ms": e2e.compressed.median_ms, "original_ms": e2e.original.median_ms,
+        "original_form": fmt if spec.same_form is not None else "as the backend runs it",
         "ratio": e2e.ratio_median, "target_ratio": target_ratio, "meets_budget": e2e.ratio_median <= target_ratio,
         "stop_reason": e2e.stop_reason,
     }
