@@ -27,3 +27,21 @@ def test_lite0_out_of_domain_benchmark_smoke(tmp_path, capsys):
     assert "reusing the saved selection" in capsys.readouterr().out
     again = json.loads((tmp_path / "lite0_out_of_domain_smoke.json").read_text())
     assert again["tiny_sets"]["pip"]["recipes"] == run["recipes"]
+
+    # several seeds summarised, split by domain: a recipe's change is measured against the same seed's unrecovered
+    other = dict(result, seed=1)
+    other["tiny_sets"] = json.loads(json.dumps(result["tiny_sets"]))
+    recipes = other["tiny_sets"]["pip"]["recipes"]
+    photo = result["heldout"]["files"].index(next(f for f in result["heldout"]["files"] if f.startswith("imagenet_")))
+    teacher = result["teacher_predictions"][photo]
+    recipes["none"]["predictions"][photo] = teacher + 1  # seed 1's unrecovered network misses one photo
+    recipes["adaptors (default)"]["predictions"] = list(recipes["none"]["predictions"])
+    recipes["adaptors (default)"]["predictions"][photo] = teacher  # and its recovered network gets it back
+    (tmp_path / "seed1.json").write_text(json.dumps(other))
+    main(["--summarise", str(tmp_path / "lite0_out_of_domain_smoke.json"), str(tmp_path / "seed1.json"),
+          "--out", str(tmp_path)])
+    summary = (tmp_path / "lite0_out_of_domain_seeds.md").read_text()
+    photos = sum(f.startswith("imagenet_") for f in result["heldout"]["files"])
+    row = next(line for line in summary.splitlines() if line.startswith("| pip | adaptors (default)"))
+    assert f"+{100 / photos:.1f})" in row.split("|")[4]  # seed 1's +1 photo, in the photos column
+    assert len(json.loads((tmp_path / "lite0_out_of_domain_seeds.json").read_text())["runs"]) == 2
