@@ -198,6 +198,9 @@ def _print_table(table) -> None:
               help="weight of also mimicking each dropped block's output (multi-point; default: the preset's, 0).")
 @click.option("--recovery-mixing", type=click.Choice(["none", "cutmix", "mixup"]), default=None,
               help="mix half of each recovery batch (default: the preset's, none).")
+@click.option("--recovery-synthetic", type=click.IntRange(0, 100000), default=None, metavar="N",
+              help="make N tiny-set views match the original's BatchNorm statistics and draw half of each "
+                   "recovery batch from them (default: the preset's, 0; costly on a CPU).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")

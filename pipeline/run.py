@@ -64,6 +64,7 @@ class RunConfig:
     recovery_steps: int | None = None
     recovery_point_weight: float | None = None
     recovery_mixing: str | None = None
+    recovery_synthetic: int | None = None  # BatchNorm-matched images mixed into recovery batches
     batch_size: int | None = None
     latency_table: str | None = None
     threads: int = 0
@@ -98,7 +99,7 @@ class RunConfig:
 # settings added after run folders were first written (issues 3, 4 and 7), with their defaults
 _ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
                 "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
-                "train_device": "auto"}
+                "train_device": "auto", "recovery_synthetic": None}
 
 
 @dataclass
@@ -181,7 +182,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
     preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
                             config.recovery_method, config.batch_size, config.recovery_point_weight,
-                            config.recovery_mixing)
+                            config.recovery_mixing, config.recovery_synthetic)
     if config.backend is None:
         log(default_backend(config.target)[1])
     measurable = _check_profiler(config, preset, log)
