@@ -90,10 +90,12 @@ def _run_each(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) 
         return torch.cat([fn(images[i : i + 1]) for i in range(len(images))]).numpy()
 
 
-def _traced(module: nn.Module, example: torch.Tensor) -> nn.Module:
+def _traced(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        return torch.jit.trace(module.eval(), example)
+        traced = torch.jit.trace(module.eval(), example)
+    assert isinstance(traced, torch.jit.ScriptModule)  # a module traces to a ScriptModule (for the type checker)
+    return traced
 
 
 def _exported(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:

@@ -233,6 +233,9 @@ def run(**kwargs) -> None:
     click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
                f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> {100 * ev['recovered']['top1_agreement']:.1f}% recovered")
     click.echo(f"verdict: {report['evaluation']['verdict']}")
+    if report["evaluation"]["report_source"] != "validation folder":
+        click.echo("note: the held-out images are part of the tiny set; pass --val with a few deployment images "
+                   "to judge recovery on them (see report.md)")
     click.echo(f"deployed network: {report['evaluation'].get('deployed', report['recovery']['kept'])}")
     click.echo(f"report: {folder.path / 'report.md'}")
 

@@ -136,6 +136,7 @@ def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder,
     assert report["evaluation"]["report"]["recovered"]["student_top1"] is not None  # labels were used
     assert report["export"]["onnx"]["check"]["passed"]
     assert "Recovery on held-out images" in (out / "report.md").read_text()
+    assert "come from the tiny set itself" not in (out / "report.md").read_text()  # --val was given
 
     # the same command again: nothing is redone or overwritten
     before = (out / "report.json").stat().st_mtime_ns
@@ -166,11 +167,14 @@ def test_interrupted_run_resumes_from_the_last_finished_stage(capsys, image_fold
                  "export.json", "model.onnx", "report.json", "report.md"):
         (out / name).unlink()
     table_mtime = (out / "latency_table.json").stat().st_mtime_ns
-    code, _, err = invoke(capsys, *args)
+    code, stdout, err = invoke(capsys, *args)
     assert code == 0, err
     assert "profiling" not in err and "scoring" not in err  # finished stages were not redone
     assert (out / "latency_table.json").stat().st_mtime_ns == table_mtime
     assert (out / "report.json").exists()
+    # without --val the report images come from the tiny set, and the run says what that means
+    assert "pass --val with a few deployment images" in stdout
+    assert "These report images come from the tiny set itself" in (out / "report.md").read_text()
 
 
 def test_console_script_runs_end_to_end_with_onnxruntime(tmp_path):
