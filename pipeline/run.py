@@ -260,6 +260,9 @@ def _save_timings(ctx: RunContext) -> None:
 
 def _stage_latency_table(ctx: RunContext, profiler) -> LatencyTable:
     folder = ctx.folder
+    if ctx.config.reprofile and folder.has("latency_table.json") and not folder.read_json(
+            "latency_table.json").get("reprofiled"):
+        _discard_table_for_reprofile(ctx)
     if not folder.has("latency_table.json"):
         with _timed(ctx, "profile_s"):
             choice = obtain_table(ctx.loaded, ctx.structure, profiler, TableStore(paths.table_store_dir()),
@@ -267,6 +270,7 @@ def _stage_latency_table(ctx: RunContext, profiler) -> LatencyTable:
                                   ctx.config.reprofile, ctx.progress, ctx.log)
         folder.write_json("latency_table.json", {
             "source": choice.source, "path": str(choice.path) if choice.path else None, "table": choice.table.to_dict(),
+            "reprofiled": ctx.config.reprofile,  # a resumed --reprofile run keeps the table it measured
         })
         _save_timings(ctx)
     table = LatencyTable.from_dict(folder.read_json("latency_table.json")["table"])
@@ -279,6 +283,17 @@ def _stage_latency_table(ctx: RunContext, profiler) -> LatencyTable:
             f"Choose a budget of at least {math.ceil(round(reachable * 100, 6)) / 100:.2f}."
         )
     return table
+
+
+def _discard_table_for_reprofile(ctx: RunContext) -> None:
+    """--reprofile on a folder whose table was not made by --reprofile: measure again, if nothing used it yet."""
+    if ctx.folder.has("selection.json"):
+        raise UsageError(
+            f"--reprofile: the run folder {ctx.folder.path} already selected blocks with its latency table; "
+            "measuring again would not change them. Pass --overwrite to redo the run, or --out for a new run folder."
+        )
+    ctx.log("--reprofile: this run folder's latency table was not made with --reprofile; measuring again")
+    ctx.folder.file("latency_table.json").unlink()
 
 
 def _stage_recoverability(ctx: RunContext, table: LatencyTable):

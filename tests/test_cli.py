@@ -177,6 +177,36 @@ def test_interrupted_run_resumes_from_the_last_finished_stage(capsys, image_fold
     assert "These report images come from the tiny set itself" in (out / "report.md").read_text()
 
 
+def test_reprofile_measures_a_run_folders_table_again_unless_blocks_were_chosen_with_it(capsys, image_folder,
+                                                                                         tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
+            "--latency-budget", "0.9", "--out", str(out), "--export", "onnx"]
+    assert invoke(capsys, *args)[0] == 0
+    later = ("recoverability.json", "selection.json", "recovery.json", "recovered_state_dict.pt",
+             "compressed_state_dict.pt", "evaluation.json", "export.json", "model.onnx", "report.json", "report.md")
+
+    def interrupt_after_the_table():
+        for name in later:
+            (out / name).unlink(missing_ok=True)
+
+    interrupt_after_the_table()  # a table made without --reprofile (say on a busy machine), nothing chosen yet
+    code, _, err = invoke(capsys, *args, "--reprofile")
+    assert code == 0, err
+    assert "measuring again" in err and "profiling" in err
+    assert json.loads((out / "latency_table.json").read_text())["reprofiled"] is True
+    interrupt_after_the_table()  # an interrupted --reprofile run resumes with the table it measured
+    code, _, err = invoke(capsys, *args, "--reprofile")
+    assert code == 0, err
+    assert "measuring again" not in err and "profiling" not in err
+    (out / "report.json").unlink()  # blocks already chosen with the table: refused, nothing changed
+    (out / "latency_table.json").write_text(json.dumps(
+        {**json.loads((out / "latency_table.json").read_text()), "reprofiled": False}))
+    code, _, err = invoke(capsys, *args, "--reprofile")
+    assert_clean_error(code, err, 2, "already selected blocks with its latency table")
+    assert (out / "selection.json").exists() and (out / "latency_table.json").exists()
+
+
 def test_console_script_runs_end_to_end_with_onnxruntime(tmp_path):
     data = write_images(tmp_path / "data", 12)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
