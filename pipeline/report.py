@@ -25,7 +25,7 @@ def collect(folder: RunFolder) -> dict:
 
 def latency_summary(data: dict) -> dict:
     table = data["latency_table"]["table"]
-    final = data["selection"]["attempts"][-1]
+    final = data["selection"]["attempts"][data["selection"].get("chosen_attempt", -1)]
     measured = final.get("measured")
     return {
         "device": table["fingerprint"],
