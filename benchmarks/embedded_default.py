@@ -5,7 +5,7 @@ benchmarks/results/embedded_default.{json,md}. Usage:
 
     python -m benchmarks.embedded_default [--budget 0.78] [--smoke]
 
---smoke runs a reduced version (2 scoring and 4 recovery steps at 128 px) that only checks the
+--smoke runs a reduced version (2 scoring and 4 recovery steps at 128 px, 20 s per latency measurement) that only checks the
 benchmark still works.
 """
 
@@ -29,7 +29,7 @@ def run_benchmark(budget: str, smoke: bool, results_dir: Path) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="practise-bench-") as tmp:
         os.environ["PRACTISE_HOME"] = str(Path(tmp) / "home")
-        overrides = dict(scoring_steps=2, recovery_steps=4, resolution=128) if smoke else {}
+        overrides = dict(scoring_steps=2, recovery_steps=4, resolution=128, profile_time_cap=20) if smoke else {}
         config = RunConfig(budget=budget, out=str(Path(tmp) / "run"), **overrides)
         start = time.monotonic()
         folder = run(config, log=lambda m: print(m, flush=True))
