@@ -5,8 +5,8 @@ benchmarks/results/embedded_default.{json,md}. Usage:
 
     python -m benchmarks.embedded_default [--budget 0.78] [--smoke]
 
---smoke runs a reduced version (2 scoring and 4 recovery steps at 128 px, 20 s per latency measurement) that only checks the
-benchmark still works.
+--smoke runs a reduced version (2 scoring and 4 recovery steps at 128 px, 20 s per latency
+measurement) that only checks the benchmark still works.
 """
 
 from __future__ import annotations
