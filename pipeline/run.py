@@ -44,6 +44,7 @@ from pipeline.selection import (
     select_blocks,
 )
 from pipeline.surgery import drop_blocks
+from pipeline.synthetic import BatchNormStatistics
 from profilers import LatencyTable, ProfileSettings, TableStore, default_backend, get_profiler
 
 
@@ -193,6 +194,8 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
             f"model '{config.model}' has no trained weights here (nothing is downloaded). Pass --weights FILE with "
             "a state_dict, or --allow-random-weights to compress random weights (for testing only)."
         )
+    if preset.recovery.synthetic.images:
+        BatchNormStatistics(loaded.module).close()  # refuses a network without BatchNorm now, not after scoring
     data_dir, val_dir = _resolve_data(config)
     tiny = load_image_folder(data_dir, loaded.resolution)
     val = load_image_folder(val_dir, loaded.resolution) if val_dir is not None else None

@@ -86,6 +86,14 @@ def test_a_gpu_run_profiles_trains_and_measures_on_the_gpu(capsys, image_folder,
     assert all(t.device.type == "cpu" for t in state.values())
 
 
+def test_synthetic_inputs_for_a_network_without_batchnorm_are_refused_before_any_work(capsys, image_folder,
+                                                                                      tmp_path):
+    code, _, err = invoke(capsys, "run", "--model", "tests.tiny_models:tiny_resnet_without_batchnorm", *FAST_RUN,
+                          "--data", str(image_folder), "--recovery-synthetic", "8", "--out", str(tmp_path / "run"))
+    assert_clean_error(code, err, 2, "has no BatchNorm layer")
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_target_is_rejected_by_the_parser(capsys):
     code, _, err = invoke(capsys, "run", "--target", "tpu")
     assert code == 2 and "tpu" in err and "Traceback" not in err

@@ -39,3 +39,13 @@ def tiny_resnet() -> nn.Module:
 
 def tiny_resnet_deep() -> nn.Module:
     return TinyResNet(depths=(3, 3, 3))
+
+
+def tiny_resnet_without_batchnorm() -> nn.Module:
+    """The same network with every BatchNorm replaced by an identity (nothing for synthetic inputs to match)."""
+    model = TinyResNet()
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.BatchNorm2d):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+    return model
