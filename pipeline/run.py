@@ -176,8 +176,13 @@ def default_out(config: RunConfig, identity_hash: str) -> Path:
     return Path("runs") / f"{name}-{config.target}-{config.budget}-{identity_hash[:8]}"
 
 
-def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log) -> RunContext:
-    """Validate everything cheap before any long work, then open (or reopen) the run folder."""
+def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log,
+            trains: bool = True) -> RunContext:
+    """Validate everything cheap before any long work, then open (or reopen) the run folder.
+
+    `trains=False` (adding exports to a finished run) skips the training device: a run trained on a GPU can
+    be exported on a machine without one.
+    """
     budget = Budget.parse(config.budget)
     if config.selector not in SELECTORS:
         raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
@@ -187,7 +192,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     if config.backend is None:
         log(default_backend(config.target)[1])
     measurable = _check_profiler(config, preset, log)
-    train_device = resolve_train_device(config.train_device, config.target)
+    train_device = resolve_train_device(config.train_device, config.target) if trains else torch.device("cpu")
     loaded = load_model(config.model, config.weights, config.resolution)
     if not loaded.has_trained_weights and not config.allow_random_weights:
         raise UsageError(
@@ -544,7 +549,7 @@ def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFac
     known = {f for f in RunConfig.__dataclass_fields__}
     config = RunConfig(**{k: v for k, v in settings.items() if k in known})
     config.out, config.export = str(run_dir), tuple(config.export)
-    ctx = prepare(config, progress, log)
+    ctx = prepare(config, progress, log, trains=False)
     ctx.config = replace(config, **options)
     ctx.timings = folder.read_json("timings.json") if folder.has("timings.json") else {}
     records = export_artefacts(ctx, formats)

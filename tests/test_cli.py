@@ -329,6 +329,19 @@ def test_export_command_adds_checked_artefacts_to_a_finished_run(capsys, image_f
     assert "latency on the target" in report and "target 0.900" in report
     code, _, err = invoke(capsys, "export", str(out), "--format", "tensorrt")
     assert_clean_error(code, err, 2, "TensorRT is not installed")
+    # a run trained on a GPU exports on a machine without one: exporting does not train
+    from pipeline.runfolder import settings_hash
+
+    saved = json.loads((out / "settings.json").read_text())
+    saved["settings"]["train_device"] = "cuda"
+    saved["hash"] = settings_hash(saved["settings"])
+    (out / "settings.json").write_text(json.dumps(saved))
+    with pytest.MonkeyPatch.context() as patch:
+        import torch
+
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        code, _, err = invoke(capsys, "export", str(out), "--format", "onnx")
+    assert code == 0, err
     code, _, err = invoke(capsys, "export", str(tmp_path / "nothing"), "--format", "onnx")
     assert_clean_error(code, err, 2, "holds no compressed network")
 
