@@ -106,6 +106,8 @@ def render_markdown(data: dict) -> str:
         f"Target ratio {lat['target_ratio']:.3f}: "
         + {True: "**met**.", False: "**missed** (no further block could be dropped).", None: "not measured on this machine."}[lat["meets_budget"]]
         + f" Latency table: {lat['table_source']} ({lat['table_path']}).",
+        *[f"\n{a['table_disagreement'].replace('warning: ', 'Warning: ', 1)}" for a in sel["attempts"][:1]
+          if "table_disagreement" in a],
         "",
         f"## Dropped blocks ({len(sel['dropped'])} of {len(data['candidates']['candidates'])})",
         "",

@@ -370,6 +370,8 @@ def _stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> 
             ctx.log(f"measuring the original and the network without {len(selection.dropped)} blocks end to end")
             e2e = measure_end_to_end(teacher, drop_blocks(teacher, selection.dropped), profiler, ctx.progress)
             record["measured"] = e2e.to_dict()
+            if not attempts[:-1]:
+                _warn_if_the_table_disagrees(ctx, table, e2e.original.median_ms, record)
             if ctx.budget.absolute_ms is not None:
                 miss_ms = e2e.compressed.median_ms - ctx.budget.absolute_ms
             else:
@@ -395,6 +397,24 @@ def _stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> 
         "dropped": attempts[chosen]["dropped"], "attempts": attempts, "chosen_attempt": chosen,
     })
     _save_timings(ctx)
+
+
+# the original measured end to end this far from the table's figure means the table was made in other conditions
+TABLE_DISAGREEMENT_TO_WARN = 0.3  # the H100 eager table differed by 22% with accurate ratios; a slow VM by 37%
+
+
+def _warn_if_the_table_disagrees(ctx: RunContext, table: LatencyTable, measured_ms: float, record: dict) -> None:
+    """Say so when the original network now measures far from the table's latency (found: a table profiled
+    while the VM was slow said 7.75 ms for an original that measured 4.90 ms minutes later)."""
+    difference = measured_ms / table.full.median_ms - 1
+    if abs(difference) <= TABLE_DISAGREEMENT_TO_WARN:
+        return
+    message = (f"warning: the original network measures {measured_ms:.3f} ms now and {table.full.median_ms:.3f} ms in the "
+               f"latency table ({100 * difference:+.0f}%): the table was measured in other conditions (a busy or "
+               "throttled machine?), so its per-block savings may be off. The selection is corrected by measurement; "
+               "to rebuild the table, rerun with --reprofile (and --out for a new run folder).")
+    ctx.log(message)
+    record["table_disagreement"] = message
 
 
 def _closest_meeting(attempts: list[dict]) -> int:

@@ -145,3 +145,29 @@ def test_a_measurement_far_under_the_budget_tries_fewer_blocks_and_keeps_the_clo
     assert chosen["measured"]["ratio_median"] == max(r for r in measured if r <= 0.65)
     report = json.loads((folder.path / "report.json").read_text())
     assert report["latency"]["measured_ratio"] == chosen["measured"]["ratio_median"]
+
+
+def test_a_table_far_from_the_end_to_end_measurement_is_named(image_folder, tmp_path, monkeypatch, capsys):
+    import json
+
+    from pipeline import run as run_module
+    from pipeline.profiling import EndToEnd
+    from profilers import LatencyTable
+    from profilers.stats import summarize
+
+    out = tmp_path / "run"
+
+    def three_times_faster_than_the_table(original, compressed, profiler, progress=None):
+        full = LatencyTable.from_dict(json.loads((out / "latency_table.json").read_text())["table"]).full.median_ms
+        return EndToEnd(summarize([full / 3] * 3), summarize([full / 3 * 0.7] * 3), 0.7, "stable")
+
+    monkeypatch.setattr(run_module, "measure_end_to_end", three_times_faster_than_the_table)
+    messages = []
+    config = run_module.RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
+                                  allow_random_weights=True, backend="torch", budget="0.75", scoring_steps=2,
+                                  recovery_steps=2, batch_size=4, profile_time_cap=3, out=str(out), export=())
+    run_module.run(config, log=messages.append)
+    assert any("measures" in m and "(-67%)" in m and "--reprofile" in m for m in messages), messages
+    first = json.loads((out / "selection.json").read_text())["attempts"][0]
+    assert "other conditions" in first["table_disagreement"]
+    assert "Warning: the original network measures" in (out / "report.md").read_text()
