@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -42,6 +41,7 @@ from pipeline.selection import (
     best_reachable_ratio,
     score_blocks,
     select_blocks,
+    smallest_budget_text,
 )
 from pipeline.surgery import drop_blocks
 from pipeline.synthetic import BatchNormStatistics
@@ -288,7 +288,7 @@ def _stage_latency_table(ctx: RunContext, profiler) -> LatencyTable:
         raise UsageError(
             f"latency budget {ctx.budget.describe()} cannot be reached: dropping every candidate block is predicted "
             f"to keep {reachable:.3f} of the original latency ({table.full.median_ms:.3f} ms). "
-            f"Choose a budget of at least {math.ceil(round(reachable * 100, 6)) / 100:.2f}."
+            f"Choose a budget of at least {smallest_budget_text(reachable)}."
         )
     return table
 
@@ -357,7 +357,8 @@ def _stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> 
                     raise
                 ctx.log("no further block can be dropped; keeping the measured selections")
                 break
-            if not selection.dropped or any(set(a["dropped"]) == set(selection.dropped) for a in attempts):
+            if attempts and (not selection.dropped or any(set(a["dropped"]) == set(selection.dropped)
+                                                          for a in attempts)):
                 ctx.log("no other selection covers the difference; keeping the measured ones")
                 break
             record = {"attempt": attempt + 1, "dropped": selection.dropped, "predicted_ms": selection.predicted_ms,

@@ -60,6 +60,11 @@ def best_reachable_ratio(table: LatencyTable) -> float:
     return table.predicted_ratio(positive)
 
 
+def smallest_budget_text(reachable: float) -> str:
+    """The reachable ratio rounded up to a budget one can type (0.785 -> "0.79", 0.78 stays "0.78")."""
+    return f"{math.ceil(round(reachable * 100, 6)) / 100:.2f}"
+
+
 def select_blocks(scores: list[BlockScore], table: LatencyTable, budget: Budget, selector: str = "greedy",
                   extra_saving_ms: float = 0.0) -> Selection:
     full = table.full.median_ms
@@ -70,7 +75,7 @@ def select_blocks(scores: list[BlockScore], table: LatencyTable, budget: Budget,
         raise UsageError(
             f"latency budget {budget.describe()} cannot be reached: dropping every candidate block is predicted to "
             f"keep {best_reachable_ratio(table):.3f} of the original latency ({full:.3f} ms on "
-            f"[{table.fingerprint.describe()}]). Choose a budget of at least {math.ceil(best_reachable_ratio(table) * 100) / 100:.2f}."
+            f"[{table.fingerprint.describe()}]). Choose a budget of at least {smallest_budget_text(best_reachable_ratio(table))}."
         )
     if selector == "greedy":
         dropped = _greedy(usable, required)
