@@ -28,6 +28,7 @@ from pipeline.data import (
 )
 from pipeline.errors import UsageError
 from pipeline.evaluation import compare, paired_change, predict_logits
+from pipeline.measured_selection import select_by_measurement
 from pipeline.models import LoadedModel, load_model
 from pipeline.presets import Preset, get_preset, with_overrides
 from pipeline.profiling import measure_end_to_end, obtain_table
@@ -45,7 +46,13 @@ from pipeline.selection import (
 )
 from pipeline.surgery import drop_blocks
 from pipeline.synthetic import BatchNormStatistics
-from profilers import LatencyTable, ProfileSettings, TableStore, default_backend, get_profiler
+from profilers import (
+    LatencyTable,
+    ProfileSettings,
+    TableStore,
+    default_backend,
+    get_profiler,
+)
 
 
 @dataclass
@@ -331,67 +338,25 @@ def _stage_recoverability(ctx: RunContext, table: LatencyTable):
     return score_blocks(recoverability, table)
 
 
-# a measured latency this far under the budget (fraction of the original) is worth trying fewer blocks for
-UNDERSHOOT_TO_RETRY = 0.03
-
-
 def _stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> None:
-    """Select from the table, measure end to end, and correct the selection when the measurement disagrees.
-
-    A miss selects more blocks; a result far under the budget (the table overstated the time left) selects
-    fewer, as long as nothing has missed yet. The kept selection is the measured one closest to the budget
-    that meets it (or the last one, when none does).
-    """
+    """Select from the table, then correct the selection by measuring it end to end (measured_selection)."""
     folder = ctx.folder
     if folder.has("selection.json"):
         return
     config, teacher = ctx.config, ctx.loaded.module
+
+    def select(extra_ms: float):
+        return select_blocks(scores, table, ctx.budget, config.selector, extra_ms)
+
+    def measure(dropped: list[str]):
+        return measure_end_to_end(teacher, drop_blocks(teacher, dropped), profiler, ctx.progress)
+
     same_device = profiler is not None and table.fingerprint == profiler.fingerprint()
-    extra_ms, attempts, missed = 0.0, [], False
     with _timed(ctx, "selection_and_measurement_s"):
-        for attempt in range(config.max_budget_attempts):
-            try:
-                selection = select_blocks(scores, table, ctx.budget, config.selector, extra_ms)
-            except UsageError:
-                if not attempts:
-                    raise
-                ctx.log("no further block can be dropped; keeping the measured selections")
-                break
-            if attempts and (not selection.dropped or any(set(a["dropped"]) == set(selection.dropped)
-                                                          for a in attempts)):
-                ctx.log("no other selection covers the difference; keeping the measured ones")
-                break
-            record = {"attempt": attempt + 1, "dropped": selection.dropped, "predicted_ms": selection.predicted_ms,
-                      "predicted_ratio": selection.predicted_ratio}
-            attempts.append(record)
-            if not same_device:
-                record["measured"] = None
-                ctx.log("the latency table's device is not this one: the chosen network is not measured here")
-                break
-            ctx.log(f"measuring the original and the network without {len(selection.dropped)} blocks end to end")
-            e2e = measure_end_to_end(teacher, drop_blocks(teacher, selection.dropped), profiler, ctx.progress)
-            record["measured"] = e2e.to_dict()
-            if not attempts[:-1]:
-                _warn_if_the_table_disagrees(ctx, table, e2e.original.median_ms, record)
-            if ctx.budget.absolute_ms is not None:
-                miss_ms = e2e.compressed.median_ms - ctx.budget.absolute_ms
-            else:
-                miss_ms = (e2e.ratio_median - ctx.budget.ratio) * table.full.median_ms
-            record["meets_budget"] = miss_ms <= 0
-            # the current selection's predicted distance from the budget, plus the measured miss (or surplus):
-            # adding the miss to the budget alone changes nothing when the prediction already overshot it
-            overshoot_ms = ctx.budget.target_ms(table.full.median_ms) - selection.predicted_ms
-            if miss_ms > 0:
-                missed = True
-                ctx.log(f"measured latency misses the budget by {miss_ms:.3f} ms; selecting more blocks")
-                extra_ms = max(extra_ms, overshoot_ms) + miss_ms
-            elif not missed and -miss_ms > UNDERSHOOT_TO_RETRY * table.full.median_ms:
-                ctx.log(f"measured latency is {-miss_ms:.3f} ms under the budget (the table overstated what was "
-                        "left); trying fewer blocks")
-                extra_ms = overshoot_ms + miss_ms
-            else:
-                break
-    chosen = _closest_meeting(attempts)
+        attempts, chosen = select_by_measurement(select, measure if same_device else None, ctx.budget,
+                                                 table.full.median_ms, config.max_budget_attempts, ctx.log)
+    if attempts[0]["measured"] is not None:
+        _warn_if_the_table_disagrees(ctx, table, attempts[0]["measured"]["original"]["median_ms"], attempts[0])
     folder.write_json("selection.json", {
         "budget": ctx.budget.describe(), "target_ratio": ctx.budget.target_ratio(table.full.median_ms),
         "selector": config.selector, "scores": [s.to_dict() for s in scores],
@@ -416,14 +381,6 @@ def _warn_if_the_table_disagrees(ctx: RunContext, table: LatencyTable, measured_
                "to rebuild the table, rerun with --reprofile (and --out for a new run folder).")
     ctx.log(message)
     record["table_disagreement"] = message
-
-
-def _closest_meeting(attempts: list[dict]) -> int:
-    """Index of the measured attempt that meets the budget with the most latency left, else the last one."""
-    meeting = [i for i, a in enumerate(attempts) if a.get("meets_budget")]
-    if not meeting:
-        return len(attempts) - 1
-    return max(meeting, key=lambda i: attempts[i]["measured"]["ratio_median"])
 
 
 def _stage_recovery(ctx: RunContext) -> None:
