@@ -201,6 +201,10 @@ def _print_table(table) -> None:
 @click.option("--recovery-synthetic", type=click.IntRange(0, 100000), default=None, metavar="N",
               help="make N tiny-set views match the original's BatchNorm statistics and draw half of each "
                    "recovery batch from them (default: the preset's, 0; costly on a CPU).")
+@click.option("--recovery-blends", default=None, metavar="W[,W...]|none",
+              help="weights of the recovered change also offered for deployment, between 0 and 1; the report images "
+                   "choose among the unrecovered network, these blends and the recovered one (default: the "
+                   "preset's, 0.5 for fast, none for paper).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")
@@ -230,8 +234,10 @@ def run(**kwargs) -> None:
     measured = "n/a" if lat["measured_ratio"] is None else f"{lat['measured_ratio']:.3f}"
     click.echo(f"dropped {len(report['selection']['dropped'])} blocks: {', '.join(report['selection']['dropped'])}")
     click.echo(f"latency ratio: predicted {lat['predicted_ratio']:.3f}, measured {measured}, target {lat['target_ratio']:.3f}")
+    others = [n for n in report["evaluation"].get("candidates", ["unrecovered", "recovered"]) if n != "unrecovered"]
     click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
-               f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> {100 * ev['recovered']['top1_agreement']:.1f}% recovered")
+               f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> "
+               + ", ".join(f"{100 * ev[n]['top1_agreement']:.1f}% {n}" for n in others))
     click.echo(f"verdict: {report['evaluation']['verdict']}")
     if report["evaluation"]["report_source"] != "validation folder":
         click.echo("note: the held-out images are part of the tiny set; pass --val with a few deployment images "

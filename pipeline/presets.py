@@ -40,7 +40,8 @@ PRESETS = {
         scoring=FitSettings(steps=1000, batch_size=64, lr=0.02),
         scoring_pool_views=64 * 1000,
         recovery=RecoverySettings(
-            method="mimic", fit=FitSettings(steps=2000, batch_size=64, lr=0.02), batchnorm="train", eval_every=200
+            method="mimic", fit=FitSettings(steps=2000, batch_size=64, lr=0.02), batchnorm="train", eval_every=200,
+            blends=(),
         ),
         profile=ProfileSettings(warmup_runs=10, runs_per_round=50, min_rounds=10, max_rounds=100, tolerance=0.02,
                                 time_cap_s=600),
@@ -57,7 +58,7 @@ def get_preset(name: str) -> Preset:
 def with_overrides(preset: Preset, scoring_steps: int | None = None, recovery_steps: int | None = None,
                    recovery_method: str | None = None, batch_size: int | None = None,
                    point_weight: float | None = None, mixing: str | None = None,
-                   synthetic_images: int | None = None) -> Preset:
+                   synthetic_images: int | None = None, blends: tuple[float, ...] | None = None) -> Preset:
     """The preset with the user's explicit overrides applied."""
     scoring, recovery = preset.scoring, preset.recovery
     if scoring_steps is not None:
@@ -76,5 +77,7 @@ def with_overrides(preset: Preset, scoring_steps: int | None = None, recovery_st
         recovery = replace(recovery, mixing=mixing)
     if synthetic_images is not None:
         recovery = replace(recovery, synthetic=replace(recovery.synthetic, images=synthetic_images))
+    if blends is not None:
+        recovery = replace(recovery, blends=blends)
     pool = min(preset.scoring_pool_views, scoring.steps * scoring.batch_size)
     return replace(preset, scoring=scoring, recovery=recovery, scoring_pool_views=max(pool, scoring.batch_size))

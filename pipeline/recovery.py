@@ -48,6 +48,9 @@ class RecoverySettings:
     point_weight: float = 0.0  # weight of mimicking each dropped block's output (multi-point)
     mixing: str = "none"  # "cutmix" or "mixup": half of each batch mixes two views
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)  # BatchNorm-matched inputs (off: 0 images)
+    # weights of the recovered change that the run also offers for deployment (blended_state); the report
+    # images choose among the unrecovered network, these blends and the recovered one
+    blends: tuple[float, ...] = (0.5,)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -56,6 +59,8 @@ class RecoverySettings:
             raise UsageError(f"unknown mixing '{self.mixing}'; choose one of: {', '.join(MIXING)}.")
         if self.batchnorm not in ("frozen", "train"):
             raise UsageError(f"batchnorm must be 'frozen' or 'train', not '{self.batchnorm}'.")
+        if any(not 0.0 < w < 1.0 for w in self.blends):
+            raise UsageError(f"blend weights must lie strictly between 0 and 1, not {list(self.blends)}.")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -92,6 +97,19 @@ def prediction_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) ->
     """Mean KL(teacher || student) of the softmax predictions: 0 when they predict identically."""
     return float(F.kl_div(F.log_softmax(student_logits, 1), F.log_softmax(teacher_logits, 1),
                           log_target=True, reduction="batchmean"))
+
+
+def blended_state(unrecovered: dict, recovered: dict, weight: float) -> dict:
+    """unrecovered + weight x (recovered - unrecovered), per floating-point tensor (integer buffers: recovered's).
+
+    Weight-space ensembling (WiSE-FT, Wortsman et al. 2022): on out-of-domain tiny sets the halfway network
+    agreed with the original at least as well as both ends on held-out images of both kinds in most cases
+    measured (benchmarks/results/lite0_blend.md), while on in-domain tiny sets the recovered end is best.
+    Folded adaptors are linear in the adaptor weights, so blending the folded state equals folding blended
+    adaptors: the blend is the same kind of network, with no extra layer.
+    """
+    return {k: (v + weight * (recovered[k] - v)) if v.is_floating_point() else recovered[k]
+            for k, v in unrecovered.items()}
 
 
 def set_batchnorm_mode(student: nn.Module, mode: str) -> None:

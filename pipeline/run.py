@@ -34,7 +34,7 @@ from pipeline.presets import Preset, get_preset, with_overrides
 from pipeline.profiling import measure_end_to_end, obtain_table
 from pipeline.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.recoverability import score_recoverability
-from pipeline.recovery import prediction_kl, recover
+from pipeline.recovery import blended_state, prediction_kl, recover
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, settings_hash
 from pipeline.selection import (
@@ -73,6 +73,7 @@ class RunConfig:
     recovery_point_weight: float | None = None
     recovery_mixing: str | None = None
     recovery_synthetic: int | None = None  # BatchNorm-matched images mixed into recovery batches
+    recovery_blends: str | None = None  # "0.5", "0.25,0.5" or "none": blends offered for deployment
     batch_size: int | None = None
     latency_table: str | None = None
     threads: int = 0
@@ -107,7 +108,8 @@ class RunConfig:
 # settings added after run folders were first written (issues 3, 4 and 7), with their defaults
 _ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
                 "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
-                "train_device": "auto", "recovery_synthetic": None}
+                "train_device": "auto", "recovery_synthetic": None,
+                "recovery_blends": None}
 
 
 @dataclass
@@ -130,6 +132,22 @@ class RunContext:
     measurable: bool = True  # False when --latency-table names a device that is not present here
     train_device: torch.device = torch.device("cpu")
     timings: dict = field(default_factory=dict)
+
+
+def parse_blends(text: str | None) -> tuple[float, ...] | None:
+    """--recovery-blends: None (the preset's), "none" (no blend), or comma-separated weights in (0, 1)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        weights = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        weights = ()
+    if not weights or any(not 0 < w < 1 for w in weights):
+        raise UsageError(f"--recovery-blends '{text}' is not understood: give weights strictly between 0 and 1 "
+                         "separated by commas (e.g. 0.5 or 0.25,0.5,0.75), or 'none'.")
+    return weights
 
 
 def _data_fingerprint(folder: Path) -> str:
@@ -195,7 +213,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
     preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
                             config.recovery_method, config.batch_size, config.recovery_point_weight,
-                            config.recovery_mixing, config.recovery_synthetic)
+                            config.recovery_mixing, config.recovery_synthetic, parse_blends(config.recovery_blends))
     if config.backend is None:
         log(default_backend(config.target)[1])
     measurable = _check_profiler(config, preset, log)
@@ -420,64 +438,95 @@ def rebuild_compressed(loaded: LoadedModel, folder: RunFolder, state_file: str =
 
 
 def _stage_evaluation(ctx: RunContext) -> None:
-    """Compare the network before and after recovery on held-out images; deploy the better one."""
+    """Compare the networks recovery offers on held-out images; deploy the one that agrees best."""
     folder = ctx.folder
     if folder.has("evaluation.json"):
         return
     teacher = ctx.loaded.module
     dropped = folder.read_json("dropped_blocks.json")["dropped"]
     recovered_file = RECOVERED if folder.has(RECOVERED) else COMPRESSED  # run folders written before RECOVERED
-    recovered = rebuild_compressed(ctx.loaded, folder, recovered_file)
-    unrecovered = drop_blocks(teacher, dropped)
-    with _timed(ctx, "evaluation_s"):
-        sets = {"report": ctx.report_set, "train": ctx.train}
-        result = {}
-        for name, images in sets.items():
-            x = eval_tensors(images, ctx.prep)
-            reference = predict_logits(teacher, x)
-            before, after = predict_logits(unrecovered, x), predict_logits(recovered, x)
-            labels = images.labels if name == "report" else None
-            result[name] = {
-                "images": len(images),
-                "unrecovered": compare(before, reference, labels).to_dict(),
-                "recovered": compare(after, reference, labels).to_dict(),
-                "change": paired_change(before, after, reference),
-                "kl": {"unrecovered": prediction_kl(before, reference), "recovered": prediction_kl(after, reference)},
-            }
-    report = result["report"]
-    gain = report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
     kept = folder.read_json("recovery.json")["kept"]
-    deployed = _better_network(gain, report["kl"], kept)
-    folder.save_tensors(COMPRESSED, (recovered if deployed == "recovered" else unrecovered).state_dict())
+    networks = _candidate_networks(ctx, dropped, rebuild_compressed(ctx.loaded, folder, recovered_file), kept)
+    with _timed(ctx, "evaluation_s"):
+        result = {name: _evaluate_candidates(teacher, networks, images, ctx.prep, labelled=name == "report")
+                  for name, images in (("report", ctx.report_set), ("train", ctx.train))}
+    report = result["report"]
+    deployed = _best_candidate(report) if kept == "recovered" else "unrecovered"
+    gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
+    folder.save_tensors(COMPRESSED, networks[deployed].state_dict())
     folder.write_json("evaluation.json", {
-        "report_source": ctx.report_source, **result, "agreement_gain": gain, "deployed": deployed,
-        "verdict": _verdict(gain, kept, deployed, report["change"]),
+        "report_source": ctx.report_source, "candidates": list(networks), **result,
+        "recovered_gain": report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"],
+        "agreement_gain": gain, "deployed": deployed,
+        "verdict": _verdict(report, kept, deployed),
     })
     _save_timings(ctx)
 
 
-def _better_network(gain: float, kl: dict, kept: str) -> str:
-    """"recovered" only if recovery kept a state and it agrees more on the report images (KL breaks ties)."""
-    if kept == "unrecovered":
-        return "unrecovered"
-    if gain > 0 or (gain == 0 and kl["recovered"] < kl["unrecovered"]):
-        return "recovered"
-    return "unrecovered"
+def _candidate_networks(ctx: RunContext, dropped: list[str], recovered: torch.nn.Module, kept: str) -> dict:
+    """unrecovered, each blend of it with the recovered weights (when recovery kept a state), recovered."""
+    unrecovered = drop_blocks(ctx.loaded.module, dropped)
+    networks = {"unrecovered": unrecovered}
+    if kept == "recovered":
+        for weight in ctx.preset.recovery.blends:
+            blend = drop_blocks(ctx.loaded.module, dropped)
+            blend.load_state_dict(blended_state(unrecovered.state_dict(), recovered.state_dict(), weight))
+            networks[blend_name(weight)] = blend
+    networks["recovered"] = recovered
+    return networks
 
 
-def _verdict(gain: float, kept: str, deployed: str, change: dict) -> str:
+def blend_name(weight: float) -> str:
+    return "halfway" if weight == 0.5 else f"blend {weight:g}"
+
+
+def _evaluate_candidates(teacher, networks: dict, images: TinySet, prep: Preprocessing, labelled: bool) -> dict:
+    """Agreement (and accuracy when labelled) of every candidate, KL, and what changed against unrecovered."""
+    x = eval_tensors(images, prep)
+    reference = predict_logits(teacher, x)
+    logits = {name: predict_logits(network, x) for name, network in networks.items()}
+    labels = images.labels if labelled else None
+    out = {"images": len(images)}
+    out.update({name: compare(lg, reference, labels).to_dict() for name, lg in logits.items()})
+    out["kl"] = {name: prediction_kl(lg, reference) for name, lg in logits.items()}
+    out["changes"] = {name: paired_change(logits["unrecovered"], lg, reference)
+                      for name, lg in logits.items() if name != "unrecovered"}
+    out["change"] = out["changes"]["recovered"]  # the recovered network's, as run folders before blends recorded
+    return out
+
+
+def _best_candidate(report: dict) -> str:
+    """Highest top-1 agreement on the report images; KL breaks ties; in a full tie the least changed network."""
+    names = [n for n in report["kl"]]  # unrecovered first, then blends by weight, then recovered
+    return max(names, key=lambda n: (report[n]["top1_agreement"], -report["kl"][n], -names.index(n)))
+
+
+def _verdict(report: dict, kept: str, deployed: str) -> str:
     if kept == "unrecovered":
         return "recovery did not improve the held-out selection split; the unrecovered network was kept"
-    counted = (f" ({change['gained']} images gained, {change['lost']} lost, of {change['images']}; "
-               f"{'significant' if change['p_value'] < 0.05 else 'could be chance'}, p={change['p_value']:.2f})")
+    recovered_gain = report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
     if deployed == "unrecovered":
-        how = (f"LOWERED top-1 agreement on held-out report images by {-100 * gain:.1f} points" if gain < 0
-               else "did not raise top-1 agreement on held-out report images (nor lower their KL)")
-        return (f"recovery {how}{counted}, although it improved the selection split; the UNRECOVERED network "
-                "was kept (the tiny set may not represent the report images)")
+        change = report["changes"]["recovered"]
+        how = (f"LOWERED top-1 agreement on held-out report images by {-100 * recovered_gain:.1f} points"
+               if recovered_gain < 0 else "did not raise top-1 agreement on held-out report images (nor lower their KL)")
+        return (f"recovery {how}{_counted(change)}, although it improved the selection split, and no blend did better; "
+                "the UNRECOVERED network was kept (the tiny set may not represent the report images)")
+    gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
+    what = "recovery" if deployed == "recovered" else f"the {deployed} blend of the recovered and unrecovered weights"
     if gain > 0:
-        return f"recovery raised top-1 agreement on held-out images by {100 * gain:.1f} points" + counted
-    return "recovery did not change top-1 agreement on held-out report images but lowered their KL" + counted
+        text = f"{what} raised top-1 agreement on held-out images by {100 * gain:.1f} points"
+    else:
+        text = f"{what} did not change top-1 agreement on held-out report images but lowered their KL"
+    text += _counted(report["changes"][deployed])
+    if deployed != "recovered":
+        text += (f"; the fully recovered network agreed {100 * (report['recovered']['top1_agreement'] - report[deployed]['top1_agreement']):+.1f}"
+                 " points against it")
+    return text
+
+
+def _counted(change: dict) -> str:
+    return (f" ({change['gained']} images gained, {change['lost']} lost, of {change['images']}; "
+            f"{'significant' if change['p_value'] < 0.05 else 'could be chance'}, p={change['p_value']:.2f})")
 
 
 def _stage_export(ctx: RunContext) -> None:

@@ -49,6 +49,8 @@ def test_blocks_lists_candidates_as_json(capsys):
     (["run", "--model", "mobilenet_v2"], "has no trained weights"),
     (["run", "--model", TINY, "--allow-random-weights", "--data", "/no/such/folder"], "does not exist"),
     (["run", "--model", TINY, "--allow-random-weights", "--backend", "tensorflow"], "not available for target 'cpu'"),
+    (["run", "--model", TINY, "--allow-random-weights", "--recovery-blends", "1.5"], "--recovery-blends '1.5' is not"),
+    (["run", "--model", TINY, "--allow-random-weights", "--recovery-blends", "half"], "strictly between 0 and 1"),
 ])
 def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragment):
     code, _, err = invoke(capsys, *args)
@@ -142,6 +144,12 @@ def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder,
     assert report["selection"]["dropped"]
     assert report["evaluation"]["report"]["images"] == 9  # the validation folder
     assert report["evaluation"]["report"]["recovered"]["student_top1"] is not None  # labels were used
+    evaluation = report["evaluation"]
+    if evaluation["deployed"] != "unrecovered" or "halfway" in evaluation["candidates"]:  # recovery kept a state
+        assert evaluation["candidates"] == ["unrecovered", "halfway", "recovered"]  # the fast preset's blend
+        assert "| halfway |" in (out / "report.md").read_text() and "% halfway" in stdout
+        best = max(evaluation["report"][n]["top1_agreement"] for n in evaluation["candidates"])
+        assert evaluation["report"][evaluation["deployed"]]["top1_agreement"] == best
     assert report["export"]["onnx"]["check"]["passed"]
     assert "Recovery on held-out images" in (out / "report.md").read_text()
     assert "come from the tiny set itself" not in (out / "report.md").read_text()  # --val was given
@@ -381,3 +389,45 @@ def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkey
     unrecovered = drop_blocks(load_model(TINY, None, 32).module, dropped).state_dict()
     assert all(torch.equal(deployed[k], unrecovered[k]) for k in unrecovered)
     assert any(not torch.equal(recovered[k], unrecovered[k]) for k in unrecovered)
+
+
+def test_a_deployed_blend_is_what_the_run_saves_and_exports_and_blends_can_be_turned_off(
+        capsys, monkeypatch, image_folder, labelled_folder, tmp_path):
+    import torch
+
+    import pipeline.run as run_module
+    from pipeline.recovery import RecoveryResult, blended_state
+
+    def nudging_recover(teacher, student, *args, **kwargs):
+        generator = torch.Generator().manual_seed(0)
+        state = {k: (v + 0.01 * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v)
+                 for k, v in student.state_dict().items()}
+        return RecoveryResult(state, "recovered", 4, 1.0, 0.5, [1.0] * 4, [])
+
+    monkeypatch.setattr(run_module, "recover", nudging_recover)
+    monkeypatch.setattr(run_module, "_best_candidate", lambda report: "halfway" if "halfway" in report else "recovered")
+    args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--val", str(labelled_folder),
+            "--backend", "torch", "--latency-budget", "0.9", "--export", "onnx"]
+    out = tmp_path / "blend"
+    code, stdout, err = invoke(capsys, *args, "--out", str(out))
+    assert code == 0, err
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["candidates"] == ["unrecovered", "halfway", "recovered"]
+    assert evaluation["deployed"] == "halfway" and "deployed network: halfway" in stdout
+    assert "halfway blend" in evaluation["verdict"] and "| halfway |" in (out / "report.md").read_text()
+    from pipeline.models import load_model
+    from pipeline.surgery import drop_blocks
+
+    dropped = json.loads((out / "dropped_blocks.json").read_text())["dropped"]
+    unrecovered = drop_blocks(load_model(TINY, None, 32).module, dropped).state_dict()
+    recovered = torch.load(out / "recovered_state_dict.pt", weights_only=True)
+    deployed = torch.load(out / "compressed_state_dict.pt", weights_only=True)
+    expected = blended_state(unrecovered, recovered, 0.5)
+    assert all(torch.allclose(deployed[k].float(), expected[k].float()) for k in expected)
+    assert any(not torch.allclose(deployed[k].float(), recovered[k].float()) for k in expected)
+    assert json.loads((out / "export.json").read_text())["onnx"]["check"]["passed"]  # the blend is exported
+
+    code, stdout, err = invoke(capsys, *args, "--recovery-blends", "none", "--out", str(tmp_path / "two"))
+    assert code == 0, err
+    evaluation = json.loads((tmp_path / "two" / "evaluation.json").read_text())
+    assert evaluation["candidates"] == ["unrecovered", "recovered"]

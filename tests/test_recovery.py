@@ -242,3 +242,56 @@ def test_batchnorm_matched_synthesis_moves_statistics_toward_the_originals_train
                      settings, checkpoint_path=tmp_path / "ckpt.pt")
     assert (tmp_path / "synthetic_images.pt").exists() and len(result.losses) == 4
     drop_blocks(loaded.module, dropped).load_state_dict(result.state_dict)
+
+
+def test_blended_state_moves_floats_part_way_and_keeps_the_recovered_integer_buffers():
+    import torch
+
+    from pipeline.recovery import blended_state
+
+    unrecovered = {"w": torch.zeros(3), "n": torch.tensor(5)}
+    recovered = {"w": torch.tensor([2.0, -4.0, 1.0]), "n": torch.tensor(9)}
+    half = blended_state(unrecovered, recovered, 0.5)
+    assert torch.equal(half["w"], torch.tensor([1.0, -2.0, 0.5])) and int(half["n"]) == 9
+    assert torch.equal(blended_state(unrecovered, recovered, 0.25)["w"], torch.tensor([0.5, -1.0, 0.25]))
+
+
+def test_blending_folded_adaptors_equals_folding_blended_adaptors():
+    """Why a blend of the deployed (folded) weights is itself a network with folded adaptors."""
+    import torch
+    from torch import nn
+
+    from pipeline.recovery import blended_state
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, bias=True)
+    adaptor = torch.eye(6) + 0.3 * torch.randn(6, 6)
+
+    def folded(a):
+        return {"weight": torch.einsum("om,mikl->oikl", a, conv.weight.detach()), "bias": a @ conv.bias.detach()}
+
+    halfway = blended_state(folded(torch.eye(6)), folded(adaptor), 0.5)
+    expected = folded(torch.eye(6) + 0.5 * (adaptor - torch.eye(6)))
+    assert all(torch.allclose(halfway[k], expected[k], atol=1e-6) for k in expected)
+
+
+def test_blend_weights_outside_the_open_interval_are_refused():
+    import pytest
+
+    from pipeline.errors import UsageError
+    from pipeline.recovery import RecoverySettings
+
+    with pytest.raises(UsageError, match="strictly between 0 and 1"):
+        RecoverySettings(blends=(1.0,))
+
+
+def test_the_best_candidate_agrees_most_then_has_the_lowest_kl_then_changed_least():
+    from pipeline.run import _best_candidate
+
+    def report(agreements, kls):
+        names = ["unrecovered", "halfway", "recovered"]
+        return {**{n: {"top1_agreement": a} for n, a in zip(names, agreements)}, "kl": dict(zip(names, kls))}
+
+    assert _best_candidate(report([0.5, 0.7, 0.6], [1.0, 0.9, 0.5])) == "halfway"
+    assert _best_candidate(report([0.5, 0.6, 0.6], [1.0, 0.9, 0.5])) == "recovered"
+    assert _best_candidate(report([0.6, 0.6, 0.6], [0.5, 0.5, 0.5])) == "unrecovered"
