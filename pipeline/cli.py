@@ -202,9 +202,9 @@ def _print_table(table) -> None:
               help="make N tiny-set views match the original's BatchNorm statistics and draw half of each "
                    "recovery batch from them (default: the preset's, 0; costly on a CPU).")
 @click.option("--recovery-blends", default=None, metavar="W[,W...]|none",
-              help="weights of the recovered change also offered for deployment, between 0 and 1; the report images "
-                   "choose among the unrecovered network, these blends and the recovered one (default: the "
-                   "preset's, 0.5 for fast, none for paper).")
+              help="blends of the recovered and unrecovered weights also offered for deployment (weights of the "
+                   "recovered change, between 0 and 1, e.g. 0.5); the report images choose among the unrecovered "
+                   "network, these blends and the recovered one (default: none).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")

@@ -40,8 +40,7 @@ PRESETS = {
         scoring=FitSettings(steps=1000, batch_size=64, lr=0.02),
         scoring_pool_views=64 * 1000,
         recovery=RecoverySettings(
-            method="mimic", fit=FitSettings(steps=2000, batch_size=64, lr=0.02), batchnorm="train", eval_every=200,
-            blends=(),
+            method="mimic", fit=FitSettings(steps=2000, batch_size=64, lr=0.02), batchnorm="train", eval_every=200
         ),
         profile=ProfileSettings(warmup_runs=10, runs_per_round=50, min_rounds=10, max_rounds=100, tolerance=0.02,
                                 time_cap_s=600),

@@ -52,13 +52,12 @@ def write_report(folder: RunFolder, timings: dict) -> None:
 
 
 BLEND_EXPLAINED = (
-    "`halfway` averages the recovered and unrecovered weights (weight-space ensembling): recovery fits the "
-    "tiny set's kind of image, and on out-of-domain tiny sets the halfway network kept more of the gain on other "
-    "images (benchmarks/results/lite0_blend.md)."
+    "Blends (`--recovery-blends`) average the recovered and unrecovered weights: `halfway` keeps half of "
+    "recovery's change."
 )
 
 # what the benchmarks showed (benchmarks/results/lite0_out_of_domain_seeds.md): recovery moves agreement toward
-# the tiny set's kind of image, so report images drawn from the tiny set favour the recovered network
+# the tiny set's kind of image, so report images drawn from the tiny set favour it
 TINY_SET_REPORT_CAUTION = (
     "These report images come from the tiny set itself. Recovery moves agreement toward the tiny set's kind of "
     "image (on the EfficientNet-Lite0 benchmark: a few points up on images like the tiny set, up to 8 points "

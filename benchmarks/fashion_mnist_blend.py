@@ -1,0 +1,89 @@
+"""Benchmark: blends of the recovered and unrecovered weights on Fashion-MNIST (tiny sets in domain).
+
+The counterpart of lite0_blend: for the cells of results/fashion_mnist.json (the blocks PRACTISE chose per
+budget, tiny-set size and seed), the default adaptor recovery, then test accuracy on the 10k test images
+for blend weights 0 (unrecovered), 0.25, 0.5 (`halfway`), 0.75 and 1 (recovered).
+
+    python -m benchmarks.fashion_mnist_blend [--seeds 0] [--sizes 50 500] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.machine import machine_info
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[50, 500])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    from benchmarks import fashion_mnist as fm
+    from pipeline.blocks import analyse
+    from pipeline.data import eval_tensors, split_holdout
+    from pipeline.presets import get_preset
+    from pipeline.recovery import blended_state, recover
+    from pipeline.surgery import drop_blocks
+
+    torch.set_num_threads(args.threads)
+    saved = json.loads((RESULTS / "fashion_mnist.json").read_text())
+    dropped_of = {(s["budget"], s["size"], s["seed"]): s["dropped"] for s in saved["selections"]
+                  if s["selector"] == "practise-greedy"}
+    data = fm.load_fashion_mnist(args.data_dir or fm.DEFAULT_DATA)
+    x_train = fm.padded(data["train_images"])
+    x_test, y_test = fm.padded(data["test_images"]), torch.from_numpy(data["test_labels"].astype(np.int64))
+    teacher, _ = fm.obtain_teacher(data, (8, 16, 32), 9, 3, None)
+    teacher.requires_grad_(False)
+    structure, prep, preset = analyse(teacher, fm.RESOLUTION), fm._prep_class(), get_preset("fast")
+    cells = {}
+    for seed in args.seeds:
+        for size in args.sizes:
+            order = np.random.default_rng(seed).permutation(len(x_train))[:size]  # as fashion_mnist draws it
+            train, held = split_holdout(fm.tiny_set(x_train, data["train_labels"], order), preset.holdout_fraction, seed)
+            for budget in sorted({b for b, s, r in dropped_of if (s, r) == (size, seed)}):
+                dropped = dropped_of[(budget, size, seed)]
+                student = drop_blocks(teacher, dropped)
+                student.requires_grad_(True)
+                unrecovered = {k: v.clone() for k, v in student.state_dict().items()}
+                start = time.monotonic()
+                result = recover(teacher, student, dropped, structure, train, eval_tensors(held, prep), prep,
+                                 preset.recovery, seed)
+                cell = {"dropped": dropped, "recovery_s": round(time.monotonic() - start, 1), "accuracy": {}}
+                for weight in WEIGHTS:
+                    student.load_state_dict(blended_state(unrecovered, result.state_dict, weight) if weight
+                                            else unrecovered)
+                    cell["accuracy"][str(weight)] = 100 * fm.accuracy(student.eval(), x_test, y_test)
+                cells[f"{budget}/{size}/{seed}"] = cell
+                print(budget, size, seed, cell["accuracy"], flush=True)
+    result = {"benchmark": "fashion_mnist_blend", "machine": machine_info(), "threads": args.threads, "cells": cells}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fashion_mnist_blend.json").write_text(json.dumps(result, indent=1) + "\n")
+    m = result["machine"]
+    lines = ["# Fashion-MNIST (tiny sets in domain): blends of the recovered and unrecovered weights", "",
+             f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, {args.threads} thread(s). "
+             "Test accuracy (%) on the 10k test images; teacher and blocks as in fashion_mnist.md; default adaptor "
+             "recovery; blend weight w of the recovered change (0: unrecovered, 0.5: halfway, 1: recovered).", "",
+             "| budget | tiny set | seed | w 0 | w 0.25 | w 0.5 | w 0.75 | w 1 |", "|---|---|---|---|---|---|---|---|"]
+    for key, cell in cells.items():
+        budget, size, seed = key.split("/")
+        lines.append(f"| {budget} | {size} | {seed} | " + " | ".join(f"{cell['accuracy'][str(w)]:.2f}" for w in WEIGHTS)
+                     + " |")
+    (args.out / "fashion_mnist_blend.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / 'fashion_mnist_blend.md'}")
+
+
+if __name__ == "__main__":
+    main()
