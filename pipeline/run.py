@@ -509,7 +509,8 @@ def _verdict(report: dict, kept: str, deployed: str) -> str:
         change = report["changes"]["recovered"]
         how = (f"LOWERED top-1 agreement on held-out report images by {-100 * recovered_gain:.1f} points"
                if recovered_gain < 0 else "did not raise top-1 agreement on held-out report images (nor lower their KL)")
-        return (f"recovery {how}{_counted(change)}, although it improved the selection split, and no blend did better; "
+        blends = ", and no blend did better" if len(report["kl"]) > 2 else ""
+        return (f"recovery {how}{_counted(change)}, although it improved the selection split{blends}; "
                 "the UNRECOVERED network was kept (the tiny set may not represent the report images)")
     gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
     what = "recovery" if deployed == "recovered" else f"the {deployed} blend of the recovered and unrecovered weights"

@@ -378,6 +378,7 @@ def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkey
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["deployed"] == "unrecovered"
     assert "UNRECOVERED network was kept" in evaluation["verdict"] and "deployed network: unrecovered" in stdout
+    assert "blend" not in evaluation["verdict"]  # none was offered
     deployed = torch.load(out / "compressed_state_dict.pt", weights_only=True)
     recovered = torch.load(out / "recovered_state_dict.pt", weights_only=True)
     from pipeline.models import load_model
