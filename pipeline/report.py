@@ -134,7 +134,7 @@ def render_markdown(data: dict) -> str:
         "",
         f"Report images: {ev['report']['images']} ({ev['report_source']}), never trained on. They choose one thing: "
         "the deployed network is the row below that agrees best with the original on them (KL breaks ties), so its "
-        "figure is the best of the rows and slightly optimistic. " + BLEND_EXPLAINED * (len(candidates) > 2),
+        "figure is the best of the rows and slightly optimistic." + (" " + BLEND_EXPLAINED) * (len(candidates) > 2),
         *([] if ev["report_source"] == "validation folder" else ["", TINY_SET_REPORT_CAUTION]),
         "",
         "| network | top-1 agreement with original | top-5 agreement | top-1 accuracy | top-5 accuracy |",
