@@ -33,8 +33,8 @@ RECIPE = "adaptors (default)"
 SPLITS = 200  # random choose/report splits per tiny set and seed
 
 
-def _recovered_states(tiny_sets: list[str], seeds: list[int], dropped_of: dict, loaded, structure, sets: dict,
-                      states: Path, log) -> dict:
+def recovered_states(tiny_sets: list[str], seeds: list[int], dropped_of: dict, loaded, structure, sets: dict,
+                     states: Path, log, recipe: str = RECIPE) -> dict:
     """(seed, tiny set) -> {"base", "recovered", "dropped", "seconds"}: recovered once, then read back."""
     from pipeline.data import Preprocessing, eval_tensors, load_image_folder, split_holdout
     from pipeline.presets import get_preset
@@ -48,7 +48,7 @@ def _recovered_states(tiny_sets: list[str], seeds: list[int], dropped_of: dict, 
     out = {}
     for seed in seeds:
         for name in tiny_sets:
-            path = states / f"{seed}_{name}_{RECIPE.replace(' ', '_')}.pt"
+            path = states / f"{seed}_{name}_{recipe.replace(' ', '_').replace(',', '')}.pt"
             if not path.exists():
                 tiny = load_image_folder(sets["tiny"][name], loaded.resolution)
                 train, selection = split_holdout(tiny, get_preset("fast").holdout_fraction, seed)
@@ -58,14 +58,15 @@ def _recovered_states(tiny_sets: list[str], seeds: list[int], dropped_of: dict, 
                 log(f"[{name} seed {seed}] recovering without {', '.join(dropped)}")
                 start = time.monotonic()
                 result = recover(loaded.module, student, dropped, structure, train, eval_tensors(selection, prep),
-                                 prep, recipes(False)[RECIPE], seed)
+                                 prep, recipes(False)[recipe], seed)
                 torch.save({"base": base, "recovered": result.state_dict, "dropped": dropped,
                             "seconds": time.monotonic() - start}, path)
             out[(seed, name)] = torch.load(path, weights_only=False)
     return out
 
 
-def evaluate_blends(state: dict, loaded, heldout: torch.Tensor, teacher_logits: torch.Tensor) -> dict:
+def evaluate_blends(state: dict, loaded, heldout: torch.Tensor, teacher_logits: torch.Tensor,
+                    weights: tuple[float, ...] = WEIGHTS) -> dict:
     """Per blend weight: each held-out image's top-1 agreement with the original and its KL."""
     import torch.nn.functional as F
 
@@ -76,7 +77,7 @@ def evaluate_blends(state: dict, loaded, heldout: torch.Tensor, teacher_logits: 
     student = drop_blocks(loaded.module, state["dropped"])
     reference = F.log_softmax(teacher_logits, 1)
     out = {}
-    for weight in WEIGHTS:
+    for weight in weights:
         student.load_state_dict(blended_state(state["base"], state["recovered"], weight) if weight else state["base"])
         logits = predict_logits(student, heldout)
         kl = F.kl_div(F.log_softmax(logits, 1), reference, log_target=True, reduction="none").sum(1)
@@ -156,6 +157,38 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
+def setup(tiny_sets: list[str], threads: int) -> dict:
+    """What the Lite0 state benchmarks share: the network, the chosen blocks, the tiny sets, the held-out images."""
+    from pipeline import paths
+    from pipeline.blocks import analyse
+    from pipeline.data import Preprocessing, eval_tensors, load_image_folder
+    from pipeline.evaluation import predict_logits
+    from pipeline.models import load_model
+
+    from benchmarks.lite0_out_of_domain import build_image_sets
+
+    if threads:
+        torch.set_num_threads(threads)
+    saved = json.loads((RESULTS / "lite0_out_of_domain_seeds.json").read_text())
+    loaded = load_model("efficientnet_lite0")
+    sets = build_image_sets(paths.home() / "benchmarks" / "lite0-ood-images", False)
+    missing = [t for t in tiny_sets if t not in sets["tiny"]]
+    if missing:
+        how = ", ".join(f"{t} ({sets['missing'][t]})" for t in missing)
+        raise SystemExit(f"tiny sets not installed: {how}")
+    prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
+    labelled = load_image_folder(sets["labelled"], loaded.resolution)
+    extra = load_image_folder(sets["extra"], loaded.resolution)
+    heldout = torch.cat([eval_tensors(labelled, prep), eval_tensors(extra, prep)])
+    files = [Path(p).name for p in labelled.paths + extra.paths]
+    return {"budget": saved["runs"][0]["budget"], "loaded": loaded, "sets": sets, "heldout": heldout, "files": files,
+            "dropped_of": {(r["seed"], n): t["dropped"] for r in saved["runs"] for n, t in r["tiny_sets"].items()},
+            "structure": analyse(loaded.module, loaded.resolution),
+            "photos": [i for i, f in enumerate(files) if f.startswith("imagenet_")],
+            "teacher_logits": predict_logits(loaded.module, heldout),
+            "states": paths.home() / "benchmarks" / "lite0-blend-states"}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -167,35 +200,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.replot:
         (args.out / "lite0_blend.md").write_text(render(json.loads((args.out / "lite0_blend.json").read_text())))
         return
-    from pipeline import paths
-    from pipeline.blocks import analyse
-    from pipeline.data import Preprocessing, eval_tensors, load_image_folder
-    from pipeline.evaluation import predict_logits
-    from pipeline.models import load_model
-
-    from benchmarks.lite0_out_of_domain import build_image_sets
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    saved = json.loads((RESULTS / "lite0_out_of_domain_seeds.json").read_text())
-    budget = saved["runs"][0]["budget"]
-    dropped_of = {(r["seed"], n): t["dropped"] for r in saved["runs"] for n, t in r["tiny_sets"].items()}
-    loaded = load_model("efficientnet_lite0")
-    structure = analyse(loaded.module, loaded.resolution)
-    sets = build_image_sets(paths.home() / "benchmarks" / "lite0-ood-images", False)
-    missing = [t for t in args.tiny_sets if t not in sets["tiny"]]
-    if missing:
-        how = ", ".join(f"{t} ({sets['missing'][t]})" for t in missing)
-        raise SystemExit(f"tiny sets not installed: {how}")
-    prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
-    labelled = load_image_folder(sets["labelled"], loaded.resolution)
-    extra = load_image_folder(sets["extra"], loaded.resolution)
-    heldout = torch.cat([eval_tensors(labelled, prep), eval_tensors(extra, prep)])
-    files = [Path(p).name for p in labelled.paths + extra.paths]
-    photos = [i for i, f in enumerate(files) if f.startswith("imagenet_")]
-    teacher_logits = predict_logits(loaded.module, heldout)
-    states = _recovered_states(args.tiny_sets, args.seeds, dropped_of, loaded, structure, sets,
-                               paths.home() / "benchmarks" / "lite0-blend-states", lambda m: print(m, flush=True))
+    bench = setup(args.tiny_sets, args.threads)
+    loaded, heldout, teacher_logits, photos = bench["loaded"], bench["heldout"], bench["teacher_logits"], bench["photos"]
+    states = recovered_states(args.tiny_sets, args.seeds, bench["dropped_of"], loaded, bench["structure"],
+                              bench["sets"], bench["states"], lambda m: print(m, flush=True))
     runs = {}
     for (seed, name), state in sorted(states.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         blends = evaluate_blends(state, loaded, heldout, teacher_logits)
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                                   "rule_three": simulate_rule(blends, photos, ("0.0", "0.5", "1.0"), SPLITS, seed)}
         print(f"{name} seed {seed}: rule two {runs[f'{name}/{seed}']['rule_two']:+.2f}, "
               f"three {runs[f'{name}/{seed}']['rule_three']:+.2f}", flush=True)
-    result = {"benchmark": "lite0_blend", "budget": budget, "files": files, "photos": photos, "runs": runs,
+    result = {"benchmark": "lite0_blend", "budget": bench["budget"], "files": bench["files"], "photos": photos, "runs": runs,
               "machine": machine_info(), "threads": torch.get_num_threads()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "lite0_blend.json").write_text(json.dumps(result) + "\n")

@@ -45,6 +45,7 @@ INSTALL = {"opencv": "apt-get install opencv-doc", "tux": "apt-get install tuxpa
 
 def recipes(smoke: bool) -> dict:
     """Name -> RecoverySettings. Step counts match the fast preset (200) unless smoke."""
+    from pipeline.confident_views import ViewSettings
     from pipeline.mimic import FitSettings
     from pipeline.presets import get_preset
     from pipeline.recovery import RecoverySettings
@@ -66,6 +67,7 @@ def recipes(smoke: bool) -> dict:
         "adaptors + BN-matched views": replace(adaptors, synthetic=synthetic),
         "adaptors + BN-matched noise": replace(adaptors, synthetic=replace(synthetic, init="noise",
                                                                              steps=synthetic.steps * 2)),
+        "adaptors, confident views": replace(adaptors, views=ViewSettings("confident", *((16, 4) if smoke else ()))),
     }
 
 

@@ -205,6 +205,9 @@ def _print_table(table) -> None:
               help="blends of the recovered and unrecovered weights also offered for deployment (weights of the "
                    "recovered change, between 0 and 1, e.g. 0.5); the report images choose among the unrecovered "
                    "network, these blends and the recovered one (default: none).")
+@click.option("--recovery-views", type=click.Choice(["random", "confident"]), default=None,
+              help="tiny-set views recovery mimics on: fresh random crops, or the quarter of 1024 random crops the "
+                   "original classifies most confidently (default: the preset's, random).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")

@@ -83,32 +83,42 @@ class PooledBatches:
 class LiveBatches:
     """Fresh augmented (optionally mixed) views at every step; the teacher runs on them without gradient.
 
-    With a `synthetic` pool (normalised images), the second half of each batch is drawn from it,
-    randomly flipped, instead of from the tiny set.
+    With a `views` pool (normalised views chosen beforehand, e.g. confident_views), the tiny-set views
+    are drawn from it, randomly flipped, instead of being cropped afresh. With a `synthetic` pool, the
+    second half of each batch is drawn from it, randomly flipped, instead of from the tiny set.
     """
 
     def __init__(self, tiny: TinySet, prep: Preprocessing, teacher_tap: FeatureTap, batch_size: int,
                  min_crop_scale: float, seed: int, mixing: str = "none", teacher_points: OutputTaps | None = None,
-                 synthetic: torch.Tensor | None = None):
+                 synthetic: torch.Tensor | None = None, views: torch.Tensor | None = None):
         self.tiny, self.teacher_tap, self.batch_size, self.seed = tiny, teacher_tap, batch_size, seed
         self.transform = prep.train_transform(min_crop_scale)
-        self.mixing, self.teacher_points, self.synthetic = mixing, teacher_points, synthetic
+        self.mixing, self.teacher_points, self.synthetic, self.views = mixing, teacher_points, synthetic, views
+
+    def _tiny_views(self, count: int, rng: random.Random) -> torch.Tensor:
+        if self.views is not None:
+            return torch.stack([_flipped(self.views[rng.randrange(len(self.views))], rng) for _ in range(count)])
+        return torch.stack([self.transform(self.tiny.images[rng.randrange(len(self.tiny))]) for _ in range(count)])
 
     def batch(self, step: int) -> Batch:
         seed = self.seed * 1_000_003 + step
         rng = random.Random(seed)
         torch.manual_seed(seed)
         real = self.batch_size if self.synthetic is None else self.batch_size - self.batch_size // 2
-        images = torch.stack([self.transform(self.tiny.images[rng.randrange(len(self.tiny))]) for _ in range(real)])
-        images = mix_half(images, self.mixing, torch.Generator().manual_seed(seed))
+        images = mix_half(self._tiny_views(real, rng), self.mixing, torch.Generator().manual_seed(seed))
         if self.synthetic is not None:
             picked = [self.synthetic[rng.randrange(len(self.synthetic))] for _ in range(self.batch_size - real)]
-            images = torch.cat([images, torch.stack([x.flip(2) if rng.random() < 0.5 else x for x in picked])])
+            images = torch.cat([images, torch.stack([_flipped(x, rng) for x in picked])])
         images = to_model_device(self.teacher_tap.model, images)
         with torch.no_grad():
             feats, logits = self.teacher_tap(images)
             points = self.teacher_points.take() if self.teacher_points is not None else []
         return Batch(images, feats, logits, points)
+
+
+def _flipped(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """`image` (C, H, W) mirrored left-right with probability 1/2."""
+    return image.flip(2) if rng.random() < 0.5 else image
 
 
 def make_optimizer(params: Iterable[nn.Parameter], settings: FitSettings):

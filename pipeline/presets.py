@@ -57,7 +57,8 @@ def get_preset(name: str) -> Preset:
 def with_overrides(preset: Preset, scoring_steps: int | None = None, recovery_steps: int | None = None,
                    recovery_method: str | None = None, batch_size: int | None = None,
                    point_weight: float | None = None, mixing: str | None = None,
-                   synthetic_images: int | None = None, blends: tuple[float, ...] | None = None) -> Preset:
+                   synthetic_images: int | None = None, blends: tuple[float, ...] | None = None,
+                   views: str | None = None) -> Preset:
     """The preset with the user's explicit overrides applied."""
     scoring, recovery = preset.scoring, preset.recovery
     if scoring_steps is not None:
@@ -78,5 +79,7 @@ def with_overrides(preset: Preset, scoring_steps: int | None = None, recovery_st
         recovery = replace(recovery, synthetic=replace(recovery.synthetic, images=synthetic_images))
     if blends is not None:
         recovery = replace(recovery, blends=blends)
+    if views is not None:
+        recovery = replace(recovery, views=replace(recovery.views, source=views))
     pool = min(preset.scoring_pool_views, scoring.steps * scoring.batch_size)
     return replace(preset, scoring=scoring, recovery=recovery, scoring_pool_views=max(pool, scoring.batch_size))

@@ -26,6 +26,7 @@ from torch import nn
 from pipeline.adaptors import Adaptors, adaptor_sites
 from pipeline.blocks import NetworkStructure
 from pipeline.compute import cpu_state, device_of
+from pipeline.confident_views import ViewSettings, confident_views
 from pipeline.data import Preprocessing, TinySet, augmented_views
 from pipeline.errors import UsageError
 from pipeline.evaluation import predict_logits
@@ -48,6 +49,7 @@ class RecoverySettings:
     point_weight: float = 0.0  # weight of mimicking each dropped block's output (multi-point)
     mixing: str = "none"  # "cutmix" or "mixup": half of each batch mixes two views
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)  # BatchNorm-matched inputs (off: 0 images)
+    views: ViewSettings = field(default_factory=ViewSettings)  # which tiny-set views to mimic on (random or confident)
     # weights of the recovered change that the run also offers for deployment (blended_state); the report
     # images choose among the unrecovered network, these blends and the recovered one. Off by default: on
     # the benchmark the extra choice did not raise agreement on the images that did not choose
@@ -67,6 +69,7 @@ class RecoverySettings:
         data = asdict(self)
         data["fit"] = self.fit.to_dict()
         data["synthetic"] = asdict(self.synthetic)
+        data["views"] = asdict(self.views)
         return data
 
     @property
@@ -207,11 +210,15 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
             })
 
     synthetic = _synthetic_pool(teacher, train_set, prep, settings, seed, checkpoint_path, progress, log)
+    views = None
+    if settings.views.source == "confident":
+        log(f"keeping the {settings.views.keep} of {settings.views.pool} random tiny-set views the original is surest about")
+        views = confident_views(teacher, train_set, prep, settings.views, settings.fit.min_crop_scale, seed, progress)
     points = dropped if settings.point_weight else []
     with FeatureTap(teacher, structure.feature_point) as teacher_tap, FeatureTap(student, structure.feature_point) as tap, \
             OutputTaps(teacher, points) as teacher_points, OutputTaps(student, points) as student_points:
         source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale, seed,
-                             settings.mixing, teacher_points, synthetic)
+                             settings.mixing, teacher_points, synthetic, views)
         set_batchnorm_mode(student, settings.batchnorm)
         fit(tap, source, params, settings.fit, progress, "recovery (feature mimicking)", start_step=start,
             optimizer_state=optimizer_state, on_step=on_step, objective=settings.objective,

@@ -74,6 +74,7 @@ class RunConfig:
     recovery_mixing: str | None = None
     recovery_synthetic: int | None = None  # BatchNorm-matched images mixed into recovery batches
     recovery_blends: str | None = None  # "0.5", "0.25,0.5" or "none": blends offered for deployment
+    recovery_views: str | None = None  # "random" or "confident": which tiny-set views recovery mimics on
     batch_size: int | None = None
     latency_table: str | None = None
     threads: int = 0
@@ -109,7 +110,7 @@ class RunConfig:
 _ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
                 "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
                 "train_device": "auto", "recovery_synthetic": None,
-                "recovery_blends": None}
+                "recovery_blends": None, "recovery_views": None}
 
 
 @dataclass
@@ -213,7 +214,8 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
     preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
                             config.recovery_method, config.batch_size, config.recovery_point_weight,
-                            config.recovery_mixing, config.recovery_synthetic, parse_blends(config.recovery_blends))
+                            config.recovery_mixing, config.recovery_synthetic, parse_blends(config.recovery_blends),
+                            config.recovery_views)
     if config.backend is None:
         log(default_backend(config.target)[1])
     measurable = _check_profiler(config, preset, log)

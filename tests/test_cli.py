@@ -370,11 +370,11 @@ def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkey
     code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--val",
                                str(labelled_folder), "--backend", "torch", "--latency-budget", "0.9", "--out", str(out),
                                "--export", "onnx", "--recovery-points", "0.5", "--recovery-mixing", "cutmix",
-                               "--recovery-synthetic", "4")
+                               "--recovery-synthetic", "4", "--recovery-views", "confident")
     assert code == 0, err
     settings = json.loads((out / "recovery.json").read_text())["settings"]
     assert (settings["point_weight"], settings["mixing"]) == (0.5, "cutmix")  # the options reach recovery
-    assert settings["synthetic"]["images"] == 4
+    assert settings["synthetic"]["images"] == 4 and settings["views"]["source"] == "confident"
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["deployed"] == "unrecovered"
     assert "UNRECOVERED network was kept" in evaluation["verdict"] and "deployed network: unrecovered" in stdout
