@@ -25,7 +25,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run_benchmark(budget: str, smoke: bool, results_dir: Path) -> dict:
-    from pipeline.run import RunConfig, run
+    from pipeline.run.config import RunConfig
+    from pipeline.run.runner import run
 
     with tempfile.TemporaryDirectory(prefix="practise-bench-") as tmp:
         os.environ["PRACTISE_HOME"] = str(Path(tmp) / "home")

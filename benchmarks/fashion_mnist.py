@@ -234,7 +234,7 @@ def obtain_teacher(data: dict, widths, depth: int, epochs: int, train_subset: in
 def _prep_class():
     from torchvision.transforms import v2 as T
 
-    from pipeline.data import Preprocessing
+    from pipeline.data.tiny_set import Preprocessing
 
     class PaddedPreprocessing(Preprocessing):
         """The library's preprocessing, except evaluation: the images are already 32 px (no resize, no crop)."""
@@ -247,7 +247,7 @@ def _prep_class():
 
 def tiny_set(x_uint8: torch.Tensor, labels: np.ndarray, indices: np.ndarray):
     """A library TinySet of 32 px RGB PIL images (gray replicated) with their labels."""
-    from pipeline.data import TinySet
+    from pipeline.data.tiny_set import TinySet
 
     images = [Image.fromarray(x_uint8[i, 0].numpy()).convert("RGB") for i in indices]
     return TinySet(images, [f"train[{i}]" for i in indices], [int(labels[i]) for i in indices], {})
@@ -277,21 +277,21 @@ class Clock:
 # --------------------------------------------------------------------------------------------- the grid
 
 def run_benchmark(args) -> dict:
-    from pipeline import paths
-    from pipeline.baselines import distill_logits, finetune_labels
-    from pipeline.blocks import analyse
-    from pipeline.budget import Budget
-    from pipeline.data import augmented_views, eval_tensors, split_holdout
-    from pipeline.errors import UsageError
-    from pipeline.measured_selection import select_by_measurement
+    from benchmarks.baselines import distill_logits, finetune_labels
+    from benchmarks.selection_rules import select_by_rule
+    from pipeline.core import paths
+    from pipeline.core.errors import UsageError
+    from pipeline.data.tiny_set import augmented_views, eval_tensors, split_holdout
+    from pipeline.latency.budget import Budget
+    from pipeline.latency.measured_selection import select_by_measurement
+    from pipeline.latency.profiling import measure_end_to_end, obtain_table
+    from pipeline.latency.selection import score_blocks, select_blocks
     from pipeline.models import LoadedModel
-    from pipeline.presets import get_preset
-    from pipeline.profiling import measure_end_to_end, obtain_table
-    from pipeline.recoverability import score_recoverability
-    from pipeline.recovery import recover
-    from pipeline.selection import score_blocks, select_blocks
-    from pipeline.selection_rules import select_by_rule
-    from pipeline.surgery import drop_blocks
+    from pipeline.network.blocks import analyse
+    from pipeline.network.surgery import drop_blocks
+    from pipeline.recovery.recover import recover
+    from pipeline.recovery.recoverability import score_recoverability
+    from pipeline.run.presets import get_preset
     from profilers import TableStore, get_profiler
 
     torch.set_num_threads(args.threads)
@@ -586,7 +586,7 @@ def render(result: dict) -> str:
         f"images for {t['epochs']} epochs ({t['optimizer']}) in {t['train_s']:.0f} s"
         f"{' (weights reused from the cache)' if t.get('cached') else ''}. Test accuracy "
         f"**{100 * result['teacher_accuracy']:.2f}%** on {s['test_images']} test images. "
-        f"{len(result['candidates'])} candidate blocks found by `pipeline.blocks.analyse`.",
+        f"{len(result['candidates'])} candidate blocks found by `pipeline.network.blocks.analyse`.",
         "",
         f"Latency: {s['profile']['backend']} CPU, batch {s['profile']['batch']}, {s['profile']['threads']} threads; "
         f"full network {full:.3f} ms (latency table {result['latency_table']['source']}). "

@@ -30,9 +30,9 @@ def recovery_cells(seeds: list[int], sizes: list[int], threads: int, data_dir: P
     splits as fashion_mnist drew them, the dropped blocks, and a `test_accuracy(network)` in percent.
     """
     from benchmarks import fashion_mnist as fm
-    from pipeline.blocks import analyse
-    from pipeline.data import eval_tensors, split_holdout
-    from pipeline.presets import get_preset
+    from pipeline.data.tiny_set import eval_tensors, split_holdout
+    from pipeline.network.blocks import analyse
+    from pipeline.run.presets import get_preset
 
     torch.set_num_threads(threads)
     saved = json.loads((RESULTS / "fashion_mnist.json").read_text())
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    from pipeline.recovery import blended_state, recover
-    from pipeline.surgery import drop_blocks
+    from pipeline.network.surgery import drop_blocks
+    from pipeline.recovery.recover import blended_state, recover
 
     cells = {}
     for key, c in recovery_cells(args.seeds, args.sizes, args.threads, args.data_dir):

@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    from pipeline.confident_views import ViewSettings
-    from pipeline.recovery import recover
-    from pipeline.surgery import drop_blocks
+    from pipeline.network.surgery import drop_blocks
+    from pipeline.recovery.confident_views import ViewSettings
+    from pipeline.recovery.recover import recover
 
     cells = {}
     for key, c in recovery_cells(args.seeds, args.sizes, args.threads, args.data_dir):

@@ -36,12 +36,16 @@ SPLITS = 200  # random choose/report splits per tiny set and seed
 def recovered_states(tiny_sets: list[str], seeds: list[int], dropped_of: dict, loaded, structure, sets: dict,
                      states: Path, log, recipe: str = RECIPE) -> dict:
     """(seed, tiny set) -> {"base", "recovered", "dropped", "seconds"}: recovered once, then read back."""
-    from pipeline.data import Preprocessing, eval_tensors, load_image_folder, split_holdout
-    from pipeline.presets import get_preset
-    from pipeline.recovery import recover
-    from pipeline.surgery import drop_blocks
-
     from benchmarks.lite0_out_of_domain import recipes
+    from pipeline.data.tiny_set import (
+        Preprocessing,
+        eval_tensors,
+        load_image_folder,
+        split_holdout,
+    )
+    from pipeline.network.surgery import drop_blocks
+    from pipeline.recovery.recover import recover
+    from pipeline.run.presets import get_preset
 
     prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
     states.mkdir(parents=True, exist_ok=True)
@@ -70,9 +74,9 @@ def evaluate_blends(state: dict, loaded, heldout: torch.Tensor, teacher_logits: 
     """Per blend weight: each held-out image's top-1 agreement with the original and its KL."""
     import torch.nn.functional as F
 
-    from pipeline.evaluation import predict_logits
-    from pipeline.recovery import blended_state
-    from pipeline.surgery import drop_blocks
+    from pipeline.network.evaluation import predict_logits
+    from pipeline.network.surgery import drop_blocks
+    from pipeline.recovery.recover import blended_state
 
     student = drop_blocks(loaded.module, state["dropped"])
     reference = F.log_softmax(teacher_logits, 1)
@@ -159,13 +163,12 @@ def render(result: dict) -> str:
 
 def setup(tiny_sets: list[str], threads: int) -> dict:
     """What the Lite0 state benchmarks share: the network, the chosen blocks, the tiny sets, the held-out images."""
-    from pipeline import paths
-    from pipeline.blocks import analyse
-    from pipeline.data import Preprocessing, eval_tensors, load_image_folder
-    from pipeline.evaluation import predict_logits
-    from pipeline.models import load_model
-
     from benchmarks.lite0_out_of_domain import build_image_sets
+    from pipeline.core import paths
+    from pipeline.data.tiny_set import Preprocessing, eval_tensors, load_image_folder
+    from pipeline.models import load_model
+    from pipeline.network.blocks import analyse
+    from pipeline.network.evaluation import predict_logits
 
     if threads:
         torch.set_num_threads(threads)

@@ -45,11 +45,11 @@ INSTALL = {"opencv": "apt-get install opencv-doc", "tux": "apt-get install tuxpa
 
 def recipes(smoke: bool) -> dict:
     """Name -> RecoverySettings. Step counts match the fast preset (200) unless smoke."""
-    from pipeline.confident_views import ViewSettings
-    from pipeline.mimic import FitSettings
-    from pipeline.presets import get_preset
-    from pipeline.recovery import RecoverySettings
-    from pipeline.synthetic import SyntheticSettings
+    from pipeline.recovery.confident_views import ViewSettings
+    from pipeline.recovery.mimic import FitSettings
+    from pipeline.recovery.recover import RecoverySettings
+    from pipeline.recovery.synthetic import SyntheticSettings
+    from pipeline.run.presets import get_preset
 
     steps = 4 if smoke else get_preset("fast").recovery.fit.steps
     synthetic = (SyntheticSettings(images=4, steps=2, batch_size=4) if smoke
@@ -87,7 +87,7 @@ def build_image_sets(cache: Path, smoke: bool) -> dict:
     """Write the tiny sets and held-out folders once under `cache`; return what exists and what is missing."""
     from torchvision.models import ResNet50_Weights
 
-    from pipeline.embedded import embedded_tiny_set
+    from pipeline.data.embedded import embedded_tiny_set
 
     pip_train, foolbox_val = embedded_tiny_set()
     sets = {"tiny": {"pip": pip_train}, "missing": {}, "labelled": cache / "heldout-labelled",
@@ -161,7 +161,7 @@ def _area(path: Path) -> int:
 # -- one tiny set ------------------------------------------------------------------------------------
 
 def _evaluate(network, heldout: torch.Tensor, teacher_logits: torch.Tensor, labels: list[int], n_labelled: int) -> dict:
-    from pipeline.evaluation import compare, predict_logits
+    from pipeline.network.evaluation import compare, predict_logits
 
     logits = predict_logits(network, heldout)
     agreement = compare(logits, teacher_logits, None)
@@ -176,12 +176,18 @@ def run_tiny_set(name: str, folder: Path, loaded, structure, table, budget, held
                  earlier: dict | None = None, on_recipe=None) -> dict:
     """Score, select and run each recipe; `earlier` (a saved result for the same tiny set and settings)
     supplies the selection and the recipes it already ran (scoring and recovery are deterministic)."""
-    from pipeline.data import Preprocessing, augmented_views, eval_tensors, load_image_folder, split_holdout
-    from pipeline.presets import get_preset
-    from pipeline.recoverability import score_recoverability
-    from pipeline.recovery import recover
-    from pipeline.selection import score_blocks, select_blocks
-    from pipeline.surgery import drop_blocks
+    from pipeline.data.tiny_set import (
+        Preprocessing,
+        augmented_views,
+        eval_tensors,
+        load_image_folder,
+        split_holdout,
+    )
+    from pipeline.latency.selection import score_blocks, select_blocks
+    from pipeline.network.surgery import drop_blocks
+    from pipeline.recovery.recover import recover
+    from pipeline.recovery.recoverability import score_recoverability
+    from pipeline.run.presets import get_preset
 
     preset = get_preset("fast")
     prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
@@ -235,12 +241,12 @@ def run_benchmark(budget_text: str, tiny_sets: list[str], smoke: bool, seed: int
     `earlier`: a saved result with the same budget, seed and resolution; its tiny sets and recipes are kept
     and only what it lacks is run.
     """
-    from pipeline.blocks import analyse
-    from pipeline.budget import Budget
-    from pipeline.compute import resolve_train_device
-    from pipeline.data import Preprocessing, eval_tensors, load_image_folder
-    from pipeline.evaluation import predict_logits
+    from pipeline.data.tiny_set import Preprocessing, eval_tensors, load_image_folder
+    from pipeline.latency.budget import Budget
     from pipeline.models import load_model
+    from pipeline.network.blocks import analyse
+    from pipeline.network.compute import resolve_train_device
+    from pipeline.network.evaluation import predict_logits
     from profilers import LatencyTable
 
     torch.manual_seed(seed)
@@ -338,8 +344,10 @@ def summarise_seeds(runs: list[dict]) -> str:
     photos = [i for i, f in enumerate(files) if _is_photo(f)]
     stamps = [i for i in range(len(files)) if i not in photos]
 
-    def agreement(predictions: list[int], idx: list[int]) -> float:
-        return 100 * sum(predictions[i] == teacher[i] for i in idx) / len(idx)
+    def agreement(predictions: list[int], idx) -> float:
+        """Percent agreeing on the images `idx`; NaN when there are none (Tux Paint stamps not installed)."""
+        idx = list(idx)
+        return 100 * sum(predictions[i] == teacher[i] for i in idx) / len(idx) if idx else float("nan")
 
     cells: dict[tuple[str, str], list[dict]] = {}
     for run in runs:
@@ -435,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep the tiny sets and recipes of the saved .json (same budget and seed); run the rest")
     args = parser.parse_args(argv)
-    from pipeline import paths
+    from pipeline.core import paths
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.lite0_blend import RESULTS, SPLITS, evaluate_blends, recovered_states, setup, simulate_rule
+from benchmarks.lite0_blend import (
+    RESULTS,
+    SPLITS,
+    evaluate_blends,
+    recovered_states,
+    setup,
+    simulate_rule,
+)
 from benchmarks.machine import machine_info
 
 RECIPES = {"random": "adaptors (default)", "confident": "adaptors, confident views"}

@@ -4,7 +4,7 @@ Every exporter takes the compressed network, the images to check on and the PyTo
 and returns an artefact record (format, file, hash, size, versions, check). INT8 is calibrated on the
 run's tiny set; its check is against the FP32 network, and a loss of agreement is stated, not hidden.
 Each format also says how to load its file for timing and which profiler backend runs it on each
-target, so the artefact's own latency can be measured (pipeline.artefact_latency).
+target, so the artefact's own latency can be measured (pipeline.latency.artefact_latency).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from exporters.onnx_check import compare_outputs, sha256_of, verify_onnx
 from exporters.onnx_file import DEFAULT_OPSET, export_onnx
 from exporters.onnx_int8 import METHOD as QUANTIZATION_METHOD
 from exporters.onnx_int8 import quantize_onnx
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 
 
 @dataclass
@@ -132,8 +132,8 @@ def export_tensorrt(inputs: ExportInputs) -> dict:
         require_tensorrt,
         timing_cache_path,
     )
-    from pipeline import paths
-    from profilers.cuda import require_cuda
+    from pipeline.core import paths
+    from pipeline.core.devices import require_cuda
 
     version = require_tensorrt()
     require_cuda("--format tensorrt")

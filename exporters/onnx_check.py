@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.errors import RunFailure
+from pipeline.core.errors import RunFailure
 
 
 def sha256_of(path: Path) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.errors import RunFailure
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import RunFailure
 
 DEFAULT_OPSET = 18
 INPUT_NAME = "images"
@@ -44,24 +45,22 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
     precision "fp16" stores half-precision weights and computes in half precision; I/O stays FP32.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},) if dynamic_batch else None
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"ONNX precision must be fp32 or fp16, not {precision}")
     module = (HalfPrecision(module) if precision == "fp16" else module).eval()
     chatter = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+        with atomic_path(path) as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(chatter), \
+                contextlib.redirect_stderr(chatter):
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module, (example,), str(tmp), dynamo=True, external_data=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes,
             )
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         raise RunFailure(f"ONNX export failed ({_describe_failure(exc)}); rerun with --debug for the traceback, "
                          f"and check torch {torch.__version__} is the version this tool pins") from exc
-    tmp.replace(path)
     return path
 
 

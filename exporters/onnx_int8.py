@@ -14,14 +14,19 @@ from pathlib import Path
 import torch
 
 from exporters.onnx_file import INPUT_NAME
-from pipeline.errors import RunFailure
+from pipeline.core.errors import RunFailure
 
 METHOD = "static QDQ, per-channel int8 weights, int8 activations, MinMax calibration"
 
 
 def quantize_onnx(fp32_path: Path, target: Path, calibration_images: torch.Tensor) -> Path:
     """Write the INT8 QDQ version of `fp32_path` at `target`, calibrated on `calibration_images`."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = target.with_name(target.stem + "-prep.onnx")

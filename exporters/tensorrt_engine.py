@@ -13,18 +13,18 @@ engine is refused on any other TensorRT version or GPU before TensorRT is asked 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from exporters.onnx_check import sha256_of
-from pipeline.errors import RunFailure, UsageError
-from profilers.cuda import gpu_identity, require_cuda
+from pipeline.core.atomic import write_bytes_atomic, write_json_atomic
+from pipeline.core.devices import gpu_identity, require_cuda
+from pipeline.core.errors import RunFailure, UsageError
+from pipeline.core.locks import exclusive_lock
 
 if TYPE_CHECKING:  # annotations only: the module must import without TensorRT
     import tensorrt as trt
@@ -102,8 +102,6 @@ class EngineSidecar:
         return engine.with_name(engine.name + ".json")
 
     def write(self, engine: Path) -> Path:
-        from profilers.table import write_json_atomic
-
         path = self.path_for(engine)
         write_json_atomic(path, asdict(self))
         return path
@@ -135,18 +133,6 @@ def _logger() -> "trt.Logger":
     import tensorrt as trt
 
     return trt.Logger(trt.Logger.WARNING)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock beside `path`, so concurrent builds do not interleave timing-cache writes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def timing_cache_path(cache_dir: Path, tensorrt_version: str) -> Path:
@@ -191,7 +177,7 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, shapes: Eng
         config.add_optimization_profile(profile)
     with contextlib.ExitStack() as stack:
         if cache_path is not None:
-            stack.enter_context(_locked(cache_path))
+            stack.enter_context(exclusive_lock(cache_path.with_name(cache_path.name + ".lock")))
             cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
             config.set_timing_cache(cache, ignore_mismatch=False)
         serialized = builder.build_serialized_network(network, config)
@@ -199,8 +185,8 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, shapes: Eng
             raise RunFailure(f"TensorRT could not build an engine from {onnx_path.name} ({precision}); "
                              "its log above says why.")
         if cache_path is not None:
-            _write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
-    _write_atomic(engine_path, bytes(serialized))
+            write_bytes_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+    write_bytes_atomic(engine_path, bytes(serialized))
     gpu = gpu_identity()
     sidecar = EngineSidecar(
         tensorrt_version=version, device_name=gpu["device_name"],
@@ -211,15 +197,6 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, shapes: Eng
     )
     sidecar.write(engine_path)
     return sidecar
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def _torch_dtype(dtype: "trt.DataType") -> torch.dtype:

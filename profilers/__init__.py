@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from profilers.base import Measurement, Profiler, ProfileSettings
 from profilers.fingerprint import DeviceFingerprint
 from profilers.stats import TimingStats

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from pipeline.progress import ProgressFactory, silent
+from pipeline.core.progress import ProgressFactory, silent
 from profilers.fingerprint import DeviceFingerprint
 from profilers.stats import median_is_stable
 

@@ -1,4 +1,4 @@
-"""What every GPU backend shares: finding the GPU, describing it, and timing work with CUDA events.
+"""What every GPU backend shares: timing work with CUDA events (the GPU's identity is in pipeline.core.devices).
 
 Buffers, streams and events come from torch (no pycuda), so TensorRT engines and eager networks
 are timed the same way: a burst of runs enqueued on one stream between two events.
@@ -6,32 +6,9 @@ are timed the same way: a burst of runs enqueued on one stream between two event
 
 from __future__ import annotations
 
-import platform
 from typing import Callable
 
 import torch
-
-from pipeline.errors import UsageError
-
-
-def require_cuda(what: str) -> torch.device:
-    """The CUDA device, or a clear error naming what needed it."""
-    if not torch.cuda.is_available():
-        raise UsageError(
-            f"{what} needs a CUDA GPU, and torch sees none on this machine (torch {torch.__version__}, "
-            f"CUDA build {torch.version.cuda}). Use --target cpu, or run on a GPU machine."
-        )
-    return torch.device("cuda", torch.cuda.current_device())
-
-
-def gpu_identity() -> dict:
-    """Device name, compute capability and CUDA version of the current GPU (fingerprint fields)."""
-    props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    return {
-        "device_name": props.name, "device_kind": "gpu", "compute_capability": f"{props.major}.{props.minor}",
-        "driver": f"cuda-{torch.version.cuda}", "torch_version": torch.__version__.split("+")[0],
-        "machine": platform.machine(),
-    }
 
 
 def time_bursts_ms(run: Callable[[], object], count: int, stream: torch.cuda.Stream) -> list[float]:

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from profilers.base import Profiler, Variant
 from profilers.fingerprint import DeviceFingerprint, cpu_model_name
 

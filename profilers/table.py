@@ -7,17 +7,14 @@ Tables are JSON, written atomically under a file lock, and refused on another de
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import fcntl
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import UsageError
+from pipeline.core.atomic import write_json_atomic
+from pipeline.core.errors import UsageError
+from pipeline.core.locks import exclusive_lock
 from profilers.fingerprint import DeviceFingerprint
 from profilers.stats import TimingStats
 
@@ -93,31 +90,6 @@ class LatencyTable:
             )
 
 
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 class TableStore:
     """A folder of latency tables, one file per (architecture, device fingerprint)."""
 
@@ -128,15 +100,8 @@ class TableStore:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)[-60:]
         return self.root / f"{slug}-{architecture_hash}-{fingerprint.key()}.json"
 
-    @contextlib.contextmanager
     def _locked(self):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return exclusive_lock(self.root / ".lock")
 
     def find(self, model: str, architecture_hash: str, fingerprint: DeviceFingerprint) -> LatencyTable | None:
         path = self.path_for(model, architecture_hash, fingerprint)

@@ -8,9 +8,10 @@ from typing import Callable
 
 import torch
 
-from pipeline.errors import UsageError
+from pipeline.core.devices import gpu_identity, require_cuda
+from pipeline.core.errors import UsageError
 from profilers.base import Profiler, Variant
-from profilers.cuda import gpu_identity, require_cuda, time_bursts_ms
+from profilers.cuda import time_bursts_ms
 from profilers.fingerprint import DeviceFingerprint, cpu_model_name
 
 

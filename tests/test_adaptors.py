@@ -1,9 +1,9 @@
 import torch
 
-from pipeline.adaptors import Adaptors, adaptor_sites
-from pipeline.blocks import analyse
 from pipeline.models import load_model
-from pipeline.surgery import drop_blocks
+from pipeline.network.adaptors import Adaptors, adaptor_sites
+from pipeline.network.blocks import analyse
+from pipeline.network.surgery import drop_blocks
 
 
 def _setup(spec="tests.tiny_models:tiny_resnet_deep", res=32):

@@ -24,7 +24,7 @@ def test_render_gives_changes_against_unrecovered_their_means_and_the_win_count(
 def test_a_row_scores_each_recipe_against_the_same_unrecovered_network():
     import torch
 
-    from pipeline.surgery import drop_blocks
+    from pipeline.network.surgery import drop_blocks
     from tests.tiny_models import tiny_resnet
 
     class Loaded:

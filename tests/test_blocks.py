@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.blocks import analyse
 from pipeline.models import load_model
-from pipeline.surgery import drop_blocks
+from pipeline.network.blocks import analyse
+from pipeline.network.surgery import drop_blocks
 
 
 def _names(spec, resolution=64):

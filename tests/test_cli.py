@@ -109,8 +109,8 @@ def test_empty_data_folder(capsys, tmp_path):
 
 def test_unreachable_budget_names_the_best_ratio(capsys, image_folder, tmp_path):
     """With a recorded table (every block saves 5% of 4 ms), dropping all 4 blocks keeps 0.8 at best."""
-    from pipeline.blocks import analyse
     from pipeline.models import load_model
+    from pipeline.network.blocks import analyse
     from profilers.stats import summarize
     from profilers.table import LatencyTable
     from tests.test_tables import fingerprint
@@ -336,7 +336,7 @@ def test_export_command_adds_checked_artefacts_to_a_finished_run(capsys, image_f
     code, _, err = invoke(capsys, "export", str(out), "--format", "tensorrt")
     assert_clean_error(code, err, 2, "TensorRT is not installed")
     # a run trained on a GPU exports on a machine without one: exporting does not train
-    from pipeline.runfolder import settings_hash
+    from pipeline.run.runfolder import settings_hash
 
     saved = json.loads((out / "settings.json").read_text())
     saved["settings"]["train_device"] = "cuda"
@@ -357,8 +357,8 @@ def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkey
     """Recovery returns a state that looks better to it but scrambles the network: the run must keep the other."""
     import torch
 
-    import pipeline.run as run_module
-    from pipeline.recovery import RecoveryResult
+    import pipeline.run.stages as run_module
+    from pipeline.recovery.recover import RecoveryResult
 
     def harmful_recover(teacher, student, *args, **kwargs):
         state = {k: (v + torch.randn_like(v) * 3 if v.is_floating_point() else v)
@@ -382,7 +382,7 @@ def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkey
     deployed = torch.load(out / "compressed_state_dict.pt", weights_only=True)
     recovered = torch.load(out / "recovered_state_dict.pt", weights_only=True)
     from pipeline.models import load_model
-    from pipeline.surgery import drop_blocks
+    from pipeline.network.surgery import drop_blocks
 
     dropped = json.loads((out / "dropped_blocks.json").read_text())["dropped"]
     unrecovered = drop_blocks(load_model(TINY, None, 32).module, dropped).state_dict()
@@ -394,8 +394,9 @@ def test_a_deployed_blend_is_what_the_run_saves_and_exports_and_blends_are_off_b
         capsys, monkeypatch, image_folder, labelled_folder, tmp_path):
     import torch
 
-    import pipeline.run as run_module
-    from pipeline.recovery import RecoveryResult, blended_state
+    import pipeline.run.deployment as deployment
+    import pipeline.run.stages as run_module
+    from pipeline.recovery.recover import RecoveryResult, blended_state
 
     def nudging_recover(teacher, student, *args, **kwargs):
         generator = torch.Generator().manual_seed(0)
@@ -404,7 +405,7 @@ def test_a_deployed_blend_is_what_the_run_saves_and_exports_and_blends_are_off_b
         return RecoveryResult(state, "recovered", 4, 1.0, 0.5, [1.0] * 4, [])
 
     monkeypatch.setattr(run_module, "recover", nudging_recover)
-    monkeypatch.setattr(run_module, "_best_candidate", lambda report: "halfway" if "halfway" in report else "recovered")
+    monkeypatch.setattr(deployment, "_best_candidate", lambda report: "halfway" if "halfway" in report else "recovered")
     args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--val", str(labelled_folder),
             "--backend", "torch", "--latency-budget", "0.9", "--export", "onnx"]
     out = tmp_path / "blend"
@@ -415,7 +416,7 @@ def test_a_deployed_blend_is_what_the_run_saves_and_exports_and_blends_are_off_b
     assert evaluation["deployed"] == "halfway" and "deployed network: halfway" in stdout
     assert "halfway blend" in evaluation["verdict"] and "| halfway |" in (out / "report.md").read_text()
     from pipeline.models import load_model
-    from pipeline.surgery import drop_blocks
+    from pipeline.network.surgery import drop_blocks
 
     dropped = json.loads((out / "dropped_blocks.json").read_text())["dropped"]
     unrecovered = drop_blocks(load_model(TINY, None, 32).module, dropped).state_dict()

@@ -3,15 +3,25 @@
 import pytest
 import torch
 
-from pipeline.blocks import analyse
-from pipeline.confident_views import ViewSettings, confident_views, top1_probability
-from pipeline.data import Preprocessing, augmented_views, eval_tensors, load_image_folder, split_holdout
-from pipeline.errors import UsageError
-from pipeline.features import FeatureTap
-from pipeline.mimic import FitSettings, LiveBatches
+from pipeline.core.errors import UsageError
+from pipeline.data.tiny_set import (
+    Preprocessing,
+    augmented_views,
+    eval_tensors,
+    load_image_folder,
+    split_holdout,
+)
 from pipeline.models import load_model
-from pipeline.recovery import RecoverySettings, recover
-from pipeline.surgery import drop_blocks
+from pipeline.network.blocks import analyse
+from pipeline.network.features import FeatureTap
+from pipeline.network.surgery import drop_blocks
+from pipeline.recovery.confident_views import (
+    ViewSettings,
+    confident_views,
+    top1_probability,
+)
+from pipeline.recovery.mimic import FitSettings, LiveBatches
+from pipeline.recovery.recover import RecoverySettings, recover
 
 TINY = "tests.tiny_models:tiny_resnet_deep"
 
@@ -72,7 +82,7 @@ def test_recovery_on_confident_views_returns_a_folded_state_and_says_what_it_kep
 
 
 def test_both_presets_mimic_on_random_views_unless_asked():
-    from pipeline.presets import get_preset, with_overrides
+    from pipeline.run.presets import get_preset, with_overrides
 
     assert {get_preset(p).recovery.views.source for p in ("fast", "paper")} == {"random"}
     asked = with_overrides(get_preset("fast"), views="confident").recovery.views

@@ -1,8 +1,14 @@
 import pytest
 from PIL import Image
 
-from pipeline.data import Preprocessing, augmented_views, eval_tensors, load_image_folder, split_holdout
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
+from pipeline.data.tiny_set import (
+    Preprocessing,
+    augmented_views,
+    eval_tensors,
+    load_image_folder,
+    split_holdout,
+)
 from tests.conftest import write_images
 
 

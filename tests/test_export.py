@@ -3,9 +3,9 @@ import torch
 
 from exporters.onnx_check import sha256_of, verify_onnx
 from exporters.onnx_file import export_onnx
-from pipeline.evaluation import predict_logits
 from pipeline.models import load_model
-from pipeline.surgery import drop_blocks
+from pipeline.network.evaluation import predict_logits
+from pipeline.network.surgery import drop_blocks
 
 
 def test_onnx_export_of_a_pruned_network_matches_pytorch(tmp_path):
@@ -65,7 +65,7 @@ def test_int8_onnx_is_quantized_runs_and_reports_its_agreement(tmp_path):
 
 def test_tensorrt_without_tensorrt_says_how_to_install_it(tmp_path):
     from exporters.formats import export_formats
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
 
     try:
         import tensorrt  # noqa: F401
@@ -79,7 +79,7 @@ def test_tensorrt_without_tensorrt_says_how_to_install_it(tmp_path):
 def test_tensorrt_without_tensorrt_installed_stops_cleanly(tmp_path):
     from exporters.formats import export_formats
     from exporters.tensorrt_engine import tensorrt_available
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed")
@@ -125,7 +125,7 @@ def test_fp16_onnx_holds_half_precision_weights_and_fp32_io(tmp_path):
 def test_engine_sidecar_refuses_other_tensorrt_versions_and_gpus(tmp_path, monkeypatch):
     from exporters import tensorrt_engine
     from exporters.tensorrt_engine import EngineSidecar
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
 
     engine = tmp_path / "model.fp16.engine"
     engine.write_bytes(b"serialized engine")
@@ -150,7 +150,7 @@ def test_engine_sidecar_refuses_other_tensorrt_versions_and_gpus(tmp_path, monke
 @pytest.mark.parametrize("fmt", ["onnx", "onnx-int8", "torchscript", "exported-program"])
 def test_each_cpu_artefact_is_timed_beside_the_original(tmp_path, fmt):
     from exporters.formats import export_formats
-    from pipeline.artefact_latency import measure_artefact
+    from pipeline.latency.artefact_latency import measure_artefact
     from profilers import ProfileSettings
 
     quick = ProfileSettings(resolution=32, threads=2, warmup_runs=1, runs_per_round=3, min_rounds=3, max_rounds=5)
@@ -168,7 +168,7 @@ def test_a_traced_artefact_is_timed_beside_a_traced_original(tmp_path, monkeypat
     """Found on an H100: a TorchScript artefact timed beside the eager original gave ratio 0.36 for 4 of 9
     blocks dropped, most of it the eager launch overhead the original paid and the artefact did not."""
     from exporters.formats import export_formats
-    from pipeline import artefact_latency
+    from pipeline.latency import artefact_latency
     from profilers import ProfileSettings
 
     seen = []
@@ -191,7 +191,7 @@ def test_a_traced_artefact_is_timed_beside_a_traced_original(tmp_path, monkeypat
 
 
 def test_an_artefact_without_a_runtime_on_the_target_says_why(tmp_path):
-    from pipeline.artefact_latency import measure_artefact
+    from pipeline.latency.artefact_latency import measure_artefact
     from profilers import ProfileSettings
 
     original = load_model("tests.tiny_models:tiny_resnet").module

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from pipeline.models import load_model
 
 

@@ -3,10 +3,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from pipeline.blocks import analyse
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
+from pipeline.latency.profiling import FULL, measure_end_to_end, profile_candidates
 from pipeline.models import load_model
-from pipeline.profiling import FULL, measure_end_to_end, profile_candidates
+from pipeline.network.blocks import analyse
 from profilers import ProfileSettings, get_profiler
 
 QUICK = ProfileSettings(resolution=32, threads=2, warmup_runs=1, runs_per_round=3, min_rounds=3, max_rounds=5,
@@ -31,7 +31,7 @@ def test_cpu_backends_measure_every_variant(backend):
     assert table.method["stop_reason"] in ("stable", "max_rounds", "time_cap")
     # dropping every block of the network must be measurably faster than the full network
     with get_profiler("cpu", backend, QUICK) as profiler:
-        from pipeline.surgery import drop_blocks
+        from pipeline.network.surgery import drop_blocks
 
         e2e = measure_end_to_end(loaded.module, drop_blocks(loaded.module, structure.candidate_names()), profiler)
     assert e2e.ratio_median < 1.0

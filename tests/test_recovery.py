@@ -2,13 +2,19 @@
 import pytest
 import torch
 
-from pipeline.blocks import analyse
-from pipeline.data import Preprocessing, augmented_views, eval_tensors, load_image_folder, split_holdout
-from pipeline.mimic import FitSettings
+from pipeline.data.tiny_set import (
+    Preprocessing,
+    augmented_views,
+    eval_tensors,
+    load_image_folder,
+    split_holdout,
+)
 from pipeline.models import load_model
-from pipeline.recoverability import score_recoverability
-from pipeline.recovery import RecoverySettings, recover
-from pipeline.surgery import drop_blocks
+from pipeline.network.blocks import analyse
+from pipeline.network.surgery import drop_blocks
+from pipeline.recovery.mimic import FitSettings
+from pipeline.recovery.recover import RecoverySettings, recover
+from pipeline.recovery.recoverability import score_recoverability
 
 
 def _setup(image_folder):
@@ -69,7 +75,7 @@ def test_recovery_resumes_from_its_checkpoint(image_folder, tmp_path):
     class Stop(Exception):
         pass
 
-    import pipeline.recovery as recovery_module
+    import pipeline.recovery.recover as recovery_module
 
     original_save = recovery_module._Checkpoints.save
 
@@ -98,7 +104,7 @@ def test_recovery_resumes_from_its_checkpoint(image_folder, tmp_path):
 
 
 def test_paired_change_counts_images_and_tests_them_exactly():
-    from pipeline.evaluation import paired_change
+    from pipeline.network.evaluation import paired_change
 
     teacher = torch.eye(10)
     before, after = teacher.clone(), teacher.clone()
@@ -111,7 +117,7 @@ def test_paired_change_counts_images_and_tests_them_exactly():
 
 
 def test_mixing_replaces_only_the_second_half_with_mixes_of_batch_images():
-    from pipeline.mixing import mix_half
+    from pipeline.recovery.mixing import mix_half
 
     images = torch.stack([torch.full((3, 8, 8), float(i)) for i in range(6)])
     for mode in ("cutmix", "mixup"):
@@ -127,9 +133,9 @@ def test_mixing_replaces_only_the_second_half_with_mixes_of_batch_images():
 
 
 def test_multi_point_mimicking_with_mixing_lowers_the_dropped_blocks_mismatch(image_folder):
-    from pipeline.features import FeatureTap, OutputTaps
-    from pipeline.mimic import LiveBatches, Objective, fit, point_loss
-    from pipeline.recovery import set_batchnorm_mode
+    from pipeline.network.features import FeatureTap, OutputTaps
+    from pipeline.recovery.mimic import LiveBatches, Objective, fit, point_loss
+    from pipeline.recovery.recover import set_batchnorm_mode
 
     loaded, structure, prep, train, sel = _setup(image_folder)
     teacher, dropped = loaded.module.eval(), ["layers.1.1", "layers.2.1"]
@@ -172,15 +178,15 @@ def test_recovery_accepts_points_and_mixing_and_returns_a_plain_state_dict(image
 def test_unknown_mixing_is_a_usage_error():
     import pytest
 
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
 
     with pytest.raises(UsageError, match="unknown mixing 'blend'"):
         RecoverySettings(mixing="blend")
 
 
 def test_training_device_follows_the_target_and_never_falls_back_silently(monkeypatch):
-    from pipeline.compute import resolve_train_device
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
+    from pipeline.network.compute import resolve_train_device
 
     assert resolve_train_device("cpu", "gpu").type == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -194,7 +200,7 @@ def test_training_device_follows_the_target_and_never_falls_back_silently(monkey
 
 @pytest.mark.gpu
 def test_scoring_and_recovery_on_the_gpu_match_the_cpu_and_return_cpu_states(image_folder):
-    from pipeline.compute import on_device
+    from pipeline.network.compute import on_device
 
     loaded, structure, prep, train, sel = _setup(image_folder)
     dropped = ["layers.1.1", "layers.2.1"]
@@ -217,7 +223,12 @@ def test_scoring_and_recovery_on_the_gpu_match_the_cpu_and_return_cpu_states(ima
 
 
 def test_batchnorm_matched_synthesis_moves_statistics_toward_the_originals_training_data(image_folder, tmp_path):
-    from pipeline.synthetic import SyntheticSettings, batchnorm_distance, bn_matched_images, starting_images
+    from pipeline.recovery.synthetic import (
+        SyntheticSettings,
+        batchnorm_distance,
+        bn_matched_images,
+        starting_images,
+    )
 
     loaded, structure, prep, train, sel = _setup(image_folder)
     loaded.module.train()
@@ -247,7 +258,7 @@ def test_batchnorm_matched_synthesis_moves_statistics_toward_the_originals_train
 def test_blended_state_moves_floats_part_way_and_keeps_the_recovered_integer_buffers():
     import torch
 
-    from pipeline.recovery import blended_state
+    from pipeline.recovery.recover import blended_state
 
     unrecovered = {"w": torch.zeros(3), "n": torch.tensor(5)}
     recovered = {"w": torch.tensor([2.0, -4.0, 1.0]), "n": torch.tensor(9)}
@@ -261,7 +272,7 @@ def test_blending_folded_adaptors_equals_folding_blended_adaptors():
     import torch
     from torch import nn
 
-    from pipeline.recovery import blended_state
+    from pipeline.recovery.recover import blended_state
 
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 6, 3, bias=True)
@@ -278,15 +289,15 @@ def test_blending_folded_adaptors_equals_folding_blended_adaptors():
 def test_blend_weights_outside_the_open_interval_are_refused():
     import pytest
 
-    from pipeline.errors import UsageError
-    from pipeline.recovery import RecoverySettings
+    from pipeline.core.errors import UsageError
+    from pipeline.recovery.recover import RecoverySettings
 
     with pytest.raises(UsageError, match="strictly between 0 and 1"):
         RecoverySettings(blends=(1.0,))
 
 
 def test_the_best_candidate_agrees_most_then_has_the_lowest_kl_then_changed_least():
-    from pipeline.run import _best_candidate
+    from pipeline.run.deployment import _best_candidate
 
     def report(agreements, kls):
         names = ["unrecovered", "halfway", "recovered"]

@@ -53,7 +53,7 @@ def finished_run(tmp_path_factory):
 
 
 def test_full_disk_is_one_line_and_exit_1(capsys, monkeypatch, image_folder, tmp_path):
-    import pipeline.runfolder as runfolder
+    import pipeline.run.runfolder as runfolder
 
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -65,7 +65,7 @@ def test_full_disk_is_one_line_and_exit_1(capsys, monkeypatch, image_folder, tmp
 
 
 def test_out_of_memory_suggests_a_smaller_batch(capsys, monkeypatch, image_folder, tmp_path):
-    import pipeline.run as run_module
+    import pipeline.run.stages as run_module
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -77,7 +77,7 @@ def test_out_of_memory_suggests_a_smaller_batch(capsys, monkeypatch, image_folde
 
 
 def test_a_bug_is_reported_as_internal_error_and_debug_shows_the_traceback(capsys, monkeypatch):
-    import pipeline.blocks as blocks
+    import pipeline.network.blocks as blocks
 
     monkeypatch.setattr(blocks, "analyse", lambda *a, **k: 1 / 0)
     code, _, err = invoke(capsys, "blocks", "--model", TINY)

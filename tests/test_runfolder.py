@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.runfolder import RunFolder
+from pipeline.core.errors import UsageError
+from pipeline.run.runfolder import RunFolder
 
 
 def test_reopening_with_the_same_settings_resumes(tmp_path):
@@ -45,7 +45,7 @@ def test_writes_are_atomic_and_leave_no_partial_files(tmp_path):
 def test_settings_added_later_keep_older_run_folders_reopenable(tmp_path):
     from dataclasses import asdict
 
-    from pipeline.run import RunConfig
+    from pipeline.run.config import RunConfig
 
     config = RunConfig(data="tiny", out=str(tmp_path / "run"))
     older = asdict(config)  # what the first version stored: no precision, CUDA-graph or export options

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.budget import Budget
-from pipeline.errors import UsageError
-from pipeline.selection import best_reachable_ratio, score_blocks, select_blocks
+from pipeline.core.errors import UsageError
+from pipeline.latency.budget import Budget
+from pipeline.latency.selection import best_reachable_ratio, score_blocks, select_blocks
 from profilers.stats import summarize
 from profilers.table import LatencyTable
 from tests.test_tables import fingerprint, recorded_table
@@ -90,7 +90,7 @@ def even_savings(monkeypatch):
     """The run's table really measured, then every block's saving set to 12% of the full latency: these
     tests are about what the run does with a measurement, and a busy machine's table could make their
     budgets unreachable (seen: 0.65 asked, 0.73 reachable while another job used both cores)."""
-    from pipeline import profiling
+    from pipeline.latency import profiling
 
     measured = profiling.profile_candidates
 
@@ -107,8 +107,10 @@ def test_a_measured_miss_makes_the_next_attempt_drop_more_even_when_the_predicti
     """The table predicts the chosen network well under the budget, but every measurement misses it."""
     import json
 
-    from pipeline import run as run_module
-    from pipeline.profiling import EndToEnd
+    from pipeline.latency.profiling import EndToEnd
+    from pipeline.run import stages as run_module
+    from pipeline.run.config import RunConfig
+    from pipeline.run.runner import run
     from profilers.stats import summarize
 
     def always_missing(original, compressed, profiler, progress=None):
@@ -116,11 +118,11 @@ def test_a_measured_miss_makes_the_next_attempt_drop_more_even_when_the_predicti
         return EndToEnd(summarize([1.0, 1.0, 1.0]), summarize([0.95] * 3), 0.95 - 0.001 * kept, "stable")
 
     monkeypatch.setattr(run_module, "measure_end_to_end", always_missing)
-    config = run_module.RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
+    config = RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
                                   allow_random_weights=True, backend="torch", budget="0.9", scoring_steps=2,
                                   recovery_steps=2, batch_size=4, profile_time_cap=3, out=str(tmp_path / "run"),
                                   export=())
-    run_module.run(config)
+    run(config)
     attempts = json.loads((tmp_path / "run" / "selection.json").read_text())["attempts"]
     assert len(attempts) >= 2 and not attempts[-1]["meets_budget"]
     sizes = [len(a["dropped"]) for a in attempts]
@@ -135,8 +137,10 @@ def test_a_measurement_far_under_the_budget_tries_fewer_blocks_and_keeps_the_clo
 
     from torch import nn
 
-    from pipeline import run as run_module
-    from pipeline.profiling import EndToEnd
+    from pipeline.latency.profiling import EndToEnd
+    from pipeline.run import stages as run_module
+    from pipeline.run.config import RunConfig
+    from pipeline.run.runner import run
     from profilers import LatencyTable
     from profilers.stats import summarize
 
@@ -149,10 +153,10 @@ def test_a_measurement_far_under_the_budget_tries_fewer_blocks_and_keeps_the_clo
         return EndToEnd(summarize([1.0] * 3), summarize([ratio] * 3), ratio, "stable")
 
     monkeypatch.setattr(run_module, "measure_end_to_end", faster_than_the_table_says)
-    config = run_module.RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
+    config = RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
                                   allow_random_weights=True, backend="torch", budget="0.65", scoring_steps=2,
                                   recovery_steps=2, batch_size=4, profile_time_cap=3, out=str(out), export=())
-    folder = run_module.run(config)
+    folder = run(config)
     selection = json.loads((out / "selection.json").read_text())
     attempts = selection["attempts"]
     assert attempts[0]["measured"]["ratio_median"] < 0.65 - 0.03  # far under: worth fewer blocks
@@ -168,8 +172,10 @@ def test_a_measurement_far_under_the_budget_tries_fewer_blocks_and_keeps_the_clo
 def test_a_table_far_from_the_end_to_end_measurement_is_named(image_folder, tmp_path, monkeypatch, capsys, even_savings):
     import json
 
-    from pipeline import run as run_module
-    from pipeline.profiling import EndToEnd
+    from pipeline.latency.profiling import EndToEnd
+    from pipeline.run import stages as run_module
+    from pipeline.run.config import RunConfig
+    from pipeline.run.runner import run
     from profilers import LatencyTable
     from profilers.stats import summarize
 
@@ -181,10 +187,10 @@ def test_a_table_far_from_the_end_to_end_measurement_is_named(image_folder, tmp_
 
     monkeypatch.setattr(run_module, "measure_end_to_end", three_times_faster_than_the_table)
     messages = []
-    config = run_module.RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
+    config = RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
                                   allow_random_weights=True, backend="torch", budget="0.75", scoring_steps=2,
                                   recovery_steps=2, batch_size=4, profile_time_cap=3, out=str(out), export=())
-    run_module.run(config, log=messages.append)
+    run(config, log=messages.append)
     assert any("measures" in m and "(-67%)" in m and "--reprofile" in m for m in messages), messages
     first = json.loads((out / "selection.json").read_text())["attempts"][0]
     assert "other conditions" in first["table_disagreement"]
@@ -193,7 +199,7 @@ def test_a_table_far_from_the_end_to_end_measurement_is_named(image_folder, tmp_
 
 def _measured_by_size(ratios: dict[int, float]):
     """A fake end-to-end measurement: the original at 1 ms, a selection at the ratio given for its size."""
-    from pipeline.profiling import EndToEnd
+    from pipeline.latency.profiling import EndToEnd
     from profilers.stats import summarize
 
     def measure(dropped):
@@ -210,7 +216,7 @@ def _selector(budget: str):
 
 
 def test_a_measured_miss_selects_more_blocks():
-    from pipeline.measured_selection import select_by_measurement
+    from pipeline.latency.measured_selection import select_by_measurement
 
     # 0.95 needs 0.2 ms: b1 alone (predicted 0.92); it measures 0.97, so b1 and b3 are chosen, and meet
     attempts, chosen = select_by_measurement(_selector("0.95"), _measured_by_size({1: 0.97, 2: 0.9}),
@@ -220,7 +226,7 @@ def test_a_measured_miss_selects_more_blocks():
 
 
 def test_a_measurement_far_under_the_budget_selects_fewer_and_keeps_the_closest_that_meets():
-    from pipeline.measured_selection import select_by_measurement
+    from pipeline.latency.measured_selection import select_by_measurement
 
     # 0.9 needs 0.4 ms: b1 and b3 (predicted 0.87); they measure 0.80, 0.4 ms to spare, so b1 alone is tried
     attempts, chosen = select_by_measurement(_selector("0.9"), _measured_by_size({2: 0.8, 1: 0.88}),
@@ -235,7 +241,7 @@ def test_a_measurement_far_under_the_budget_selects_fewer_and_keeps_the_closest_
 
 
 def test_without_a_measurement_the_first_selection_is_kept_unmeasured():
-    from pipeline.measured_selection import select_by_measurement
+    from pipeline.latency.measured_selection import select_by_measurement
 
     attempts, chosen = select_by_measurement(_selector("0.9"), None, Budget.parse("0.9"), 4.0, 3)
     assert chosen == 0 and len(attempts) == 1 and attempts[0]["measured"] is None

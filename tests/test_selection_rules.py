@@ -2,10 +2,10 @@
 
 import pytest
 
-from pipeline.blocks import Candidate, FeaturePoint, NetworkStructure
-from pipeline.budget import Budget
-from pipeline.errors import UsageError
-from pipeline.selection_rules import RULES, rule_order, select_by_rule
+from benchmarks.selection_rules import RULES, rule_order, select_by_rule
+from pipeline.core.errors import UsageError
+from pipeline.latency.budget import Budget
+from pipeline.network.blocks import Candidate, FeaturePoint, NetworkStructure
 from tests.test_tables import recorded_table
 
 

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from profilers.fingerprint import DeviceFingerprint
 from profilers.stats import median_is_stable, paired_differences, summarize
 from profilers.table import LatencyTable, TableStore

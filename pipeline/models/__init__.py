@@ -1,5 +1,5 @@
 """Model loading: one entry point, `load_model(spec, weights)`, over torchvision, EfficientNet-Lite and user code."""
 
-from pipeline.models.registry import LoadedModel, load_model, known_model_names
+from pipeline.models.registry import LoadedModel, known_model_names, load_model
 
 __all__ = ["LoadedModel", "load_model", "known_model_names"]

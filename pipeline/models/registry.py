@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from pipeline.models import efficientnet_lite
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -1,0 +1,99 @@
+"""`pipeline run`: the whole compression of a model under a latency budget."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from pipeline.cli.options import (
+    EXPORT_FORMATS,
+    backend_option,
+    batch_option,
+    cuda_graphs_option,
+    export_options,
+    log,
+    model_option,
+    precision_option,
+    progress_bar,
+    resolution_option,
+    target_option,
+    threads_option,
+    time_cap_option,
+    weights_option,
+)
+
+
+@click.command()
+@model_option
+@weights_option
+@click.option("--data", type=click.Path(), default=None,
+              help="folder of tiny-set images (default: the embedded set from pip-packaged images).")
+@click.option("--val", "val_data", type=click.Path(), default=None,
+              help="folder of held-out images for the report (labelled in ImageFolder layout or not).")
+@target_option
+@backend_option
+@click.option("--latency-budget", "budget", default="0.78", show_default=True,
+              help="fraction of the original latency to keep (0.78, 78%) or a time (12ms).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="run folder (default: runs/<model>-<target>-<budget>-<settings hash>).")
+@click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True)
+@click.option("--selector", type=click.Choice(["greedy", "knapsack"]), default="greedy", show_default=True)
+@click.option("--recovery", "recovery_method", type=click.Choice(["adaptors", "mimic", "none"]), default=None,
+              help="recovery method (default: the preset's).")
+@click.option("--scoring-steps", type=click.IntRange(0, 10**6), default=None, help="adaptor-fit steps per candidate.")
+@click.option("--recovery-steps", type=click.IntRange(0, 10**6), default=None, help="recovery steps.")
+@click.option("--recovery-points", "recovery_point_weight", type=click.FloatRange(0), default=None,
+              help="weight of also mimicking each dropped block's output (multi-point; default: the preset's, 0).")
+@click.option("--recovery-mixing", type=click.Choice(["none", "cutmix", "mixup"]), default=None,
+              help="mix half of each recovery batch (default: the preset's, none).")
+@click.option("--recovery-synthetic", type=click.IntRange(0, 100000), default=None, metavar="N",
+              help="make N tiny-set views match the original's BatchNorm statistics and draw half of each "
+                   "recovery batch from them (default: the preset's, 0; costly on a CPU).")
+@click.option("--recovery-blends", default=None, metavar="W[,W...]|none",
+              help="blends of the recovered and unrecovered weights also offered for deployment (weights of the "
+                   "recovered change, between 0 and 1, e.g. 0.5); the report images choose among the unrecovered "
+                   "network, these blends and the recovered one (default: none).")
+@click.option("--recovery-views", type=click.Choice(["random", "confident"]), default=None,
+              help="tiny-set views recovery mimics on: fresh random crops, or the quarter of 1024 random crops the "
+                   "original classifies most confidently (default: the preset's, random).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
+@click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")
+@click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
+              help="use this latency table file instead of profiling here.")
+@batch_option
+@threads_option
+@precision_option
+@cuda_graphs_option
+@time_cap_option
+@resolution_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--allow-random-weights", is_flag=True, help="accept a model without trained weights (testing only).")
+@click.option("--reprofile", is_flag=True, help="measure the latency table again.")
+@click.option("--overwrite", is_flag=True, help="replace an existing run folder with other settings or a finished run.")
+@click.option("--export", "export", multiple=True, default=("onnx",), show_default=True,
+              type=click.Choice(EXPORT_FORMATS), help="artefacts to write at the end (repeatable).")
+@export_options
+def run(**kwargs) -> None:
+    """Compress a model under a latency budget: profile, score, select, recover, evaluate, export."""
+    from pipeline.run.config import RunConfig
+    from pipeline.run.runner import run as run_pipeline
+
+    kwargs["export"] = tuple(kwargs["export"])
+    folder = run_pipeline(RunConfig(**kwargs), progress_bar, log)
+    report = json.loads((folder.path / "report.json").read_text())
+    lat, ev = report["latency"], report["evaluation"]["report"]
+    measured = "n/a" if lat["measured_ratio"] is None else f"{lat['measured_ratio']:.3f}"
+    click.echo(f"dropped {len(report['selection']['dropped'])} blocks: {', '.join(report['selection']['dropped'])}")
+    click.echo(f"latency ratio: predicted {lat['predicted_ratio']:.3f}, measured {measured}, target {lat['target_ratio']:.3f}")
+    others = [n for n in report["evaluation"].get("candidates", ["unrecovered", "recovered"]) if n != "unrecovered"]
+    click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
+               f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> "
+               + ", ".join(f"{100 * ev[n]['top1_agreement']:.1f}% {n}" for n in others))
+    click.echo(f"verdict: {report['evaluation']['verdict']}")
+    if report["evaluation"]["report_source"] != "validation folder":
+        click.echo("note: the held-out images are part of the tiny set; pass --val with a few deployment images "
+                   "to judge recovery on them (see report.md)")
+    click.echo(f"deployed network: {report['evaluation'].get('deployed', report['recovery']['kept'])}")
+    click.echo(f"report: {folder.path / 'report.md'}")

@@ -1,0 +1,1 @@
+"""The tiny set: loading image folders, splits, transforms, and the embedded default."""

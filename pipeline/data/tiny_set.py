@@ -1,0 +1,142 @@
+"""The tiny set: images from a folder, decoded once, with training and evaluation transforms.
+
+Folders are read recursively. When every image sits one folder below the root (ImageFolder layout)
+the folder names are labels: a numeric name is the class index itself, otherwise classes are numbered
+in sorted order as torchvision's ImageFolder does. Unreadable or non-image files are skipped and
+counted, so the report can say what was used.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import v2 as T
+
+from pipeline.core.errors import UsageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"}
+# Images are stored with this much margin over the network resolution (the eval resize is 1/0.875).
+_STORE_MARGIN = 1.15
+
+
+@dataclass
+class TinySet:
+    images: list[Image.Image]
+    paths: list[str]
+    labels: list[int] | None
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> files
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, indices: list[int]) -> "TinySet":
+        labels = [self.labels[i] for i in indices] if self.labels is not None else None
+        return TinySet([self.images[i] for i in indices], [self.paths[i] for i in indices], labels, {})
+
+    def summary(self) -> dict:
+        return {
+            "images": len(self),
+            "labelled": self.labels is not None,
+            "skipped": {reason: len(files) for reason, files in self.skipped.items()},
+            "skipped_examples": {reason: files[:5] for reason, files in self.skipped.items()},
+        }
+
+
+def _labels_for(root: Path, files: list[Path]) -> list[int] | None:
+    parents = {f.parent for f in files}
+    if any(p == root or p.parent != root for p in parents):
+        return None
+    names = sorted({p.name for p in parents})
+    if all(n.isdigit() for n in names):
+        return [int(f.parent.name) for f in files]
+    index = {n: i for i, n in enumerate(names)}
+    return [index[f.parent.name] for f in files]
+
+
+def load_image_folder(folder: str | Path, resolution: int, min_images: int = 2) -> TinySet:
+    """Decode every image under `folder`, resized so the shorter side keeps a margin over `resolution`."""
+    root = Path(folder)
+    if not root.exists():
+        raise UsageError(f"image folder '{root}' does not exist. Pass --data with a folder of images.")
+    if not root.is_dir():
+        raise UsageError(f"'{root}' is not a folder. Pass --data with a folder of images.")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    skipped: dict[str, list[str]] = {}
+    images, paths, kept = [], [], []
+    for path in files:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.setdefault("not an image file", []).append(str(path))
+            continue
+        try:
+            with Image.open(path) as im:
+                image = _shrink(im.convert("RGB"), round(resolution * _STORE_MARGIN))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            skipped.setdefault("unreadable", []).append(f"{path} ({type(exc).__name__})")
+            continue
+        images.append(image)
+        paths.append(str(path))
+        kept.append(path)
+    if len(images) < min_images:
+        found = f"{len(files)} files, {len(images)} readable images"
+        raise UsageError(
+            f"image folder '{root}' holds too few usable images ({found}; at least {min_images} needed). "
+            f"Supported formats: {', '.join(sorted(IMAGE_SUFFIXES))}."
+        )
+    return TinySet(images, paths, _labels_for(root, kept), skipped)
+
+
+def _shrink(image: Image.Image, shorter_side: int) -> Image.Image:
+    w, h = image.size
+    scale = shorter_side / min(w, h)
+    if scale >= 1:
+        return image.copy()
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+
+
+def split_holdout(tiny: TinySet, fraction: float, seed: int) -> tuple[TinySet, TinySet]:
+    """Split off a held-out part (at least one image) that recovery never trains on."""
+    if len(tiny) < 2:
+        raise UsageError("the tiny set needs at least 2 images to hold some out for evaluation.")
+    order = list(range(len(tiny)))
+    random.Random(seed).shuffle(order)
+    n_held = min(len(tiny) - 1, max(1, round(len(tiny) * fraction)))
+    return tiny.subset(sorted(order[n_held:])), tiny.subset(sorted(order[:n_held]))
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    resolution: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def eval_transform(self) -> T.Compose:
+        return T.Compose([
+            T.Resize(round(self.resolution / 0.875), antialias=True),
+            T.CenterCrop(self.resolution),
+            T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std),
+        ])
+
+    def train_transform(self, min_scale: float) -> T.Compose:
+        return T.Compose([
+            T.RandomResizedCrop(self.resolution, scale=(min_scale, 1.0), antialias=True),
+            T.RandomHorizontalFlip(),
+            T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std),
+        ])
+
+
+def eval_tensors(tiny: TinySet, prep: Preprocessing) -> torch.Tensor:
+    """All images with evaluation transforms, stacked: (N, 3, R, R)."""
+    transform = prep.eval_transform()
+    return torch.stack([transform(im) for im in tiny.images])
+
+
+def augmented_views(tiny: TinySet, prep: Preprocessing, count: int, min_scale: float, seed: int) -> torch.Tensor:
+    """`count` random training views drawn with replacement: (count, 3, R, R)."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    transform = prep.train_transform(min_scale)
+    return torch.stack([transform(tiny.images[rng.randrange(len(tiny))]) for _ in range(count)])

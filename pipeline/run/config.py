@@ -1,0 +1,96 @@
+"""The settings of one `pipeline run`, what a resume must match, and how they become profiler settings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from pipeline.core.errors import UsageError
+from pipeline.run.presets import Preset
+from profilers import ProfileSettings
+
+
+@dataclass
+class RunConfig:
+    model: str = "efficientnet_lite0"
+    weights: str | None = None
+    data: str | None = None  # None: the embedded default tiny set
+    val_data: str | None = None  # labelled or not; never trained on
+    target: str = "cpu"
+    backend: str | None = None
+    budget: str = "0.78"
+    out: str | None = None
+    preset: str = "fast"
+    selector: str = "greedy"
+    recovery_method: str | None = None
+    scoring_steps: int | None = None
+    recovery_steps: int | None = None
+    recovery_point_weight: float | None = None
+    recovery_mixing: str | None = None
+    recovery_synthetic: int | None = None  # BatchNorm-matched images mixed into recovery batches
+    recovery_blends: str | None = None  # "0.5", "0.25,0.5" or "none": blends offered for deployment
+    recovery_views: str | None = None  # "random" or "confident": which tiny-set views recovery mimics on
+    batch_size: int | None = None
+    latency_table: str | None = None
+    threads: int = 0
+    profile_batch: int = 1
+    precision: str = "fp32"
+    cuda_graphs: bool = False
+    profile_time_cap: float | None = None  # seconds per latency measurement (default: the preset's)
+    resolution: int | None = None
+    seed: int = 0
+    allow_random_weights: bool = False
+    reprofile: bool = False
+    overwrite: bool = False
+    export: tuple[str, ...] = ("onnx",)
+    dynamic_batch: bool = False
+    max_batch: int = 32
+    tensorrt_precision: str = "fp16"
+    max_budget_attempts: int = 3
+    train_device: str = "auto"  # where scoring and recovery train: auto (the GPU for --target gpu), cpu, cuda
+
+    def identity(self) -> dict:
+        """The settings that define the run (what a resume must match)."""
+        data = asdict(self)
+        for key in ("out", "overwrite", "reprofile"):
+            data.pop(key)
+        data["export"] = list(self.export)
+        for key, default in _ADDED_LATER.items():  # at their defaults they leave older run folders' hashes alone
+            if data[key] == default:
+                data.pop(key)
+        return data
+
+
+# settings added after run folders were first written (issues 3, 4 and 7), with their defaults
+_ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
+                "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
+                "train_device": "auto", "recovery_synthetic": None,
+                "recovery_blends": None, "recovery_views": None}
+
+
+def parse_blends(text: str | None) -> tuple[float, ...] | None:
+    """--recovery-blends: None (the preset's), "none" (no blend), or comma-separated weights in (0, 1)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        weights = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        weights = ()
+    if not weights or any(not 0 < w < 1 for w in weights):
+        raise UsageError(f"--recovery-blends '{text}' is not understood: give weights strictly between 0 and 1 "
+                         "separated by commas (e.g. 0.5 or 0.25,0.5,0.75), or 'none'.")
+    return weights
+
+
+def profile_settings(config: RunConfig, preset: Preset, resolution: int | None = None) -> ProfileSettings:
+    settings = replace(preset.profile, batch=config.profile_batch, threads=config.threads, precision=config.precision,
+                       cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
+    return replace(settings, time_cap_s=config.profile_time_cap) if config.profile_time_cap else settings
+
+
+def default_out(config: RunConfig, identity_hash: str) -> Path:
+    name = config.model.replace(":", "_").replace("/", "_").replace(".", "_")[-40:]
+    return Path("runs") / f"{name}-{config.target}-{config.budget}-{identity_hash[:8]}"
+

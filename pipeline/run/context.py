@@ -1,0 +1,163 @@
+"""Everything a run's stages share, validated and built once before any long work."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipeline.core.errors import UsageError
+from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
+from pipeline.data.tiny_set import (
+    Preprocessing,
+    TinySet,
+    load_image_folder,
+    split_holdout,
+)
+from pipeline.latency.budget import Budget
+from pipeline.latency.selection import SELECTORS
+from pipeline.models import LoadedModel, load_model
+from pipeline.network.blocks import NetworkStructure, analyse
+from pipeline.network.compute import resolve_train_device
+from pipeline.recovery.synthetic import BatchNormStatistics
+from pipeline.run.config import RunConfig, default_out, parse_blends, profile_settings
+from pipeline.run.presets import Preset, get_preset, with_overrides
+from pipeline.run.runfolder import RunFolder, settings_hash
+from profilers import default_backend, get_profiler
+
+
+@dataclass
+class RunContext:
+    """Everything the stages share, built once per invocation."""
+
+    config: RunConfig
+    preset: Preset
+    budget: Budget
+    loaded: LoadedModel
+    structure: NetworkStructure
+    prep: Preprocessing
+    train: TinySet
+    selection: TinySet
+    report_set: TinySet
+    report_source: str
+    folder: RunFolder
+    progress: ProgressFactory
+    log: Log
+    measurable: bool = True  # False when --latency-table names a device that is not present here
+    train_device: torch.device = torch.device("cpu")
+    timings: dict = field(default_factory=dict)
+
+
+def _data_fingerprint(folder: Path) -> str:
+    entries = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:12]
+
+
+def _resolve_data(config: RunConfig) -> tuple[Path, Path | None]:
+    if config.data is not None:
+        return Path(config.data), Path(config.val_data) if config.val_data else None
+    from pipeline.data.embedded import embedded_tiny_set
+
+    train, val = embedded_tiny_set()
+    return train, Path(config.val_data) if config.val_data else val
+
+
+def _splits(tiny: TinySet, val: TinySet | None, fraction: float, seed: int) -> tuple[TinySet, TinySet, TinySet, str]:
+    """(train, selection, report set, report source). The report set is never used to choose anything."""
+    if val is not None:
+        train, selection = split_holdout(tiny, fraction, seed)
+        return train, selection, val, "validation folder"
+    if len(tiny) < 4:
+        raise UsageError(f"the tiny set has {len(tiny)} images; at least 4 are needed to train, select and report.")
+    train, held = split_holdout(tiny, fraction, seed)
+    if len(held) < 2:
+        train, held = split_holdout(tiny, 2 / len(tiny), seed)
+    selection, report_set = split_holdout(held, 0.5, seed + 1)
+    return train, selection, report_set, "held-out part of the tiny set"
+
+
+def check_profiler(config: RunConfig, preset: Preset, log: Log) -> bool:
+    """Fail now on an absent target or backend, unless a given table lets selection go on without it."""
+    try:
+        with get_profiler(config.target, config.backend, profile_settings(config, preset)):
+            return True
+    except UsageError as exc:
+        if config.latency_table is None:
+            raise
+        log(f"the target cannot be measured here ({exc}); selecting from {config.latency_table} without measuring")
+        return False
+
+
+def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log,
+            trains: bool = True) -> RunContext:
+    """Validate everything cheap before any long work, then open (or reopen) the run folder.
+
+    `trains=False` (adding exports to a finished run) skips the training device: a run trained on a GPU can
+    be exported on a machine without one.
+    """
+    budget = Budget.parse(config.budget)
+    if config.selector not in SELECTORS:
+        raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
+    preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
+                            config.recovery_method, config.batch_size, config.recovery_point_weight,
+                            config.recovery_mixing, config.recovery_synthetic, parse_blends(config.recovery_blends),
+                            config.recovery_views)
+    if config.backend is None:
+        log(default_backend(config.target)[1])
+    measurable = check_profiler(config, preset, log)
+    train_device = resolve_train_device(config.train_device, config.target) if trains else torch.device("cpu")
+    loaded = load_model(config.model, config.weights, config.resolution)
+    if not loaded.has_trained_weights and not config.allow_random_weights:
+        raise UsageError(
+            f"model '{config.model}' has no trained weights here (nothing is downloaded). Pass --weights FILE with "
+            "a state_dict, or --allow-random-weights to compress random weights (for testing only)."
+        )
+    if preset.recovery.synthetic.images:
+        BatchNormStatistics(loaded.module).close()  # refuses a network without BatchNorm now, not after scoring
+    data_dir, val_dir = _resolve_data(config)
+    tiny = load_image_folder(data_dir, loaded.resolution)
+    val = load_image_folder(val_dir, loaded.resolution) if val_dir is not None else None
+    identity = config.identity() | {
+        "data_fingerprint": _data_fingerprint(data_dir),
+        "val_fingerprint": _data_fingerprint(val_dir) if val_dir else None,
+        "resolved_resolution": loaded.resolution,
+        "weights_source": loaded.weights_source,
+    }
+    out = Path(config.out) if config.out else default_out(config, settings_hash(identity))
+    folder = RunFolder.open(out, identity, overwrite=config.overwrite)
+    structure = analyse(loaded.module, loaded.resolution)
+    if not structure.candidates:
+        raise UsageError(f"model '{config.model}' has no droppable block (no residual block keeps its shape).")
+    train, selection, report_set, report_source = _splits(tiny, val, preset.holdout_fraction, config.seed)
+    prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
+    ctx = RunContext(config, preset, budget, loaded, structure, prep, train, selection, report_set, report_source,
+                     folder, progress, log, measurable=measurable, train_device=train_device)
+    folder.write_json("data.json", {
+        "train_folder": str(data_dir), "validation_folder": str(val_dir) if val_dir else None,
+        "tiny_set": tiny.summary(), "validation": val.summary() if val else None,
+        "split": {"train": len(train), "selection": len(selection), "report": len(report_set),
+                  "report_source": report_source},
+    })
+    folder.write_json("candidates.json", {
+        "model": loaded.spec, "resolution": loaded.resolution, "macs_total": structure.macs_total,
+        "feature_point": asdict(structure.feature_point),
+        "candidates": [c.to_dict() for c in structure.candidates],
+    })
+    return ctx
+
+
+@contextlib.contextmanager
+def timed(ctx: RunContext, stage: str):
+    """Record the stage's wall time in ctx.timings (only when it finishes)."""
+    start = time.monotonic()
+    yield
+    ctx.timings[stage] = round(time.monotonic() - start, 2)
+
+
+def save_timings(ctx: RunContext) -> None:
+    ctx.folder.write_json("timings.json", ctx.timings)
+

@@ -1,0 +1,49 @@
+"""`pipeline evaluate`: accuracy and agreement of a run's networks (or of one model) on an image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.core.errors import UsageError
+from pipeline.data.tiny_set import Preprocessing, eval_tensors, load_image_folder
+from pipeline.models import load_model
+from pipeline.network.evaluation import compare, predict_logits, topk_accuracy
+from pipeline.run.runfolder import RunFolder
+
+
+def evaluate_folder(run_dir: Path | None, data: Path, model: str, weights: str | None,
+                    resolution: int | None) -> dict:
+    if run_dir is not None:
+        folder = RunFolder(run_dir)
+        if not folder.has("dropped_blocks.json") or not folder.has("compressed_state_dict.pt"):
+            raise UsageError(f"'{run_dir}' holds no compressed network yet (recovery and evaluation have not finished; rerun its pipeline run command).")
+        settings = folder.read_json("settings.json")["settings"]
+        loaded = load_model(settings["model"], settings["weights"], settings["resolved_resolution"])
+    else:
+        loaded = load_model(model, weights, resolution)
+        folder = None
+    images = load_image_folder(data, loaded.resolution, min_images=1)
+    x = eval_tensors(images, Preprocessing(loaded.resolution, loaded.mean, loaded.std))
+    original = predict_logits(loaded.module, x)
+    networks = {"original": _accuracy(original, images.labels)}
+    if folder is not None:
+        from pipeline.run.deployment import rebuild_compressed
+
+        compressed = predict_logits(rebuild_compressed(loaded, folder), x)
+        agreement = compare(compressed, original, images.labels)
+        networks["compressed"] = _accuracy(compressed, images.labels) | {
+            "top1_agreement": agreement.top1_agreement, "top5_agreement": agreement.top5_agreement,
+        }
+    return {"images": len(images), "labelled": images.labels is not None, "skipped": images.summary()["skipped"],
+            "networks": networks}
+
+
+def _accuracy(logits, labels) -> dict:
+    if labels is None:
+        return {"top1": None, "top5": None}
+    import torch
+
+    target = torch.tensor(labels)
+    if int(target.max()) >= logits.shape[1]:
+        raise UsageError(f"a class folder names class {int(target.max())}, but the network has {logits.shape[1]} outputs.")
+    return {"top1": topk_accuracy(logits, target, 1), "top5": topk_accuracy(logits, target, 5)}

@@ -1,0 +1,72 @@
+"""The run's last step: write each artefact, check it against PyTorch, and time it beside the original."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline.core.errors import UsageError
+from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
+from pipeline.data.tiny_set import eval_tensors
+from pipeline.network.evaluation import predict_logits
+from pipeline.run.config import RunConfig, profile_settings
+from pipeline.run.context import RunContext, prepare, save_timings, timed
+from pipeline.run.deployment import rebuild_compressed
+from pipeline.run.report import write_report
+from pipeline.run.runfolder import RunFolder
+
+
+def stage_export(ctx: RunContext) -> None:
+    if ctx.folder.has("export.json") or not ctx.config.export:
+        return
+    export_artefacts(ctx, list(ctx.config.export))
+
+
+def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
+    """Write each format into the run folder, checked against the compressed PyTorch network, and time it."""
+    from exporters.formats import ExportInputs, export_formats
+    from pipeline.latency.artefact_latency import measure_artefacts
+
+    config = ctx.config
+    compressed = rebuild_compressed(ctx.loaded, ctx.folder)
+    images = eval_tensors(ctx.report_set, ctx.prep)
+    inputs = ExportInputs(compressed, ctx.loaded.resolution, images, predict_logits(compressed, images),
+                          eval_tensors(ctx.train, ctx.prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
+                          config.tensorrt_precision)
+    with timed(ctx, "export_s"):
+        records = export_formats(inputs, formats)
+    with timed(ctx, "artefact_latency_s"):
+        if ctx.measurable:
+            target_ratio = ctx.folder.read_json("selection.json")["target_ratio"]
+            measure_artefacts(records, ctx.folder.path, ctx.loaded.module, config.target,
+                              profile_settings(config, ctx.preset, ctx.loaded.resolution), target_ratio, ctx.progress,
+                              ctx.log)
+        else:
+            for record in records.values():
+                record["latency"] = {"measured": False, "reason": "the target device is not present here"}
+    existing = ctx.folder.read_json("export.json") if ctx.folder.has("export.json") else {}
+    ctx.folder.write_json("export.json", existing | records)
+    save_timings(ctx)
+    return records
+
+
+def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFactory = silent,
+                        log: Log = quiet_log, **options) -> dict:
+    """`pipeline export RUN_DIR`: reopen a run with its own settings and add artefacts to it.
+
+    `options` (dynamic_batch, max_batch, tensorrt_precision) apply to these artefacts only.
+    """
+    folder = RunFolder(run_dir)
+    if not folder.has("settings.json") or not folder.has("compressed_state_dict.pt"):
+        raise UsageError(f"'{run_dir}' holds no compressed network yet; finish it with 'pipeline run' first.")
+    settings = folder.read_json("settings.json")["settings"]
+    known = {f for f in RunConfig.__dataclass_fields__}
+    config = RunConfig(**{k: v for k, v in settings.items() if k in known})
+    config.out, config.export = str(run_dir), tuple(config.export)
+    ctx = prepare(config, progress, log, trains=False)
+    ctx.config = replace(config, **options)
+    ctx.timings = folder.read_json("timings.json") if folder.has("timings.json") else {}
+    records = export_artefacts(ctx, formats)
+    write_report(folder, ctx.timings)
+    return records
+

@@ -1,0 +1,179 @@
+"""report.json (everything, machine-readable) and report.md (what a person reads first)."""
+
+from __future__ import annotations
+
+from pipeline.core.clock import now_iso
+from pipeline.run.runfolder import RunFolder
+
+_STAGE_FILES = {
+    "settings": "settings.json", "data": "data.json", "candidates": "candidates.json",
+    "latency_table": "latency_table.json", "recoverability": "recoverability.json", "selection": "selection.json",
+    "recovery": "recovery.json", "evaluation": "evaluation.json", "export": "export.json",
+}
+
+
+def collect(folder: RunFolder) -> dict:
+    data = {name: folder.read_json(f) for name, f in _STAGE_FILES.items() if folder.has(f)}
+    if "recovery" in data:  # the loss curve is long; the report keeps a summary, recovery.json the whole
+        losses = data["recovery"].get("losses", [])
+        data["recovery"] = {k: v for k, v in data["recovery"].items() if k != "losses"}
+        data["recovery"]["loss_first"] = losses[0] if losses else None
+        data["recovery"]["loss_last"] = losses[-1] if losses else None
+        data["recovery"]["steps_run"] = len(losses)
+    return data
+
+
+def latency_summary(data: dict) -> dict:
+    table = data["latency_table"]["table"]
+    final = data["selection"]["attempts"][data["selection"].get("chosen_attempt", -1)]
+    measured = final.get("measured")
+    return {
+        "device": table["fingerprint"],
+        "table_source": data["latency_table"]["source"],
+        "table_path": data["latency_table"]["path"],
+        "original_ms_table": table["full"]["median_ms"],
+        "predicted_ms": final["predicted_ms"],
+        "predicted_ratio": final["predicted_ratio"],
+        "measured_original_ms": measured["original"]["median_ms"] if measured else None,
+        "measured_compressed_ms": measured["compressed"]["median_ms"] if measured else None,
+        "measured_ratio": measured["ratio_median"] if measured else None,
+        "target_ratio": data["selection"]["target_ratio"],
+        "meets_budget": final.get("meets_budget"),
+    }
+
+
+def write_report(folder: RunFolder, timings: dict) -> None:
+    data = collect(folder)
+    data["latency"] = latency_summary(data)
+    data["timings_s"] = timings
+    data["finished_at"] = now_iso()
+    folder.write_text("report.md", render_markdown(data))
+    folder.write_json("report.json", data)  # written last: its presence marks the run complete
+
+
+BLEND_EXPLAINED = (
+    "Blends (`--recovery-blends`) average the recovered and unrecovered weights: `halfway` keeps half of "
+    "recovery's change."
+)
+
+# what the benchmarks showed (benchmarks/results/lite0_out_of_domain_seeds.md): recovery moves agreement toward
+# the tiny set's kind of image, so report images drawn from the tiny set favour it
+TINY_SET_REPORT_CAUTION = (
+    "These report images come from the tiny set itself. Recovery moves agreement toward the tiny set's kind of "
+    "image (on the EfficientNet-Lite0 benchmark: a few points up on images like the tiny set, up to 8 points "
+    "down on unlike ones), so if the deployment's images differ from the tiny set, this choice can deploy a "
+    "network that agrees less on them. Pass --val with a few images from the deployment (labels optional) to "
+    "make the choice on them."
+)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _ms(x) -> str:
+    return "n/a" if x is None else f"{x:.3f} ms"
+
+
+def _ratio(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _artefact_latency(latency: dict | None) -> str:
+    if latency is None:
+        return "not measured (exported by an earlier version)"
+    if not latency["measured"]:
+        return f"not measured: {latency['reason']}"
+    verdict = "**meets**" if latency["meets_budget"] else "**MISSES**"
+    return (f"{_ms(latency['artefact_ms'])} vs {_ms(latency['original_ms'])} ({latency['backend']}, "
+            f"{latency['precision']}): ratio {latency['ratio']:.3f}, {verdict} target {latency['target_ratio']:.3f}")
+
+
+def render_markdown(data: dict) -> str:
+    s = data["settings"]["settings"]
+    lat, ev, sel = data["latency"], data["evaluation"], data["selection"]
+    dev = lat["device"]
+    lines = [
+        f"# Compression report: {s['model']}",
+        "",
+        f"Budget {sel['budget']} on {dev['device_name']} ({dev['backend']} {dev['backend_version']}, {dev['precision']}, "
+        f"batch {dev['batch']}, {dev['resolution']} px, {dev['threads']} threads). Preset `{s['preset']}`, selector "
+        f"`{sel['selector']}`.",
+        "",
+        "## Latency",
+        "",
+        "| | original | compressed | ratio |",
+        "|---|---|---|---|",
+        f"| predicted from the table | {_ms(lat['original_ms_table'])} | {_ms(lat['predicted_ms'])} | {lat['predicted_ratio']:.3f} |",
+        f"| measured end to end | {_ms(lat['measured_original_ms'])} | {_ms(lat['measured_compressed_ms'])} | "
+        f"{_ratio(lat['measured_ratio'])} |",
+        "",
+        f"Target ratio {lat['target_ratio']:.3f}: "
+        + {True: "**met**.", False: "**missed** (no further block could be dropped).", None: "not measured on this machine."}[lat["meets_budget"]]
+        + f" Latency table: {lat['table_source']} ({lat['table_path']}).",
+        *[f"\n{a['table_disagreement'].replace('warning: ', 'Warning: ', 1)}" for a in sel["attempts"][:1]
+          if "table_disagreement" in a],
+        "",
+        f"## Dropped blocks ({len(sel['dropped'])} of {len(data['candidates']['candidates'])})",
+        "",
+        "| block | recoverability (feature MSE) | latency saved | score | dropped |",
+        "|---|---|---|---|---|",
+    ]
+    for score in sel["scores"]:
+        mark = "yes" if score["block"] in sel["dropped"] else ""
+        lines.append(f"| {score['block']} | {score['recoverability']:.4g} | {score['saving_ms']:.3f} ms "
+                     f"({score['saving_percent']:.1f}%) | {score['score']:.4g} | {mark} |")
+    rec = data["recovery"]
+    candidates = ev.get("candidates", ["unrecovered", "recovered"])  # run folders made before blends: two
+    lines += [
+        "",
+        "## Recovery on held-out images",
+        "",
+        f"Method `{rec['settings']['method']}`, {rec['steps_run']} steps; recovery kept the **{rec['kept']}** state "
+        f"(selection-split KL {rec['selection_kl_before']:.4f} before, {rec['selection_kl_after']:.4f} kept).",
+        "",
+        f"Report images: {ev['report']['images']} ({ev['report_source']}), never trained on. They choose one thing: "
+        "the deployed network is the row below that agrees best with the original on them (KL breaks ties), so its "
+        "figure is the best of the rows and slightly optimistic." + (" " + BLEND_EXPLAINED) * (len(candidates) > 2),
+        *([] if ev["report_source"] == "validation folder" else ["", TINY_SET_REPORT_CAUTION]),
+        "",
+        "| network | top-1 agreement with original | top-5 agreement | top-1 accuracy | top-5 accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for name in candidates:
+        r = ev["report"][name]
+        lines.append(f"| {name} | {_pct(r['top1_agreement'])} | {_pct(r['top5_agreement'])} | "
+                     f"{_pct(r['student_top1'])} | {_pct(r['student_top5'])} |")
+    teacher_top1 = ev["report"]["unrecovered"]["teacher_top1"]
+    if teacher_top1 is not None:
+        lines.append(f"| original | 100.0% | 100.0% | {_pct(teacher_top1)} | "
+                     f"{_pct(ev['report']['unrecovered']['teacher_top5'])} |")
+    train = ev["train"]
+    skipped = data.get("data", {}).get("tiny_set", {}).get("skipped", {})
+    if skipped:
+        lines += ["", "Skipped files in the tiny set: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
+                  + " (listed in data.json)."]
+    lines += [
+        "",
+        f"Verdict: {ev['verdict']}.",
+        "",
+        f"Deployed network: **{ev.get('deployed', rec['kept'])}** (`compressed_state_dict.pt`, and every export).",
+        "",
+        f"On the {train['images']} training images themselves agreement went from "
+        f"{_pct(train['unrecovered']['top1_agreement'])} to {_pct(train['recovered']['top1_agreement'])} "
+        "(a rise there alone would only show fitting).",
+    ]
+    if data.get("export"):
+        lines += ["", "## Export", "",
+                  "| format | file | size | check against PyTorch | latency on the target (beside the original) |",
+                  "|---|---|---|---|---|"]
+        for fmt, art in data["export"].items():
+            check = art["check"]
+            verdict = (f"max abs error {check['max_abs_error']:.2e}, top-1 agreement "
+                       f"{_pct(check['top1_agreement_with_pytorch'])} on {check['images']} images"
+                       + (f"; {check['note']}" if "note" in check else ""))
+            lines.append(f"| {fmt} | `{art['path']}` | {art['size_bytes'] / 1e6:.1f} MB | {verdict} | "
+                         f"{_artefact_latency(art.get('latency'))} |")
+    lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k.removesuffix('_s')} | {v:.1f} |" for k, v in data["timings_s"].items()]
+    return "\n".join(lines) + "\n"
