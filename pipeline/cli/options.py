@@ -23,7 +23,8 @@ EXPORT_FORMATS = ["onnx", "onnx-int8", "torchscript", "exported-program", "tenso
 
 
 model_option = click.option("--model", "model", default="efficientnet_lite0", show_default=True,
-                            help="torchvision name, efficientnet_lite0/1/2, package.module:function, or a saved nn.Module file.")
+                            help="torchvision name, efficientnet_lite0/1/2, package.module:function, or a whole saved nn.Module as "
+                                 "file:PATH or PATH.pt/.pth (unpickling runs code stored in the file: only files you trust).")
 weights_option = click.option("--weights", type=click.Path(dir_okay=False), default=None,
                               help="state_dict file for the model's weights.")
 resolution_option = click.option("--resolution", type=click.IntRange(16, 4096), default=None,

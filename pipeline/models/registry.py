@@ -4,15 +4,25 @@ A spec is one of: a torchvision classification architecture (`resnet50`), an Eff
 with packaged weights (`efficientnet_lite0`), user code as `package.module:function`, or a file that
 holds a whole saved `nn.Module`. Weights come from a state_dict file; architectures that ship weights
 in a package load them by default.
+
+Trust: unpickling a whole module runs code from the file, so it happens only for a spec that is clearly a
+file (`file:PATH`, or a path ending in .pt/.pth), never for a model name that happens to match a file in
+the working directory. State_dicts always load with `weights_only=True`. User code is imported with the
+working directory on `sys.path` only while it loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
+import os
+import pickle
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -22,6 +32,8 @@ from pipeline.models import efficientnet_lite
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SAVED_MODULE_PREFIX = "file:"  # --model file:PATH: unpickle the whole module saved in PATH (runs its code)
+SAVED_MODULE_SUFFIXES = (".pt", ".pth")
 
 
 @dataclass
@@ -73,20 +85,25 @@ def load_model(spec: str, weights: str | Path | None = None, resolution: int | N
 
 
 def _build(spec: str) -> LoadedModel:
+    if spec.startswith(SAVED_MODULE_PREFIX):
+        return _load_saved_module(Path(spec[len(SAVED_MODULE_PREFIX):]))
     name = spec.strip().replace("-", "_") if ":" not in spec else spec.strip()
     if name in efficientnet_lite.LITE_VARIANTS:
         return _load_lite(name)
     if ":" in spec:
         return _load_user_factory(spec)
-    if Path(spec).suffix in (".pt", ".pth", ".pkl") or Path(spec).is_file():
+    if Path(spec).suffix in SAVED_MODULE_SUFFIXES:
         return _load_saved_module(Path(spec))
     if name in _torchvision_names():
         return _load_torchvision(name)
     close = difflib.get_close_matches(name, known_model_names(), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
+    if Path(spec).is_file():
+        hint += (f" '{spec}' is a file: to load a whole saved nn.Module from it (this runs code stored in the file), "
+                 f"pass --model {SAVED_MODULE_PREFIX}{spec}.")
     raise UsageError(
         f"unknown model '{spec}'.{hint} Use a torchvision classification name (e.g. resnet50), "
-        "efficientnet_lite0/1/2, 'package.module:function', or a file holding a saved nn.Module."
+        "efficientnet_lite0/1/2, 'package.module:function', or a saved nn.Module as file:PATH or PATH.pt."
     )
 
 
@@ -111,35 +128,56 @@ def _load_torchvision(name: str) -> LoadedModel:
     return LoadedModel(name, module, 224, IMAGENET_MEAN, IMAGENET_STD, "random")
 
 
-def _load_user_factory(spec: str) -> LoadedModel:
-    import os
-    import sys
+@contextlib.contextmanager
+def _working_directory_importable() -> Iterator[None]:
+    """Put the working directory on sys.path while user code loads, and take it off again.
 
-    module_name, _, function_name = spec.partition(":")
-    if os.getcwd() not in sys.path:  # console scripts do not put the working directory on the path
-        sys.path.insert(0, os.getcwd())
+    Console scripts do not put it there; leaving it there would let a local file named like a later import
+    (onnx, tensorrt) shadow the real package.
+    """
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
-        factory = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError, ValueError, TypeError) as exc:
-        raise UsageError(
-            f"cannot load model factory '{spec}': {exc}. Give 'package.module:function' importable "
-            "from the current directory or an installed package."
-        ) from None
-    if not callable(factory):
-        raise UsageError(f"'{spec}' is not a function that builds a model.")
-    module = factory()
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _load_user_factory(spec: str) -> LoadedModel:
+    module_name, _, function_name = spec.partition(":")
+    with _working_directory_importable():
+        try:
+            factory = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
+            raise UsageError(
+                f"cannot load model factory '{spec}': {exc}. Give 'package.module:function' importable "
+                "from the current directory or an installed package."
+            ) from exc
+        if not callable(factory):
+            raise UsageError(f"'{spec}' is not a function that builds a model.")
+        module = factory()
     if not isinstance(module, nn.Module):
         raise UsageError(f"'{spec}' returned {type(module).__name__}, not a torch.nn.Module.")
     return LoadedModel(spec, module, 224, IMAGENET_MEAN, IMAGENET_STD, "random")
 
 
 def _load_saved_module(path: Path) -> LoadedModel:
+    """Unpickle a whole nn.Module: this runs code named in the file, so only for a spec that is clearly a file."""
     if not path.is_file():
         raise UsageError(f"model file '{path}' does not exist. Give a path to a saved nn.Module or a model name.")
     try:
-        module = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # corrupt file, missing class definition
-        raise UsageError(f"cannot read a saved model from '{path}': {exc}") from None
+        with _working_directory_importable():  # the module's class may live in the user's code
+            module = torch.load(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as exc:  # the class the file names cannot be found
+        raise UsageError(
+            f"cannot rebuild the saved model in '{path}': {exc}. The class it was saved with must be importable "
+            "here; or save its state_dict and pass --model NAME --weights FILE."
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:  # truncated or not a torch file
+        raise UsageError(f"cannot read a saved model from '{path}': {exc}") from exc
     if not isinstance(module, nn.Module):
         raise UsageError(
             f"'{path}' holds a {type(module).__name__}, not a whole nn.Module. A state_dict needs the "
@@ -155,7 +193,7 @@ def load_state_dict_file(module: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UsageError(f"cannot read weights from '{path}': {exc}. Expected a state_dict saved with torch.save.") from None
+        raise UsageError(f"cannot read weights from '{path}': {exc}. Expected a state_dict saved with torch.save.") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

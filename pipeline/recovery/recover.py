@@ -139,7 +139,7 @@ class _Checkpoints:
     def load(self) -> dict | None:
         if self.path is None or not self.path.exists():
             return None
-        return torch.load(self.path, map_location="cpu", weights_only=False)
+        return torch.load(self.path, map_location="cpu", weights_only=True)  # plain containers: runs no code
 
     def save(self, state: dict) -> None:
         if self.path is None:
