@@ -1,45 +1,13 @@
+"""Latency tables: JSON round trip, refusal on another device or network, the on-disk store."""
+
 import json
 import multiprocessing as mp
-from dataclasses import replace
 
 import pytest
 
 from pipeline.core.errors import UsageError
-from profilers.fingerprint import DeviceFingerprint
-from profilers.stats import median_is_stable, paired_differences, summarize
 from profilers.table import LatencyTable, TableStore
-
-
-def fingerprint(**changes) -> DeviceFingerprint:
-    base = DeviceFingerprint("Test CPU 9000", "cpu", "", "", "onnxruntime-cpu", "1.32.0", "fp32", 1, 224, 2,
-                             "2.14.1", "x86_64")
-    return replace(base, **changes)
-
-
-def recorded_table(**fp_changes) -> LatencyTable:
-    """A table as a profiler recorded it (values from an EfficientNet-Lite0 run, rounded)."""
-    savings = {"b1": [0.30, 0.32, 0.31], "b2": [0.10, 0.12, 0.11], "b3": [0.20, 0.19, 0.21], "b4": [-0.01, 0.0, 0.01]}
-    return LatencyTable("net", "abc123", fingerprint(**fp_changes), summarize([4.0, 4.1, 3.9]),
-                        {k: summarize(v) for k, v in savings.items()}, {"rounds": 3}, "2026-11-25T00:00:00Z")
-
-
-def test_summarize_reports_median_and_spread():
-    s = summarize([1, 2, 3, 4, 100])
-    assert s.median_ms == 3 and s.rounds == 5 and s.spread_ms == 2
-    with pytest.raises(ValueError):
-        summarize([])
-
-
-def test_paired_differences_cancel_shared_drift():
-    full = [10.0, 20.0, 30.0]  # drift hits whole rounds
-    variant = [9.0, 19.0, 29.0]
-    assert paired_differences(full, variant) == [1.0, 1.0, 1.0]
-
-
-def test_median_stability_needs_rounds_and_agreement():
-    assert not median_is_stable([1.0] * 3, 0.02, min_rounds=5)
-    assert median_is_stable([1.0, 1.01, 0.99, 1.0, 1.0, 1.0, 1.0, 1.0], 0.02, min_rounds=5)
-    assert not median_is_stable([1, 1, 1, 1, 1, 1, 5, 5, 5, 5, 5, 5], 0.02, min_rounds=5)
+from tests.recorded_tables import fingerprint, recorded_table
 
 
 def test_table_json_round_trip_and_prediction(tmp_path):

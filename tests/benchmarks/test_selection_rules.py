@@ -6,7 +6,7 @@ from benchmarks.selection_rules import RULES, rule_order, select_by_rule
 from pipeline.core.errors import UsageError
 from pipeline.latency.budget import Budget
 from pipeline.network.blocks import Candidate, FeaturePoint, NetworkStructure
-from tests.test_tables import recorded_table
+from tests.recorded_tables import recorded_table
 
 
 def _structure():  # the recorded table's blocks; b2 and b3 tie on MACs, b3 has fewer parameters

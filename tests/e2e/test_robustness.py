@@ -1,6 +1,5 @@
 """Bad input, interruptions and failures: one clear line, the right exit code, nothing lost."""
 
-import errno
 import hashlib
 import json
 import os
@@ -11,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.cli.invoke import FAST_RUN, TINY, invoke
 from tests.conftest import ROOT, write_images
-from tests.test_cli import FAST_RUN, TINY, assert_clean_error, invoke
 
 
 def _tree_hash(folder: Path) -> str:
@@ -50,40 +48,6 @@ def finished_run(tmp_path_factory):
             os.environ["PRACTISE_HOME"] = previous
     assert (out / "report.json").exists()
     return {"out": out, "data": data, "hash": _tree_hash(out)}
-
-
-def test_full_disk_is_one_line_and_exit_1(capsys, monkeypatch, image_folder, tmp_path):
-    import pipeline.run.runfolder as runfolder
-
-    def full(path, data):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    monkeypatch.setattr(runfolder, "write_json_atomic", full)
-    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
-                          "--out", str(tmp_path / "run"))
-    assert_clean_error(code, err, 1, "the disk is full")
-
-
-def test_out_of_memory_suggests_a_smaller_batch(capsys, monkeypatch, image_folder, tmp_path):
-    import pipeline.run.stages as run_module
-
-    def oom(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    monkeypatch.setattr(run_module, "score_recoverability", oom)
-    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
-                          "--out", str(tmp_path / "run"))
-    assert_clean_error(code, err, 1, "use a smaller --batch-size")
-
-
-def test_a_bug_is_reported_as_internal_error_and_debug_shows_the_traceback(capsys, monkeypatch):
-    import pipeline.network.blocks as blocks
-
-    monkeypatch.setattr(blocks, "analyse", lambda *a, **k: 1 / 0)
-    code, _, err = invoke(capsys, "blocks", "--model", TINY)
-    assert_clean_error(code, err, 1, "internal error ZeroDivisionError")
-    with pytest.raises(ZeroDivisionError):
-        invoke(capsys, "--debug", "blocks", "--model", TINY)
 
 
 def test_corrupt_images_are_skipped_and_reported(capsys, tmp_path):
@@ -158,8 +122,6 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
     assert stopped.returncode == 130
     assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err
 
-
-# -- property-based: malformed arguments and files never produce a traceback or touch earlier runs --------------
 
 _safe_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=0, max_size=12)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHECKED = ["exporters/tensorrt_engine.py", "profilers/tensorrt_backend.py", "profilers/cuda.py", "profilers/torch_backend.py",
            "exporters/formats.py"]
 _DEF = re.compile(r"^(\s*def \w+)\((.*)\)(\s*->\s*.*:)\s*$")

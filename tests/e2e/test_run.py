@@ -1,4 +1,4 @@
-"""The CLI driven in-process (through main(), as the console script is) and once as a subprocess."""
+"""Whole runs through the CLI, in-process and once as a subprocess: folders, resume, deployment."""
 
 import json
 import os
@@ -8,64 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from tests.cli.invoke import FAST_RUN, TINY, assert_clean_error, invoke
 from tests.conftest import ROOT, write_images
-
-TINY = "tests.tiny_models:tiny_resnet"
-FAST_RUN = ["--resolution", "32", "--allow-random-weights", "--scoring-steps", "3", "--recovery-steps", "4",
-            "--batch-size", "4", "--profile-time-cap", "5"]
-
-
-def invoke(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_clean_error(code, err, expected_code, fragment):
-    assert code == expected_code
-    assert fragment in err
-    assert "Traceback" not in err
-    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
-
-
-def test_blocks_lists_candidates_as_json(capsys):
-    code, out, _ = invoke(capsys, "blocks", "--model", TINY, "--resolution", "32", "--json")
-    assert code == 0
-    data = json.loads(out)
-    assert [c["name"] for c in data["candidates"]] == ["layers.0.0", "layers.0.1", "layers.1.1", "layers.2.1"]
-    assert all(c["macs"] > 0 and c["params"] > 0 for c in data["candidates"])
-
-
-@pytest.mark.parametrize("args,fragment", [
-    (["blocks", "--model", "resnet_19"], "unknown model 'resnet_19'"),
-    (["blocks", "--model", TINY, "--weights", "/no/such/file.pt"], "does not exist"),
-    (["run", "--model", TINY, "--latency-budget", "1.5"], "outside (0, 1]"),
-    (["run", "--model", TINY, "--latency-budget", "fast please"], "not understood"),
-    (["run", "--model", "mobilenet_v2"], "has no trained weights"),
-    (["run", "--model", TINY, "--allow-random-weights", "--data", "/no/such/folder"], "does not exist"),
-    (["run", "--model", TINY, "--allow-random-weights", "--backend", "tensorflow"], "not available for target 'cpu'"),
-    (["run", "--model", TINY, "--allow-random-weights", "--recovery-blends", "1.5"], "--recovery-blends '1.5' is not"),
-    (["run", "--model", TINY, "--allow-random-weights", "--recovery-blends", "half"], "strictly between 0 and 1"),
-])
-def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragment):
-    code, _, err = invoke(capsys, *args)
-    assert_clean_error(code, err, 2, fragment)
-
-
-def test_training_on_an_absent_gpu_is_refused_before_any_work(capsys, tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--train-device", "cuda",
-                          "--out", str(tmp_path / "run"))
-    assert_clean_error(code, err, 2, "--train-device cuda needs a CUDA GPU")
-    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.gpu
@@ -86,46 +30,6 @@ def test_a_gpu_run_profiles_trains_and_measures_on_the_gpu(capsys, image_folder,
 
     state = torch.load(out / "compressed_state_dict.pt", map_location=None, weights_only=True)
     assert all(t.device.type == "cpu" for t in state.values())
-
-
-def test_synthetic_inputs_for_a_network_without_batchnorm_are_refused_before_any_work(capsys, image_folder,
-                                                                                      tmp_path):
-    code, _, err = invoke(capsys, "run", "--model", "tests.tiny_models:tiny_resnet_without_batchnorm", *FAST_RUN,
-                          "--data", str(image_folder), "--recovery-synthetic", "8", "--out", str(tmp_path / "run"))
-    assert_clean_error(code, err, 2, "has no BatchNorm layer")
-    assert not (tmp_path / "run").exists()
-
-
-def test_unknown_target_is_rejected_by_the_parser(capsys):
-    code, _, err = invoke(capsys, "run", "--target", "tpu")
-    assert code == 2 and "tpu" in err and "Traceback" not in err
-
-
-def test_empty_data_folder(capsys, tmp_path):
-    (tmp_path / "empty").mkdir()
-    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(tmp_path / "empty"))
-    assert_clean_error(code, err, 2, "too few usable images")
-
-
-def test_unreachable_budget_names_the_best_ratio(capsys, image_folder, tmp_path):
-    """With a recorded table (every block saves 5% of 4 ms), dropping all 4 blocks keeps 0.8 at best."""
-    from pipeline.models import load_model
-    from pipeline.network.blocks import analyse
-    from profilers.stats import summarize
-    from profilers.table import LatencyTable
-    from tests.test_tables import fingerprint
-
-    loaded = load_model(TINY, resolution=32)
-    blocks = analyse(loaded.module, 32).candidate_names()
-    table = LatencyTable(loaded.spec, loaded.architecture_hash(), fingerprint(device_name="Deployment CPU"),
-                         summarize([4.0, 4.0, 4.0]), {b: summarize([0.2, 0.2, 0.2]) for b in blocks}, {},
-                         "2026-11-25T00:00:00Z")
-    table_file = tmp_path / "table.json"
-    table_file.write_text(json.dumps(table.to_dict()))
-    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
-                          "--latency-budget", "0.5", "--latency-table", str(table_file), "--out", str(tmp_path / "run"))
-    assert_clean_error(code, err, 2, "cannot be reached")
-    assert "keep 0.800 of the original latency" in err and "Choose a budget of at least 0.80" in err
 
 
 def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder, labelled_folder, tmp_path):
@@ -283,73 +187,6 @@ def test_a_gpu_table_selects_on_a_machine_without_the_gpu(capsys, image_folder, 
                           "--out", str(tmp_path / "run2"))
     assert_clean_error(code, err, 2, "needs a CUDA GPU")
     assert not (tmp_path / "run2").exists()
-
-
-def test_profile_validate_compares_predicted_and_measured_drops(capsys):
-    code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
-                            "--validate", "2")
-    assert code == 0, err
-    assert "median |error|" in out
-    validation = Path(out.strip().splitlines()[-2].split("validation: ")[1])
-    data = json.loads(validation.read_text())
-    assert len(data["checks"]) == 2
-    for check in data["checks"]:
-        assert len(check["dropped"]) >= 2 and 0 < check["measured_ratio"] < 1.5
-
-
-def test_tables_export_and_import_move_a_table_between_machines(capsys, tmp_path, monkeypatch):
-    code, out, _ = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch")
-    assert code == 0
-    stored = out.strip().splitlines()[-1].split("table: ")[1].split(" (")[0]
-    exported = tmp_path / "device.json"
-    assert invoke(capsys, "tables", "export", Path(stored).name, str(exported))[0] == 0
-    monkeypatch.setenv("PRACTISE_HOME", str(tmp_path / "other-machine"))
-    code, out, _ = invoke(capsys, "tables", "import", str(exported))
-    assert code == 0 and "imported" in out
-    code, out, _ = invoke(capsys, "tables", "list")
-    assert "tiny_resnet" in out
-    bad = tmp_path / "bad.json"
-    bad.write_text("[]")
-    code, _, err = invoke(capsys, "tables", "import", str(bad))
-    assert_clean_error(code, err, 2, "is not a latency table")
-
-
-def test_export_command_adds_checked_artefacts_to_a_finished_run(capsys, image_folder, tmp_path):
-    out = tmp_path / "run"
-    assert invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
-                  "--latency-budget", "0.9", "--out", str(out))[0] == 0
-    code, stdout, err = invoke(capsys, "export", str(out), "--format", "torchscript", "--format", "onnx-int8",
-                               "--format", "onnx", "--dynamic-batch")
-    assert code == 0, err
-    exported = json.loads((out / "export.json").read_text())
-    assert set(exported) == {"onnx", "torchscript", "onnx-int8"}
-    assert exported["torchscript"]["check"]["passed"]
-    assert exported["onnx"]["input_shape"][0] == "batch" and exported["onnx"]["check"]["passed"]
-    for fmt, art in exported.items():  # every artefact timed on the target beside the original
-        latency = art["latency"]
-        assert latency["measured"] and latency["artefact_ms"] > 0, (fmt, latency)
-        assert latency["meets_budget"] == (latency["ratio"] <= latency["target_ratio"])
-    assert stdout.count("latency: ") == 3 and "ratio" in stdout
-    report = (out / "report.md").read_text()
-    assert "model.torchscript.pt" in report and "model.int8.onnx" in report
-    assert "latency on the target" in report and "target 0.900" in report
-    code, _, err = invoke(capsys, "export", str(out), "--format", "tensorrt")
-    assert_clean_error(code, err, 2, "TensorRT is not installed")
-    # a run trained on a GPU exports on a machine without one: exporting does not train
-    from pipeline.run.runfolder import settings_hash
-
-    saved = json.loads((out / "settings.json").read_text())
-    saved["settings"]["train_device"] = "cuda"
-    saved["hash"] = settings_hash(saved["settings"])
-    (out / "settings.json").write_text(json.dumps(saved))
-    with pytest.MonkeyPatch.context() as patch:
-        import torch
-
-        patch.setattr(torch.cuda, "is_available", lambda: False)
-        code, _, err = invoke(capsys, "export", str(out), "--format", "onnx")
-    assert code == 0, err
-    code, _, err = invoke(capsys, "export", str(tmp_path / "nothing"), "--format", "onnx")
-    assert_clean_error(code, err, 2, "holds no compressed network")
 
 
 def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkeypatch, image_folder, labelled_folder,

@@ -1,0 +1,18 @@
+"""pipeline profile --validate."""
+
+import json
+from pathlib import Path
+
+from tests.cli.invoke import TINY, invoke
+
+
+def test_profile_validate_compares_predicted_and_measured_drops(capsys):
+    code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
+                            "--validate", "2")
+    assert code == 0, err
+    assert "median |error|" in out
+    validation = Path(out.strip().splitlines()[-2].split("validation: ")[1])
+    data = json.loads(validation.read_text())
+    assert len(data["checks"]) == 2
+    for check in data["checks"]:
+        assert len(check["dropped"]) >= 2 and 0 < check["measured_ratio"] < 1.5
