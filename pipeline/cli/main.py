@@ -19,6 +19,7 @@ from pipeline.cli.profile import profile
 from pipeline.cli.run import run
 from pipeline.cli.tables import tables
 from pipeline.core.errors import PipelineError
+from pipeline.core.extras import install_hint
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,6 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; rerun the same command to resume from the last finished stage", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        if debug:
+            raise
+        hint = install_hint(exc.name or "")
+        if hint is None:
+            click.echo(f"error: {_describe_unexpected(exc)}", err=True)
+            sys.exit(1)
+        click.echo(f"error: this needs the optional package '{exc.name}', which is not installed: {hint}", err=True)
+        sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against raw tracebacks
         if debug:
             raise

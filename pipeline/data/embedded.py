@@ -4,6 +4,10 @@ train/: out-of-domain images the default run compresses with (foolbox's CIFAR-10
 scikit-image and scikit-learn photos). val/: foolbox's 20 labelled ImageNet photos in ImageFolder
 layout (folder = class index), never trained on, so the default run reports true top-1 and agreement
 on real ImageNet images.
+
+The set is the same on every machine: every image is read from a file inside an installed package
+(scikit-image's on-demand downloads are never used), and a missing file stops the build with the
+package and extra named instead of leaving a smaller set.
 """
 
 from __future__ import annotations
@@ -11,16 +15,23 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from pipeline.core.errors import UsageError
+from pipeline.core.extras import require_extra
+from pipeline.core.locks import exclusive_lock
 from pipeline.core.paths import home
 
-_SKIMAGE_PHOTOS = [
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-    "retina", "colorwheel", "logo", "coins", "camera", "page",
-]
+PURPOSE = "the embedded default tiny set (or pass --data with your own image folder)"
+# scikit-image photo -> the file its package ships (the names skimage.data's loaders read)
+SKIMAGE_PHOTOS = {
+    "astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png", "rocket": "rocket.jpg",
+    "hubble_deep_field": "hubble_deep_field.jpg", "immunohistochemistry": "ihc.png", "retina": "retina.jpg",
+    "colorwheel": "color.png", "logo": "logo.png", "coins": "coins.png", "camera": "camera.png", "page": "page.png",
+}
+SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
+FOOLBOX_CIFAR_IMAGES = 40
+FOOLBOX_IMAGENET_IMAGES = 20
 
 
 def embedded_tiny_set() -> tuple[Path, Path]:
@@ -28,47 +39,62 @@ def embedded_tiny_set() -> tuple[Path, Path]:
     root = home() / "embedded-tiny-set"
     done = root / ".complete"
     if not done.exists():
-        _build(root)
-        done.write_text("ok\n")
+        with exclusive_lock(root.with_name(root.name + ".lock")):  # two first runs build it once
+            if not done.exists():
+                _build(root)
+                done.write_text("ok\n")
     return root / "train", root / "val"
 
 
-def _foolbox_data() -> Path:
-    try:
-        import foolbox
-    except ImportError:
+def _package_files(module_name: str, subfolder: str, pattern: str, expected: int) -> list[Path]:
+    """The `expected` files matching `pattern` that a package ships; fewer is an incomplete install."""
+    module = require_extra(module_name, PURPOSE)
+    folder = Path(module.__file__).parent / subfolder
+    files = sorted(folder.glob(pattern))
+    if len(files) != expected:
         raise UsageError(
-            "the embedded default tiny set needs the images shipped by foolbox, scikit-image and scikit-learn: "
-            "pip install '.[default-data]', or pass --data with your own image folder."
-        ) from None
-    return Path(foolbox.__file__).parent / "data"
+            f"{PURPOSE}: the package '{module_name.split('.')[0]}' ships {len(files)} of the {expected} images "
+            f"'{pattern}' expected in {folder}; reinstall it: pip install --force-reinstall '.[default-data]'."
+        )
+    return files
 
 
 def _build(root: Path) -> None:
-    data = _foolbox_data()
+    cifar = _package_files("foolbox", "data", "cifar10*_*.png", FOOLBOX_CIFAR_IMAGES)
+    imagenet = _package_files("foolbox", "data", "imagenet_*.jpg", FOOLBOX_IMAGENET_IMAGES)
+    skimage_files = _named_files("skimage.data", "", SKIMAGE_PHOTOS)
+    sklearn_files = _named_files("sklearn.datasets", "images", {Path(n).stem: n for n in SKLEARN_PHOTOS})
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "train").mkdir(parents=True)
-    for path in sorted(data.glob("cifar10*_*.png")):
+    for path in cifar:
         shutil.copy(path, tmp / "train" / path.name)
-    for path in sorted(data.glob("imagenet_*.jpg")):
+    for path in imagenet:
         label = int(path.stem.split("_")[-1])
         (tmp / "val" / str(label)).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, tmp / "val" / str(label) / path.name)
-    _write_skimage_and_sklearn(tmp / "train")
+    for name, path in skimage_files.items():
+        _save_rgb_png(path, tmp / "train" / f"skimage_{name}.png")
+    for i, path in enumerate(sklearn_files.values()):
+        _save_rgb_png(path, tmp / "train" / f"sklearn_{i}.png")
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
 
 
-def _write_skimage_and_sklearn(folder: Path) -> None:
-    import skimage.data
-    from sklearn.datasets import load_sample_images
+def _named_files(module_name: str, subfolder: str, names: dict[str, str]) -> dict[str, Path]:
+    """{name: file} for files a package ships under `subfolder`; a missing one stops the build."""
+    module = require_extra(module_name, PURPOSE)
+    folder = Path(module.__file__).parent / subfolder
+    missing = [f for f in names.values() if not (folder / f).is_file()]
+    if missing:
+        raise UsageError(
+            f"{PURPOSE}: the package '{module_name.split('.')[0]}' does not ship {', '.join(missing)} in {folder} "
+            "(this version fetches it on demand, which the tool never does); install the versions the constraints "
+            "file names: pip install -c constraints.txt '.[default-data]'."
+        )
+    return {name: folder / f for name, f in names.items()}
 
-    for name in _SKIMAGE_PHOTOS:
-        try:
-            pixels = getattr(skimage.data, name)()
-        except Exception:  # a few skimage images are fetched on demand; skip those offline
-            continue
-        Image.fromarray(np.asarray(pixels)).convert("RGB").save(folder / f"skimage_{name}.png")
-    for i, pixels in enumerate(load_sample_images().images):
-        Image.fromarray(pixels).save(folder / f"sklearn_{i}.png")
+
+def _save_rgb_png(source: Path, target: Path) -> None:
+    with Image.open(source) as image:
+        image.convert("RGB").save(target)
