@@ -45,7 +45,9 @@ def test_an_image_missing_from_its_package_stops_the_build_naming_the_package(fr
 
 
 def test_any_missing_optional_module_names_its_extra(capsys, monkeypatch):
-    from pipeline.cli import main as cli_main
+    import importlib
+
+    cli_main = importlib.import_module("pipeline.cli.main")
 
     def needs_sklearn(*args, **kwargs):
         raise ModuleNotFoundError("No module named 'sklearn'", name="sklearn")
