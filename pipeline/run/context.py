@@ -53,8 +53,21 @@ class RunContext:
 
 
 def _data_fingerprint(folder: Path) -> str:
-    entries = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
-    return hashlib.sha256(repr(entries).encode()).hexdigest()[:12]
+    """Every file's name, size and content: an image edited in place (same size) does not resume stale stages.
+
+    Files are streamed in 1 MiB chunks, so a large tiny set costs one read, not its size in memory.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            with open(path, "rb") as handle:
+                digest.update(str(path.stat().st_size).encode() + b"\0")
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:  # unreadable files are skipped (and counted) by the loader; their name still counts
+            digest.update(type(exc).__name__.encode())
+    return digest.hexdigest()[:12]
 
 
 def _resolve_data(config: RunConfig) -> tuple[Path, Path | None]:
@@ -128,7 +141,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         "weights_source": loaded.weights_source,
     }
     out = Path(config.out) if config.out else default_out(config, settings_hash(identity))
-    folder = RunFolder.open(out, identity, overwrite=config.overwrite)
+    folder = RunFolder.open(out, identity, overwrite=config.overwrite, log=log)
     structure = analyse(loaded.module, loaded.resolution)
     if not structure.candidates:
         raise UsageError(f"model '{config.model}' has no droppable block (no residual block keeps its shape).")
