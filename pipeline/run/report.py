@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pipeline.core.clock import now_iso
+from pipeline.run.html_page import markdown_to_html
+from pipeline.run.plots import markdown_section, write_plots
 from pipeline.run.runfolder import RunFolder
 
 _STAGE_FILES = {
@@ -47,7 +49,11 @@ def write_report(folder: RunFolder, timings: dict) -> None:
     data["latency"] = latency_summary(data)
     data["timings_s"] = timings
     data["finished_at"] = now_iso()
-    folder.write_text("report.md", render_markdown(data))
+    data["plots"] = write_plots(folder)
+    markdown = render_markdown(data) + "\n".join(markdown_section(data["plots"])) + "\n"
+    folder.write_text("report.md", markdown)
+    folder.write_text("report.html", markdown_to_html(markdown, f"Compression report: {data['settings']['settings']['model']}",
+                                                      folder.path))
     folder.write_json("report.json", data)  # written last: its presence marks the run complete
 
 

@@ -1,0 +1,86 @@
+"""The run's figures: written by the report step, shown in report.md, and skipped plainly without matplotlib."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from pipeline.run.plots import write_plots
+from pipeline.run.report import write_report
+from pipeline.run.runfolder import RunFolder
+from tests.conftest import ROOT
+from tests.run_folders import make_finished_run
+
+RUN_FIGURES = {"blocks.png", "latency_attempts.png", "recovery_curve.png"}  # and plans.png when it lists plans
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    return make_finished_run(tmp_path_factory.mktemp("plots"))
+
+
+def _copy_without_report(run, destination):
+    shutil.copytree(run, destination)
+    for name in ["report.json", "report.md", "report.html", *RUN_FIGURES, "plans.png"]:
+        (destination / name).unlink(missing_ok=True)
+    return RunFolder(destination)
+
+
+def _assert_real_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 200 and image.height > 200
+        assert len(set(image.convert("L").getdata())) > 10  # something was drawn, not a blank canvas
+
+
+def test_a_run_writes_its_plots_and_shows_them_in_report_md(finished_run):
+    report = json.loads((finished_run / "report.json").read_text())
+    assert report["plots"]["skipped"] is None
+    has_plans = bool(report["selection"].get("plans"))
+    assert {f["file"] for f in report["plots"]["figures"]} == RUN_FIGURES | ({"plans.png"} if has_plans else set())
+    markdown = (finished_run / "report.md").read_text()
+    for figure in report["plots"]["figures"]:
+        _assert_real_png(finished_run / figure["file"])
+        assert f"![{figure['title']}]({figure['file']})" in markdown
+        assert figure["caption"] in markdown
+
+
+def test_without_matplotlib_the_report_is_written_and_says_the_plots_were_skipped(finished_run, tmp_path, monkeypatch):
+    folder = _copy_without_report(finished_run, tmp_path / "run")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    write_report(folder, {"profile_s": 1.0})
+    assert "Plots skipped: matplotlib is not installed (pip install '.[plots]')." in folder.file("report.md").read_text()
+    assert "Plots skipped" in folder.file("report.html").read_text()
+    assert json.loads(folder.file("report.json").read_text())["plots"] == {
+        "figures": [], "skipped": "matplotlib is not installed (pip install '.[plots]')"}
+    assert not any(folder.file(name).exists() for name in RUN_FIGURES)
+
+
+def test_the_plans_of_a_selection_are_plotted_when_it_lists_them(finished_run, tmp_path):
+    folder = _copy_without_report(finished_run, tmp_path / "run")
+    selection = folder.read_json("selection.json")
+    selection["plans"] = [
+        {"name": "fp32 depth", "precision": "fp32", "measured_ratio": 0.74, "agreement": 0.98},
+        {"name": "int8 only", "precision": "int8", "measured_ratio": 0.61, "agreement": 0.95},
+        {"name": "unmeasured", "precision": "fp16", "measured_ratio": None, "agreement": 0.9},
+    ]
+    selection["chosen_plan"] = 1
+    folder.write_json("selection.json", selection)
+    plots = write_plots(folder)
+    plans = [f for f in plots["figures"] if f["file"] == "plans.png"]
+    assert plans and "2 plan(s)" in plans[0]["caption"]  # the unmeasured plan has no point
+    _assert_real_png(folder.file("plans.png"))
+
+
+def test_library_modules_import_without_matplotlib_and_do_not_load_it():
+    code = ("import sys; sys.modules['matplotlib'] = None; "
+            "import pipeline.run.report, pipeline.run.plots, pipeline.run.runner, pipeline.cli.main; "
+            "del sys.modules['matplotlib']; "
+            "import pipeline.run.report; assert 'matplotlib' not in sys.modules, 'matplotlib imported at module top'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
