@@ -44,8 +44,8 @@ def require_tensorrt() -> str:
     """
     try:
         import tensorrt as trt
-    except ImportError:
-        raise UsageError(INSTALL_HINT) from None
+    except ImportError as exc:
+        raise UsageError(INSTALL_HINT) from exc
     if not hasattr(trt, "Builder"):
         raise UsageError(INSTALL_HINT + " Only its type stubs are present.")
     return trt.__version__
@@ -114,7 +114,7 @@ class EngineSidecar:
         try:
             return cls(**json.loads(path.read_text()))
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"{path} is not an engine sidecar ({exc}); rebuild the engine.") from None
+            raise UsageError(f"{path} is not an engine sidecar ({exc}); rebuild the engine.") from exc
 
     def refuse_if_foreign(self, engine: Path, tensorrt_version: str) -> None:
         """Engines only load on the TensorRT version and GPU model that built them."""

@@ -69,10 +69,10 @@ class LatencyTable:
     def read(cls, path: Path) -> "LatencyTable":
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
-        except FileNotFoundError:
-            raise UsageError(f"latency table '{path}' does not exist.") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"'{path}' is not a latency table ({type(exc).__name__}: {exc}).") from None
+        except FileNotFoundError as exc:
+            raise UsageError(f"latency table '{path}' does not exist.") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"'{path}' is not a latency table ({type(exc).__name__}: {exc}).") from exc
 
     def check_usable(self, architecture_hash: str, fingerprint: DeviceFingerprint | None, candidates: list[str]) -> None:
         """Refuse a table measured for another network or, when `fingerprint` is given, another device."""

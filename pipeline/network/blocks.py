@@ -17,6 +17,15 @@ from pipeline.core.errors import UsageError
 from pipeline.network import graph as block_graph
 
 _POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d)
+# what a forward pass raises when shapes do not fit (torch's shape checks, a model's own checks)
+FORWARD_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch reports running out of memory as a RuntimeError; it is never a verdict about the network."""
+    text = str(exc).lower()
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text \
+        or "can't allocate memory" in text
 
 
 @dataclass
@@ -150,7 +159,9 @@ def _check_drops_run(model: nn.Module, names: list[str], example: torch.Tensor) 
             with torch.no_grad():
                 out = drop_blocks(model, drop, copy=True)(example)
             return isinstance(out, torch.Tensor)
-        except Exception:
+        except FORWARD_ERRORS as exc:  # a shape the rest of the network cannot take; anything else propagates
+            if is_out_of_memory(exc):
+                raise
             return False
 
     if runs(names):
@@ -164,11 +175,14 @@ def analyse(model: nn.Module, resolution: int) -> NetworkStructure:
     example = torch.zeros(1, 3, resolution, resolution)
     try:
         calls, leaf_macs = _record_calls(model, example)
-    except Exception as exc:
+    except FORWARD_ERRORS as exc:
+        if is_out_of_memory(exc):
+            raise
+        first_line = (str(exc).splitlines() or [""])[0][:300]
         raise UsageError(
-            f"the model does not run on a 1x3x{resolution}x{resolution} input ({type(exc).__name__}: {exc}). "
+            f"the model does not run on a 1x3x{resolution}x{resolution} input ({type(exc).__name__}: {first_line}). "
             "Check --resolution and that the model takes RGB images."
-        ) from None
+        ) from exc
     modules = dict(model.named_modules())
     names = [n for n, c in sorted(calls.items(), key=lambda kv: kv[1].order) if _is_candidate(n, modules[n], c)]
     names = [n for n in names if not any(n.startswith(o + ".") for o in names)]  # outermost only

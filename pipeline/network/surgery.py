@@ -16,8 +16,8 @@ from pipeline.core.errors import UsageError
 def get_submodule(model: nn.Module, name: str) -> nn.Module:
     try:
         return model.get_submodule(name)
-    except AttributeError:
-        raise UsageError(f"the network has no block named '{name}'.") from None
+    except AttributeError as exc:
+        raise UsageError(f"the network has no block named '{name}'.") from exc
 
 
 def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
