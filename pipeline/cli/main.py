@@ -13,10 +13,12 @@ import warnings
 import click
 
 from pipeline.cli.blocks import blocks
+from pipeline.cli.compare import compare
 from pipeline.cli.evaluate import evaluate
 from pipeline.cli.export import export_command
 from pipeline.cli.profile import profile
 from pipeline.cli.run import run
+from pipeline.cli.runs import runs
 from pipeline.cli.tables import tables
 from pipeline.core.errors import PipelineError
 from pipeline.core.extras import install_hint
@@ -32,7 +34,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
         warnings.filterwarnings("ignore")
 
 
-for command in (blocks, profile, run, export_command, evaluate, tables):
+for command in (blocks, profile, run, export_command, evaluate, tables, runs, compare):
     cli.add_command(command)
 
 

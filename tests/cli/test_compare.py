@@ -1,0 +1,51 @@
+"""`pipeline runs` and `pipeline compare` on two real finished runs of the tiny ResNet."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from tests.cli.invoke import assert_clean_error, invoke
+from tests.run_folders import make_finished_run
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("compare")
+    return [make_finished_run(base, "0.9", "runs/loose"), make_finished_run(base, "0.95", "runs/tight")]
+
+
+def test_runs_lists_each_run_folder_with_its_figures(capsys, two_runs):
+    code, out, _ = invoke(capsys, "runs", str(two_runs[0].parent), "--json")
+    assert code == 0
+    listed = {item["path"]: item for item in json.loads(out)}
+    for run in two_runs:
+        report = json.loads((run / "report.json").read_text())
+        item = listed[str(run)]
+        assert item["finished"] and item["target"] == "cpu" and item["model"] == "tests.tiny_models:tiny_resnet"
+        assert item["measured_ratio"] == report["latency"]["measured_ratio"]
+        assert item["deployed"] == report["evaluation"]["deployed"]
+        assert item["agreement"] == report["evaluation"]["report"][item["deployed"]]["top1_agreement"]
+    assert [item["budget"] for item in listed.values()] == ["0.9", "0.95"]
+    code, out, _ = invoke(capsys, "runs", str(two_runs[0].parent))
+    assert code == 0 and out.count("| finished |") == 2
+
+
+def test_compare_writes_a_table_and_a_pareto_plot_in_markdown_and_html(capsys, two_runs, tmp_path):
+    code, out, err = invoke(capsys, "compare", *map(str, two_runs), "--out", str(tmp_path / "cmp"))
+    assert code == 0, err
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert out.startswith(markdown)
+    assert "| `loose` |" in markdown and "| `tight` |" in markdown and "![Latency ratio against agreement](pareto.png)" in markdown
+    assert markdown.count("**yes** |") >= 1  # someone is on the Pareto front
+    with Image.open(tmp_path / "cmp" / "pareto.png") as image:
+        assert image.width > 200 and len(set(image.convert("L").getdata())) > 10
+    html = (tmp_path / "cmp" / "comparison.html").read_text()
+    assert "data:image/png;base64," in html and "<th>Pareto</th>" in html
+
+
+def test_compare_refuses_a_folder_that_is_not_a_run(capsys, two_runs, tmp_path):
+    code, _, err = invoke(capsys, "compare", str(two_runs[0]), str(tmp_path), "--out", str(tmp_path / "cmp"))
+    assert_clean_error(code, err, 2, "is not a run folder")

@@ -1,0 +1,38 @@
+"""Run summaries and the Pareto front, on run folders the tests write (finished ones: tests/cli/test_compare.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.core.errors import UsageError
+from pipeline.run.compare import RunSummary, compare_runs, list_runs, mark_pareto
+from pipeline.run.runfolder import RunFolder
+
+
+def _run(name: str, ratio: float | None, agreement: float | None, predicted: float = 0.8) -> RunSummary:
+    return RunSummary(path=f"runs/{name}", finished=True, model="m", target="cpu", budget="0.8", preset="fast",
+                      measured_ratio=ratio, predicted_ratio=predicted, agreement=agreement)
+
+
+def test_the_pareto_front_holds_the_runs_no_other_run_beats_on_both():
+    runs = mark_pareto([_run("fast", 0.6, 0.90), _run("faithful", 0.8, 0.99), _run("beaten", 0.8, 0.90),
+                        _run("twin", 0.6, 0.90), _run("unmeasured", None, 0.85, predicted=0.55),
+                        _run("no agreement", 0.5, None)])
+    on_front = {r.path.removeprefix("runs/") for r in runs if r.pareto}
+    # "beaten" loses to "fast" (same agreement, faster) and to "faithful" (same ratio, more faithful); equal
+    # twins do not beat each other; without a measurement the table's predicted ratio is used
+    assert on_front == {"fast", "faithful", "twin", "unmeasured"}
+
+
+def test_unfinished_and_foreign_folders(tmp_path):
+    RunFolder.open(tmp_path / "runs" / "a", {"model": "resnet18", "target": "cpu", "budget": "0.8", "preset": "fast"})
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    listed = list_runs(tmp_path / "runs")
+    assert [(r.model, r.finished) for r in listed] == [("resnet18", False)]
+    with pytest.raises(UsageError, match="not finished"):
+        compare_runs([tmp_path / "runs" / "a"], tmp_path / "out")
+    with pytest.raises(UsageError, match="is not a run folder"):
+        compare_runs([tmp_path / "runs" / "not-a-run"], tmp_path / "out")
+    with pytest.raises(UsageError, match="is not a folder"):
+        list_runs(tmp_path / "nowhere")
+    assert not (tmp_path / "out").exists()  # nothing written for a refused comparison
