@@ -73,3 +73,14 @@ def even_savings(monkeypatch):
         return replace(table, savings={block: saving for block in table.savings})
 
     monkeypatch.setattr(profiling, "profile_candidates", with_even_savings)
+
+
+@pytest.fixture(params=["not installed", "type stubs only"])
+def without_tensorrt(request, monkeypatch):
+    """TensorRT absent whatever this machine has: no module at all, or only tensorrt-stubs' empty namespace
+    (what `pip install tensorrt-stubs` leaves, as the README's test command does)."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None if request.param == "not installed"
+                        else types.ModuleType("tensorrt"))
+    return request.param

@@ -20,14 +20,14 @@ def _tiny():
     return loaded, analyse(loaded.module, 32)
 
 
-def test_tensorrt_backend_without_tensorrt_says_how_to_install_it():
-    from exporters.tensorrt_engine import tensorrt_available
+def test_tensorrt_backend_without_tensorrt_says_how_to_install_it(without_tensorrt):
+    from profilers import default_backend
 
-    if tensorrt_available():
-        pytest.skip("TensorRT is installed")
     with pytest.raises(UsageError, match=r"pip install '\.\[tensorrt\]'"):
         with get_profiler("gpu", "tensorrt", QUICK):
             pass
+    backend, sentence = default_backend("gpu")  # a GPU target then uses torch, and says why
+    assert backend == "torch" and "TensorRT is not installed" in sentence
 
 
 def _require_tensorrt():
