@@ -11,17 +11,22 @@ from tests.cli.invoke import FAST_RUN, TINY
 from tests.conftest import write_images
 
 
-def make_finished_run(base: Path, budget: str = "0.9", name: str = "run", extra: tuple[str, ...] = ()) -> Path:
-    """Run the whole pipeline on written images into base/name (its own PRACTISE_HOME under base)."""
+def run_args(base: Path, budget: str = "0.9", name: str = "run", extra: tuple[str, ...] = ()) -> list[str]:
+    """`pipeline run` arguments for the tiny ResNet on images written under base (once)."""
     data = base / "tiny" if (base / "tiny").exists() else write_images(base / "tiny", 16)
     val = base / "val" if (base / "val").exists() else write_images(base / "val", 9, seed=1, classes=3)
-    out = base / name
+    return ["run", "--model", TINY, *FAST_RUN, "--backend", "torch", "--data", str(data), "--val", str(val),
+            "--latency-budget", budget, "--out", str(base / name), *extra]
+
+
+def make_finished_run(base: Path, budget: str = "0.9", name: str = "run", extra: tuple[str, ...] = ()) -> Path:
+    """Run the whole pipeline on written images into base/name (its own PRACTISE_HOME under base)."""
+    args = run_args(base, budget, name, extra)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PRACTISE_HOME", str(base / "home"))
         try:
-            main(["run", "--model", TINY, *FAST_RUN, "--backend", "torch", "--data", str(data), "--val", str(val),
-                  "--latency-budget", budget, "--out", str(out), *extra])
+            main(args)
         except SystemExit as exc:
             assert exc.code == 0, f"pipeline run exited {exc.code}"
-    assert (out / "report.json").exists()
-    return out
+    assert (base / name / "report.json").exists()
+    return base / name

@@ -75,7 +75,9 @@ from pipeline.cli.options import (
 @click.option("--export", "export", multiple=True, default=("onnx",), show_default=True,
               type=click.Choice(EXPORT_FORMATS), help="artefacts to write at the end (repeatable).")
 @export_options
-def run(**kwargs) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="print the final summary as one JSON object on stdout (the log stays on stderr).")
+def run(as_json: bool = False, **kwargs) -> None:
     """Compress a model under a latency budget: profile, score, select, recover, evaluate, export."""
     from pipeline.run.config import RunConfig
     from pipeline.run.runner import run as run_pipeline
@@ -83,6 +85,9 @@ def run(**kwargs) -> None:
     kwargs["export"] = tuple(kwargs["export"])
     folder = run_pipeline(RunConfig(**kwargs), progress_bar, log)
     report = json.loads((folder.path / "report.json").read_text())
+    if as_json:
+        click.echo(json.dumps(json_summary(report, folder.path)))
+        return
     lat, ev = report["latency"], report["evaluation"]["report"]
     measured = "n/a" if lat["measured_ratio"] is None else f"{lat['measured_ratio']:.3f}"
     click.echo(f"dropped {len(report['selection']['dropped'])} blocks: {', '.join(report['selection']['dropped'])}")
@@ -97,3 +102,19 @@ def run(**kwargs) -> None:
                    "to judge recovery on them (see report.md)")
     click.echo(f"deployed network: {report['evaluation'].get('deployed', report['recovery']['kept'])}")
     click.echo(f"report: {folder.path / 'report.md'}")
+
+
+def json_summary(report: dict, run_dir) -> dict:
+    """The final summary for scripts and CI: the same facts as the text lines, and where the files are."""
+    lat, evaluation = report["latency"], report["evaluation"]
+    names = evaluation.get("candidates", ["unrecovered", "recovered"])
+    return {
+        "run_dir": str(run_dir), "report_md": str(run_dir / "report.md"), "report_html": str(run_dir / "report.html"),
+        "report_json": str(run_dir / "report.json"), "model": report["settings"]["settings"]["model"],
+        "target": report["settings"]["settings"]["target"], "budget": report["selection"]["budget"],
+        "dropped": report["selection"]["dropped"], "predicted_ratio": lat["predicted_ratio"],
+        "measured_ratio": lat["measured_ratio"], "target_ratio": lat["target_ratio"], "meets_budget": lat["meets_budget"],
+        "report_source": evaluation["report_source"], "report_images": evaluation["report"]["images"],
+        "top1_agreement": {n: evaluation["report"][n]["top1_agreement"] for n in names},
+        "deployed": evaluation.get("deployed", report["recovery"]["kept"]), "verdict": evaluation["verdict"],
+    }
