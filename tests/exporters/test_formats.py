@@ -1,5 +1,7 @@
 """The export format registry: each format written and checked against PyTorch."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,29 +20,72 @@ def _inputs(tmp_path):
     return ExportInputs(pruned, 32, images, predict_logits(pruned, images), torch.randn(8, 3, 32, 32), tmp_path)
 
 
-@pytest.mark.parametrize("fmt,suffix", [("onnx", "model.onnx"), ("torchscript", "model.torchscript.pt"),
-                                        ("exported-program", "model.pt2")])
-def test_float_formats_compute_what_pytorch_computes(tmp_path, fmt, suffix):
-    from exporters.formats import export_formats
+def _registered_formats() -> list:
+    """Every format of the registry; one with no CPU runtime needs a GPU (and TensorRT, checked in the test)."""
+    from exporters.formats import FORMATS
 
-    record = export_formats(_inputs(tmp_path), [fmt])[fmt]
-    assert record["path"] == suffix and (tmp_path / suffix).exists()
-    assert record["check"]["passed"] and record["check"]["max_abs_error"] < 1e-4
-    assert record["size_bytes"] > 0 and len(record["sha256"]) == 64
+    return [pytest.param(name, marks=[] if "cpu" in fmt.runtimes else [pytest.mark.gpu], id=name)
+            for name, fmt in FORMATS.items()]
 
 
-def test_int8_onnx_is_quantized_runs_and_reports_its_agreement(tmp_path):
+def _one_by_one(module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([module(images[i : i + 1]) for i in range(len(images))])
+
+
+@pytest.mark.parametrize("fmt", _registered_formats())
+def test_each_format_writes_a_described_checked_artefact_that_loads_for_timing(tmp_path, fmt):
+    """The conformance test of the export registry: a new format is tested by registering it."""
+    from exporters.formats import FORMATS, export_formats
+    from exporters.onnx_check import sha256_of
+    from profilers import _BACKENDS
+
+    if fmt == "tensorrt":
+        from exporters.tensorrt_engine import tensorrt_available
+
+        if not tensorrt_available():
+            pytest.skip("needs TensorRT installed (pip install '.[tensorrt]')")
+    entry, inputs = FORMATS[fmt], _inputs(tmp_path)
+    record = export_formats(inputs, [fmt])[fmt]
+    path = tmp_path / record["path"]
+    assert record["format"] == fmt and path.is_file()
+    assert record["sha256"] == sha256_of(path) and record["size_bytes"] == path.stat().st_size
+    assert record["torch_version"] == torch.__version__.split("+")[0]
+    check = record["check"]
+    assert check["images"] == len(inputs.check_images)
+    if "note" in check:  # a lossy precision states its agreement; it need not pass
+        assert ("LOSES ACCURACY" in check["note"]) == (check["top1_agreement_with_pytorch"] < 1.0)
+    else:
+        assert check["passed"] and check["top1_agreement_with_pytorch"] == 1.0, check
+    assert entry.runtimes and all(backend in _BACKENDS[target] for target, backend in entry.runtimes.items())
+    loaded = entry.load(path)  # what the profiler backend times: the file itself, or a module
+    if isinstance(loaded, Path):
+        assert loaded == path
+    else:
+        assert torch.allclose(_one_by_one(loaded, inputs.check_images), inputs.reference_logits, atol=1e-4)
+    if entry.same_form is not None:  # the original turned into the artefact's form computes the same
+        same = entry.same_form(inputs.module, inputs.example())
+        assert torch.allclose(_one_by_one(same, inputs.check_images), inputs.reference_logits, atol=1e-4)
+
+
+def test_int8_onnx_is_quantized_and_its_agreement_is_what_onnxruntime_computes(tmp_path):
     import onnx
+    import onnxruntime as ort
 
     from exporters.formats import export_formats
 
-    record = export_formats(_inputs(tmp_path), ["onnx-int8"])["onnx-int8"]
+    inputs = _inputs(tmp_path)
+    record = export_formats(inputs, ["onnx-int8"])["onnx-int8"]
     model = onnx.load(str(tmp_path / record["path"]))
     ops = {node.op_type for node in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    check = record["check"]
-    assert 0.0 <= check["top1_agreement_with_pytorch"] <= 1.0 and check["images"] == 6
-    assert ("LOSES ACCURACY" in check["note"]) == (check["top1_agreement_with_pytorch"] < 1.0)
+    session = ort.InferenceSession(str(tmp_path / record["path"]), providers=["CPUExecutionProvider"])
+    outputs = torch.cat([torch.from_numpy(session.run(None, {"images": inputs.check_images[i : i + 1].numpy()})[0])
+                         for i in range(len(inputs.check_images))])
+    agreement = (outputs.argmax(1) == inputs.reference_logits.argmax(1)).float().mean().item()
+    assert record["check"]["top1_agreement_with_pytorch"] == pytest.approx(agreement)
+    assert record["check"]["max_abs_error"] == pytest.approx((outputs - inputs.reference_logits).abs().max().item(),
+                                                             rel=1e-5)
     assert record["calibration_images"] == 8
 
 
