@@ -9,9 +9,11 @@ counted, so the report can say what was used.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2 as T
@@ -72,8 +74,12 @@ def load_image_folder(folder: str | Path, resolution: int, min_images: int = 2) 
             skipped.setdefault("not an image file", []).append(str(path))
             continue
         try:
-            with Image.open(path) as im:
-                image = _shrink(im.convert("RGB"), round(resolution * _STORE_MARGIN))
+            with warnings.catch_warnings(), Image.open(path) as im:
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # decoding it could take all memory
+                image = _shrink(_to_rgb(im), round(resolution * _STORE_MARGIN))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            skipped.setdefault("too many pixels (decompression bomb guard)", []).append(f"{path} ({exc})"[:300])
+            continue
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             skipped.setdefault("unreadable", []).append(f"{path} ({type(exc).__name__})")
             continue
@@ -87,6 +93,15 @@ def load_image_folder(folder: str | Path, resolution: int, min_images: int = 2) 
             f"Supported formats: {', '.join(sorted(IMAGE_SUFFIXES))}."
         )
     return TinySet(images, paths, _labels_for(root, kept), skipped)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; 16-bit grey levels are scaled down (PIL's own conversion clips them, turning most pixels white)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        levels = np.asarray(image, dtype=np.int64)
+        peak = 65535 if image.mode.startswith("I;16") or levels.max(initial=0) > 255 else 255
+        image = Image.fromarray((np.clip(levels, 0, peak) * 255 // peak).astype(np.uint8), "L")
+    return image.convert("RGB")
 
 
 def _shrink(image: Image.Image, shorter_side: int) -> Image.Image:
@@ -140,3 +155,21 @@ def augmented_views(tiny: TinySet, prep: Preprocessing, count: int, min_scale: f
     rng = random.Random(seed)
     transform = prep.train_transform(min_scale)
     return torch.stack([transform(tiny.images[rng.randrange(len(tiny))]) for _ in range(count)])
+
+
+def check_labels_fit(images: TinySet, model: torch.nn.Module, resolution: int, folder: str | Path) -> None:
+    """Refuse a labelled folder whose class indices the model cannot output (they would count as silent misses)."""
+    if images.labels is None:
+        return
+    try:
+        with torch.no_grad():
+            num_classes = int(model(torch.zeros(1, 3, resolution, resolution)).shape[-1])
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError):
+        return  # the block analysis that follows reports a forward that fails at this resolution, with its cause
+    beyond = sorted({label for label in images.labels if label >= num_classes})
+    if beyond:
+        raise UsageError(
+            f"'{folder}' is labelled with classes the model does not have: {', '.join(map(str, beyond[:5]))} "
+            f"(the model outputs {num_classes} classes, 0 to {num_classes - 1}; numeric folder names are class "
+            "indices). Rename the class folders, or put the images in one unlabelled folder for agreement only."
+        )

@@ -15,6 +15,7 @@ from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.data.tiny_set import (
     Preprocessing,
     TinySet,
+    check_labels_fit,
     load_image_folder,
     split_holdout,
 )
@@ -134,6 +135,8 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     data_dir, val_dir = _resolve_data(config)
     tiny = load_image_folder(data_dir, loaded.resolution)
     val = load_image_folder(val_dir, loaded.resolution) if val_dir is not None else None
+    if val is not None:
+        check_labels_fit(val, loaded.module, loaded.resolution, val_dir)
     identity = config.identity() | {
         "data_fingerprint": _data_fingerprint(data_dir),
         "val_fingerprint": _data_fingerprint(val_dir) if val_dir else None,
