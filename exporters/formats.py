@@ -36,6 +36,7 @@ class ExportInputs:
     dynamic_batch: bool = False  # ONNX with a free batch axis; TensorRT with an optimization profile
     max_batch: int = 32  # largest batch a dynamic TensorRT engine accepts
     tensorrt_precision: str = "fp16"
+    metadata: dict[str, str] | None = None  # ONNX metadata_props: how to feed the artefact (mean, std, resolution...)
 
     def example(self) -> torch.Tensor:
         return torch.randn(1, 3, self.resolution, self.resolution)
@@ -54,7 +55,8 @@ def _onnx(inputs: ExportInputs, precision: str = "fp32") -> Path:
     name = "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
     path = inputs.out_dir / name
     if not path.exists():
-        export_onnx(inputs.module, inputs.example(), path, dynamic_batch=inputs.dynamic_batch, precision=precision)
+        export_onnx(inputs.module, inputs.example(), path, dynamic_batch=inputs.dynamic_batch, precision=precision,
+                    metadata=inputs.metadata)
     return path
 
 

@@ -39,10 +39,11 @@ class HalfPrecision(nn.Module):
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int = DEFAULT_OPSET,
-                dynamic_batch: bool = False, precision: str = "fp32") -> Path:
+                dynamic_batch: bool = False, precision: str = "fp32", metadata: dict[str, str] | None = None) -> Path:
     """Write `module` as a single ONNX file at `path` (atomically: a half-written file never appears).
 
     precision "fp16" stores half-precision weights and computes in half precision; I/O stays FP32.
+    `metadata` goes into the file's metadata_props (how to feed it: mean, std, resolution, class count).
     """
     path = Path(path)
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},) if dynamic_batch else None
@@ -58,10 +59,31 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
                 module, (example,), str(tmp), dynamo=True, external_data=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes,
             )
+            if metadata:
+                set_metadata(tmp, metadata)
     except Exception as exc:
         raise RunFailure(f"ONNX export failed ({_describe_failure(exc)}); rerun with --debug for the traceback, "
                          f"and check torch {torch.__version__} is the version this tool pins") from exc
     return path
+
+
+def set_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Replace the ONNX file's metadata_props entries named in `metadata` (values as strings), in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=str(key), value=str(value))
+    onnx.save(model, str(path))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def _describe_failure(exc: BaseException) -> str:

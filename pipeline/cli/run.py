@@ -68,6 +68,14 @@ from pipeline.cli.options import (
 @cuda_graphs_option
 @time_cap_option
 @resolution_option
+@click.option("--mean", default=None, metavar="M[,M,M]",
+              help="per-channel mean the model's inputs are normalised with (default: the model's own, e.g. ImageNet's).")
+@click.option("--std", default=None, metavar="S[,S,S]", help="per-channel standard deviation (default: the model's own).")
+@click.option("--crop-fraction", type=float, default=None,
+              help="evaluation centre crop: resize to resolution / fraction, crop the resolution (default: the model's "
+                   "own, 0.875 for torchvision).")
+@click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]), default=None,
+              help="resize filter (default: the model's own, bilinear for torchvision).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-random-weights", is_flag=True, help="accept a model without trained weights (testing only).")
 @click.option("--reprofile", is_flag=True, help="measure the latency table again.")

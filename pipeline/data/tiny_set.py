@@ -8,6 +8,7 @@ counted, so the report can say what was used.
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -127,17 +128,32 @@ class Preprocessing:
     resolution: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    crop_fraction: float = 0.875  # evaluation: resize to resolution / crop_fraction, centre-crop resolution
+    interpolation: str = "bilinear"
+
+    @classmethod
+    def of(cls, loaded) -> "Preprocessing":
+        """The preprocessing a LoadedModel asks for (its own, or the user's overrides)."""
+        return cls(loaded.resolution, tuple(loaded.mean), tuple(loaded.std), loaded.crop_fraction, loaded.interpolation)
+
+    @property
+    def decode_resolution(self) -> int:
+        """The resolution images are decoded for: a crop fraction under 0.875 resizes them larger first."""
+        return max(self.resolution, math.ceil(self.resolution * 0.875 / self.crop_fraction))
+
+    def _filter(self) -> T.InterpolationMode:
+        return T.InterpolationMode(self.interpolation)
 
     def eval_transform(self) -> T.Compose:
         return T.Compose([
-            T.Resize(round(self.resolution / 0.875), antialias=True),
+            T.Resize(round(self.resolution / self.crop_fraction), interpolation=self._filter(), antialias=True),
             T.CenterCrop(self.resolution),
             T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std),
         ])
 
     def train_transform(self, min_scale: float) -> T.Compose:
         return T.Compose([
-            T.RandomResizedCrop(self.resolution, scale=(min_scale, 1.0), antialias=True),
+            T.RandomResizedCrop(self.resolution, scale=(min_scale, 1.0), interpolation=self._filter(), antialias=True),
             T.RandomHorizontalFlip(),
             T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std),
         ])

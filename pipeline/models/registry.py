@@ -46,6 +46,8 @@ class LoadedModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights_source: str  # "packaged:<path>", "file:<path>", "random" or "saved-module:<path>"
+    crop_fraction: float = 0.875  # evaluation: resize to resolution / crop_fraction, then centre-crop
+    interpolation: str = "bilinear"  # resize filter: bilinear, bicubic or nearest
 
     @property
     def has_trained_weights(self) -> bool:

@@ -48,6 +48,10 @@ class RunConfig:
     tensorrt_precision: str = "fp16"
     max_budget_attempts: int = 3
     train_device: str = "auto"  # where scoring and recovery train: auto (the GPU for --target gpu), cpu, cuda
+    mean: str | None = None  # preprocessing overrides (None: the model's own): "0.5" or "0.485,0.456,0.406"
+    std: str | None = None
+    crop_fraction: float | None = None
+    interpolation: str | None = None
 
     def identity(self) -> dict:
         """The settings that define the run (what a resume must match)."""
@@ -65,7 +69,8 @@ class RunConfig:
 _ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
                 "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
                 "train_device": "auto", "recovery_synthetic": None,
-                "recovery_blends": None, "recovery_views": None}
+                "recovery_blends": None, "recovery_views": None, "mean": None, "std": None, "crop_fraction": None,
+                "interpolation": None}
 
 
 def parse_blends(text: str | None) -> tuple[float, ...] | None:

@@ -22,6 +22,7 @@ from pipeline.data.tiny_set import (
 from pipeline.latency.budget import Budget
 from pipeline.latency.selection import SELECTORS
 from pipeline.models import LoadedModel, load_model
+from pipeline.models.preprocessing import preprocessing_record, with_preprocessing
 from pipeline.network.blocks import NetworkStructure, analyse
 from pipeline.network.compute import resolve_train_device
 from pipeline.recovery.synthetic import BatchNormStatistics
@@ -124,7 +125,9 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         log(default_backend(config.target)[1])
     measurable = check_profiler(config, preset, log)
     train_device = resolve_train_device(config.train_device, config.target) if trains else torch.device("cpu")
-    loaded = load_model(config.model, config.weights, config.resolution)
+    loaded = with_preprocessing(load_model(config.model, config.weights, config.resolution), config.mean, config.std,
+                                config.crop_fraction, config.interpolation)
+    prep = Preprocessing.of(loaded)
     if not loaded.has_trained_weights and not config.allow_random_weights:
         raise UsageError(
             f"model '{config.model}' has no trained weights here (nothing is downloaded). Pass --weights FILE with "
@@ -133,8 +136,8 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     if preset.recovery.synthetic.images:
         BatchNormStatistics(loaded.module).close()  # refuses a network without BatchNorm now, not after scoring
     data_dir, val_dir = _resolve_data(config)
-    tiny = load_image_folder(data_dir, loaded.resolution)
-    val = load_image_folder(val_dir, loaded.resolution) if val_dir is not None else None
+    tiny = load_image_folder(data_dir, prep.decode_resolution)
+    val = load_image_folder(val_dir, prep.decode_resolution) if val_dir is not None else None
     if val is not None:
         check_labels_fit(val, loaded.module, loaded.resolution, val_dir)
     identity = config.identity() | {
@@ -149,12 +152,12 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     if not structure.candidates:
         raise UsageError(f"model '{config.model}' has no droppable block (no residual block keeps its shape).")
     train, selection, report_set, report_source = _splits(tiny, val, preset.holdout_fraction, config.seed)
-    prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
     ctx = RunContext(config, preset, budget, loaded, structure, prep, train, selection, report_set, report_source,
                      folder, progress, log, measurable=measurable, train_device=train_device)
     folder.write_json("data.json", {
         "train_folder": str(data_dir), "validation_folder": str(val_dir) if val_dir else None,
         "tiny_set": tiny.summary(), "validation": val.summary() if val else None,
+        "preprocessing": preprocessing_record(loaded),
         "split": {"train": len(train), "selection": len(selection), "report": len(report_set),
                   "report_source": report_source},
     })

@@ -7,6 +7,7 @@ from pathlib import Path
 from pipeline.core.errors import UsageError
 from pipeline.data.tiny_set import Preprocessing, eval_tensors, load_image_folder
 from pipeline.models import load_model
+from pipeline.models.preprocessing import with_preprocessing
 from pipeline.network.evaluation import compare, predict_logits, topk_accuracy
 from pipeline.run.runfolder import RunFolder
 
@@ -18,12 +19,15 @@ def evaluate_folder(run_dir: Path | None, data: Path, model: str, weights: str |
         if not folder.has("dropped_blocks.json") or not folder.has("compressed_state_dict.pt"):
             raise UsageError(f"'{run_dir}' holds no compressed network yet (recovery and evaluation have not finished; rerun its pipeline run command).")
         settings = folder.read_json("settings.json")["settings"]
-        loaded = load_model(settings["model"], settings["weights"], settings["resolved_resolution"])
+        loaded = with_preprocessing(load_model(settings["model"], settings["weights"], settings["resolved_resolution"]),
+                                    settings.get("mean"), settings.get("std"), settings.get("crop_fraction"),
+                                    settings.get("interpolation"))  # the run's own preprocessing
     else:
         loaded = load_model(model, weights, resolution)
         folder = None
-    images = load_image_folder(data, loaded.resolution, min_images=1)
-    x = eval_tensors(images, Preprocessing(loaded.resolution, loaded.mean, loaded.std))
+    prep = Preprocessing.of(loaded)
+    images = load_image_folder(data, prep.decode_resolution, min_images=1)
+    x = eval_tensors(images, prep)
     original = predict_logits(loaded.module, x)
     networks = {"original": _accuracy(original, images.labels)}
     if folder is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
-from pipeline.data.tiny_set import eval_tensors
+from pipeline.data.tiny_set import Preprocessing, eval_tensors
 from pipeline.network.evaluation import predict_logits
 from pipeline.run.config import RunConfig, profile_settings
 from pipeline.run.context import RunContext, prepare, save_timings, timed
@@ -33,6 +33,7 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     inputs = ExportInputs(compressed, ctx.loaded.resolution, images, predict_logits(compressed, images),
                           eval_tensors(ctx.train, ctx.prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
                           config.tensorrt_precision)
+    inputs.metadata = onnx_metadata(ctx.prep, int(inputs.reference_logits.shape[1]))
     with timed(ctx, "export_s"):
         records = export_formats(inputs, formats)
     with timed(ctx, "artefact_latency_s"):
@@ -48,6 +49,14 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     ctx.folder.write_json("export.json", existing | records)
     save_timings(ctx)
     return records
+
+
+def onnx_metadata(prep: Preprocessing, class_count: int) -> dict[str, str]:
+    """How a deployment must feed the exported file: its ONNX metadata_props (plain strings)."""
+    return {"mean": ",".join(f"{m:g}" for m in prep.mean), "std": ",".join(f"{s:g}" for s in prep.std),
+            "resolution": str(prep.resolution), "class_count": str(class_count),
+            "crop_fraction": f"{prep.crop_fraction:g}", "interpolation": prep.interpolation,
+            "input": "RGB, float32 in [0, 1] before normalisation, NCHW", "producer": "practise-pipeline"}
 
 
 def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFactory = silent,

@@ -1,0 +1,77 @@
+"""A model's preprocessing and the user's overrides: parsed, checked, and applied by the image transforms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+
+from pipeline.core.errors import UsageError
+from pipeline.data.tiny_set import Preprocessing
+from pipeline.models import load_model
+from pipeline.models.preprocessing import preprocessing_record, with_preprocessing
+
+TINY = "tests.tiny_models:tiny_resnet"
+
+
+def test_overrides_replace_the_models_own_values_and_one_value_serves_three_channels():
+    loaded = with_preprocessing(load_model(TINY, resolution=32), "0.5", "0.2,0.3,0.4", 1.0, "bicubic")
+    assert preprocessing_record(loaded) == {"resolution": 32, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.3, 0.4],
+                                            "crop_fraction": 1.0, "interpolation": "bicubic", "channels": "RGB"}
+    untouched = with_preprocessing(load_model(TINY, resolution=32))
+    assert untouched.mean == (0.485, 0.456, 0.406) and untouched.crop_fraction == 0.875
+    assert untouched.interpolation == "bilinear"
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"mean": "0.5,0.5"}, "--mean '0.5,0.5' is not understood"),
+    ({"mean": "grey"}, "one number or three"),
+    ({"std": "0,1,1"}, "must be positive"),
+    ({"crop_fraction": 0.0}, "must be in (0, 1]"),
+    ({"crop_fraction": 1.2}, "must be in (0, 1]"),
+    ({"interpolation": "lanczos"}, "choose one of: bilinear, bicubic, nearest"),
+])
+def test_bad_overrides_are_refused_with_the_fix(kwargs, fragment):
+    with pytest.raises(UsageError) as caught:
+        with_preprocessing(load_model(TINY, resolution=32), **kwargs)
+    assert fragment in str(caught.value)
+
+
+def _image(size: int = 64) -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+def test_the_evaluation_transform_applies_crop_fraction_filter_and_normalisation():
+    image = _image()
+    prep = Preprocessing(32, (0.5,) * 3, (0.25,) * 3, crop_fraction=0.5, interpolation="bicubic")
+    expected = T.Compose([T.Resize(64, interpolation=T.InterpolationMode.BICUBIC, antialias=True), T.CenterCrop(32),
+                          T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize((0.5,) * 3, (0.25,) * 3)])
+    assert torch.equal(prep.eval_transform()(image), expected(image))
+    whole = Preprocessing(32, (0.5,) * 3, (0.25,) * 3, crop_fraction=1.0).eval_transform()(image)
+    assert not torch.equal(whole, expected(image))  # another crop fraction sees another part of the image
+    assert prep.decode_resolution == 56 and whole.shape == (3, 32, 32)  # 32 * 0.875 / 0.5: stored at 56 * 1.15 >= 64
+
+
+def test_preprocessing_of_a_loaded_model_carries_its_values():
+    loaded = with_preprocessing(load_model(TINY, resolution=32), crop_fraction=0.95, interpolation="nearest")
+    prep = Preprocessing.of(loaded)
+    assert (prep.resolution, prep.crop_fraction, prep.interpolation) == (32, 0.95, "nearest")
+    assert prep.mean == loaded.mean and prep.std == loaded.std
+
+
+def gray_resnet():
+    from torch import nn
+
+    from tests.tiny_models import TinyResNet
+
+    model = TinyResNet()
+    model.stem[0] = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+    return model
+
+
+def test_a_one_channel_model_is_refused_with_the_way_round():
+    with pytest.raises(UsageError, match="takes 1-channel input.*average the channels"):
+        with_preprocessing(load_model("tests.models.test_preprocessing:gray_resnet", resolution=32))
