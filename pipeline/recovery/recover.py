@@ -147,6 +147,17 @@ class _Checkpoints:
         save_torch_atomic(self.path, state)
 
 
+@dataclass
+class _Progress:
+    """Where a recovery stands (all of it checkpointed): losses so far, held-out checks, the best state."""
+
+    start: int
+    losses: list[float]
+    checks: list[dict]
+    best: dict  # kl, step (None: the unrecovered network), state
+    optimizer_state: dict | None = None
+
+
 def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structure: NetworkStructure,
             train_set: TinySet, selection_images: torch.Tensor, prep: Preprocessing, settings: RecoverySettings,
             seed: int = 0, checkpoint_path: Path | None = None, checkpoint_every: int = 20,
@@ -159,78 +170,120 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
     unrecovered = cpu_state(student.state_dict())
     if settings.method == "none" or settings.fit.steps == 0:
         return RecoveryResult(unrecovered, "unrecovered", None, kl_before, kl_before, [], [])
-
-    adaptors = None
-    if settings.method == "adaptors":
-        sites = adaptor_sites(teacher, structure, dropped)
-        if not sites:
-            raise UsageError("no foldable adaptor sites around the dropped blocks; use --recovery mimic.")
-        adaptors = Adaptors(sites).to(device_of(student)).attach(student)
-        for p in student.parameters():
-            p.requires_grad_(False)
-        params = list(adaptors.parameters())
-    else:
-        params = [p for p in student.parameters() if p.requires_grad]
-
-    def current_state() -> dict:
-        if adaptors is None:
-            return cpu_state(student.state_dict())
-        folded = copy.deepcopy(student)  # deepcopy keeps the hooks; folding needs a hook-free copy
-        for module in folded.modules():
-            module._forward_hooks.clear()
-            module._forward_pre_hooks.clear()
-        Adaptors(list(adaptors.sites.values())).to(device_of(student)).load_state_from(adaptors).fold_into(folded)
-        return cpu_state(folded.state_dict())
-
-    def selection_kl() -> float:
-        return prediction_kl(predict_logits(student, selection_images), teacher_sel)
-
+    adaptors, params = _trainable(teacher, student, structure, dropped, settings.method)
     checkpoints = _Checkpoints(checkpoint_path)
-    saved = checkpoints.load()
-    start, losses, checks, best = 0, [], [], {"kl": kl_before, "step": None, "state": unrecovered}
-    optimizer_state = None
-    if saved is not None:
-        (adaptors or student).load_state_dict(saved["trainable"])
-        start, losses, checks, best = saved["step"] + 1, saved["losses"], saved["checks"], saved["best"]
-        optimizer_state = saved["optimizer"]
-        log(f"resuming recovery from its checkpoint at step {start} of {settings.fit.steps}")
-
-    def on_step(step: int, loss: float, optimizer, scheduler) -> None:
-        losses.append(loss)
-        done = step + 1
-        if done % settings.eval_every == 0 or done == settings.fit.steps:
-            student.eval()
-            kl = selection_kl()
-            checks.append({"step": done, "selection_kl": kl, "train_loss": loss})
-            if kl < best["kl"]:
-                best.update(kl=kl, step=done, state=current_state())
-            set_batchnorm_mode(student, settings.batchnorm)
-        if done % checkpoint_every == 0 or done == settings.fit.steps:
-            checkpoints.save({
-                "step": step, "trainable": (adaptors or student).state_dict(), "losses": losses,
-                "checks": checks, "best": best,
-                "optimizer": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-            })
-
+    state = _resume(checkpoints, adaptors or student, kl_before, unrecovered, settings.fit.steps, log)
+    on_step = _StepHook(student, adaptors, selection_images, teacher_sel, settings, checkpoints, checkpoint_every,
+                        state)
     synthetic = _synthetic_pool(teacher, train_set, prep, settings, seed, checkpoint_path, progress, log)
-    views = None
-    if settings.views.source == "confident":
-        log(f"keeping the {settings.views.keep} of {settings.views.pool} random tiny-set views the original is surest about")
-        views = confident_views(teacher, train_set, prep, settings.views, settings.fit.min_crop_scale, seed, progress)
-    points = dropped if settings.point_weight else []
-    with FeatureTap(teacher, structure.feature_point) as teacher_tap, FeatureTap(student, structure.feature_point) as tap, \
-            OutputTaps(teacher, points) as teacher_points, OutputTaps(student, points) as student_points:
-        source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale, seed,
-                             settings.mixing, teacher_points, synthetic, views)
-        set_batchnorm_mode(student, settings.batchnorm)
-        fit(tap, source, params, settings.fit, progress, "recovery (feature mimicking)", start_step=start,
-            optimizer_state=optimizer_state, on_step=on_step, objective=settings.objective,
-            student_points=student_points)
+    views = _view_pool(teacher, train_set, prep, settings, seed, progress, log)
+    _mimic(teacher, student, structure, dropped, train_set, prep, settings, seed, params, state, on_step,
+           synthetic, views, progress)
     student.eval()
     if adaptors is not None:
         adaptors.detach()
+    best = state.best
     kept = "recovered" if best["step"] is not None else "unrecovered"
-    return RecoveryResult(best["state"], kept, best["step"], kl_before, best["kl"], losses, checks)
+    return RecoveryResult(best["state"], kept, best["step"], kl_before, best["kl"], state.losses, state.checks)
+
+
+def _trainable(teacher: nn.Module, student: nn.Module, structure: NetworkStructure, dropped: list[str],
+               method: str) -> tuple[Adaptors | None, list[nn.Parameter]]:
+    """The adaptors attached around the dropped blocks (method "adaptors"), and the parameters to train."""
+    if method != "adaptors":
+        return None, [p for p in student.parameters() if p.requires_grad]
+    sites = adaptor_sites(teacher, structure, dropped)
+    if not sites:
+        raise UsageError("no foldable adaptor sites around the dropped blocks; use --recovery mimic.")
+    adaptors = Adaptors(sites).to(device_of(student)).attach(student)
+    for p in student.parameters():
+        p.requires_grad_(False)
+    return adaptors, list(adaptors.parameters())
+
+
+def _folded_state(student: nn.Module, adaptors: Adaptors | None) -> dict:
+    """The student's state as a plain network: adaptors, if any, folded into a hook-free copy."""
+    if adaptors is None:
+        return cpu_state(student.state_dict())
+    folded = copy.deepcopy(student)  # deepcopy keeps the hooks; folding needs a hook-free copy
+    for module in folded.modules():
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
+    Adaptors(list(adaptors.sites.values())).to(device_of(student)).load_state_from(adaptors).fold_into(folded)
+    return cpu_state(folded.state_dict())
+
+
+def _resume(checkpoints: _Checkpoints, trainable: nn.Module, kl_before: float, unrecovered: dict, steps: int,
+            log: Log) -> _Progress:
+    """A fresh start, or the checkpointed progress with its weights loaded into `trainable`."""
+    saved = checkpoints.load()
+    if saved is None:
+        return _Progress(0, [], [], {"kl": kl_before, "step": None, "state": unrecovered})
+    trainable.load_state_dict(saved["trainable"])
+    state = _Progress(saved["step"] + 1, saved["losses"], saved["checks"], saved["best"], saved["optimizer"])
+    log(f"resuming recovery from its checkpoint at step {state.start} of {steps}")
+    return state
+
+
+class _StepHook:
+    """After each training step: a held-out check every `eval_every` steps, keeping the best state, and a
+    checkpoint every `checkpoint_every` steps (and after the last)."""
+
+    def __init__(self, student: nn.Module, adaptors: Adaptors | None, selection_images: torch.Tensor,
+                 teacher_logits: torch.Tensor, settings: RecoverySettings, checkpoints: _Checkpoints,
+                 checkpoint_every: int, state: _Progress):
+        self.student, self.adaptors = student, adaptors
+        self.selection_images, self.teacher_logits = selection_images, teacher_logits
+        self.settings, self.checkpoints, self.checkpoint_every = settings, checkpoints, checkpoint_every
+        self.state = state
+
+    def __call__(self, step: int, loss: float, optimizer, scheduler) -> None:
+        self.state.losses.append(loss)
+        done, last = step + 1, self.settings.fit.steps
+        if done % self.settings.eval_every == 0 or done == last:
+            self._check(done, loss)
+        if done % self.checkpoint_every == 0 or done == last:
+            trainable = self.adaptors or self.student
+            self.checkpoints.save({
+                "step": step, "trainable": trainable.state_dict(), "losses": self.state.losses,
+                "checks": self.state.checks, "best": self.state.best,
+                "optimizer": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+            })
+
+    def _check(self, done: int, loss: float) -> None:
+        self.student.eval()
+        kl = prediction_kl(predict_logits(self.student, self.selection_images), self.teacher_logits)
+        self.state.checks.append({"step": done, "selection_kl": kl, "train_loss": loss})
+        if kl < self.state.best["kl"]:
+            self.state.best.update(kl=kl, step=done, state=_folded_state(self.student, self.adaptors))
+        set_batchnorm_mode(self.student, self.settings.batchnorm)
+
+
+def _view_pool(teacher: nn.Module, train_set: TinySet, prep: Preprocessing, settings: RecoverySettings, seed: int,
+               progress: ProgressFactory, log: Log):
+    """The tiny-set views recovery mimics on when they are the confident ones (None: fresh random views)."""
+    if settings.views.source != "confident":
+        return None
+    log(f"keeping the {settings.views.keep} of {settings.views.pool} random tiny-set views "
+        "the original is surest about")
+    return confident_views(teacher, train_set, prep, settings.views, settings.fit.min_crop_scale, seed, progress)
+
+
+def _mimic(teacher: nn.Module, student: nn.Module, structure: NetworkStructure, dropped: list[str],
+           train_set: TinySet, prep: Preprocessing, settings: RecoverySettings, seed: int,
+           params: list[nn.Parameter], state: _Progress, on_step: _StepHook, synthetic: torch.Tensor | None,
+           views, progress: ProgressFactory) -> None:
+    """Train `params` so the student's features (and dropped blocks' outputs, if asked) mimic the teacher's."""
+    points = dropped if settings.point_weight else []
+    with FeatureTap(teacher, structure.feature_point) as teacher_tap, \
+            FeatureTap(student, structure.feature_point) as tap, \
+            OutputTaps(teacher, points) as teacher_points, OutputTaps(student, points) as student_points:
+        source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale,
+                             seed, settings.mixing, teacher_points, synthetic, views)
+        set_batchnorm_mode(student, settings.batchnorm)
+        fit(tap, source, params, settings.fit, progress, "recovery (feature mimicking)", start_step=state.start,
+            optimizer_state=state.optimizer_state, on_step=on_step, objective=settings.objective,
+            student_points=student_points)
 
 
 def _synthetic_pool(teacher: nn.Module, train_set: TinySet, prep: Preprocessing, settings: RecoverySettings,
