@@ -96,16 +96,30 @@ def _artefact_latency(latency: dict | None) -> str:
 
 
 def render_markdown(data: dict) -> str:
-    s = data["settings"]["settings"]
-    lat, ev, sel = data["latency"], data["evaluation"], data["selection"]
-    dev = lat["device"]
-    lines = [
+    lines = [*_heading(data), *_latency_section(data), *_dropped_blocks_section(data), *_recovery_section(data),
+             *_export_section(data.get("export")), *_wall_time_section(data["timings_s"])]
+    return "\n".join(lines) + "\n"
+
+
+def _heading(data: dict) -> list[str]:
+    s, sel, dev = data["settings"]["settings"], data["selection"], data["latency"]["device"]
+    return [
         f"# Compression report: {s['model']}",
         "",
         f"Budget {sel['budget']} on {dev['device_name']} ({dev['backend']} {dev['backend_version']}, {dev['precision']}, "
         f"batch {dev['batch']}, {dev['resolution']} px, {dev['threads']} threads). Preset `{s['preset']}`, selector "
         f"`{sel['selector']}`.",
         "",
+    ]
+
+
+_BUDGET_OUTCOME = {True: "**met**.", False: "**missed** (no further block could be dropped).",
+                   None: "not measured on this machine."}
+
+
+def _latency_section(data: dict) -> list[str]:
+    lat, sel = data["latency"], data["selection"]
+    return [
         "## Latency",
         "",
         "| | original | compressed | ratio |",
@@ -114,12 +128,17 @@ def render_markdown(data: dict) -> str:
         f"| measured end to end | {_ms(lat['measured_original_ms'])} | {_ms(lat['measured_compressed_ms'])} | "
         f"{_ratio(lat['measured_ratio'])} |",
         "",
-        f"Target ratio {lat['target_ratio']:.3f}: "
-        + {True: "**met**.", False: "**missed** (no further block could be dropped).", None: "not measured on this machine."}[lat["meets_budget"]]
+        f"Target ratio {lat['target_ratio']:.3f}: " + _BUDGET_OUTCOME[lat["meets_budget"]]
         + f" Latency table: {lat['table_source']} ({lat['table_path']}).",
         *[f"\n{a['table_disagreement'].replace('warning: ', 'Warning: ', 1)}" for a in sel["attempts"][:1]
           if "table_disagreement" in a],
         "",
+    ]
+
+
+def _dropped_blocks_section(data: dict) -> list[str]:
+    sel = data["selection"]
+    lines = [
         f"## Dropped blocks ({len(sel['dropped'])} of {len(data['candidates']['candidates'])})",
         "",
         "| block | recoverability (feature MSE) | latency saved | score | dropped |",
@@ -129,9 +148,13 @@ def render_markdown(data: dict) -> str:
         mark = "yes" if score["block"] in sel["dropped"] else ""
         lines.append(f"| {score['block']} | {score['recoverability']:.4g} | {score['saving_ms']:.3f} ms "
                      f"({score['saving_percent']:.1f}%) | {score['score']:.4g} | {mark} |")
-    rec = data["recovery"]
+    return lines
+
+
+def _recovery_section(data: dict) -> list[str]:
+    rec, ev = data["recovery"], data["evaluation"]
     candidates = ev.get("candidates", ["unrecovered", "recovered"])  # run folders made before blends: two
-    lines += [
+    lines = [
         "",
         "## Recovery on held-out images",
         "",
@@ -143,23 +166,14 @@ def render_markdown(data: dict) -> str:
         "figure is the best of the rows and slightly optimistic." + (" " + BLEND_EXPLAINED) * (len(candidates) > 2),
         *([] if ev["report_source"] == "validation folder" else ["", TINY_SET_REPORT_CAUTION]),
         "",
-        "| network | top-1 agreement with original | top-5 agreement | top-1 accuracy | top-5 accuracy |",
-        "|---|---|---|---|---|",
+        *_agreement_table(ev["report"], candidates),
     ]
-    for name in candidates:
-        r = ev["report"][name]
-        lines.append(f"| {name} | {_pct(r['top1_agreement'])} | {_pct(r['top5_agreement'])} | "
-                     f"{_pct(r['student_top1'])} | {_pct(r['student_top5'])} |")
-    teacher_top1 = ev["report"]["unrecovered"]["teacher_top1"]
-    if teacher_top1 is not None:
-        lines.append(f"| original | 100.0% | 100.0% | {_pct(teacher_top1)} | "
-                     f"{_pct(ev['report']['unrecovered']['teacher_top5'])} |")
-    train = ev["train"]
     skipped = data.get("data", {}).get("tiny_set", {}).get("skipped", {})
     if skipped:
         lines += ["", "Skipped files in the tiny set: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
                   + " (listed in data.json)."]
-    lines += [
+    train = ev["train"]
+    return lines + [
         "",
         f"Verdict: {ev['verdict']}.",
         "",
@@ -169,17 +183,38 @@ def render_markdown(data: dict) -> str:
         f"{_pct(train['unrecovered']['top1_agreement'])} to {_pct(train['recovered']['top1_agreement'])} "
         "(a rise there alone would only show fitting).",
     ]
-    if data.get("export"):
-        lines += ["", "## Export", "",
-                  "| format | file | size | check against PyTorch | latency on the target (beside the original) |",
-                  "|---|---|---|---|---|"]
-        for fmt, art in data["export"].items():
-            check = art["check"]
-            verdict = (f"max abs error {check['max_abs_error']:.2e}, top-1 agreement "
-                       f"{_pct(check['top1_agreement_with_pytorch'])} on {check['images']} images"
-                       + (f"; {check['note']}" if "note" in check else ""))
-            lines.append(f"| {fmt} | `{art['path']}` | {art['size_bytes'] / 1e6:.1f} MB | {verdict} | "
-                         f"{_artefact_latency(art.get('latency'))} |")
-    lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k.removesuffix('_s')} | {v:.1f} |" for k, v in data["timings_s"].items()]
-    return "\n".join(lines) + "\n"
+
+
+def _agreement_table(report: dict, candidates: list[str]) -> list[str]:
+    lines = ["| network | top-1 agreement with original | top-5 agreement | top-1 accuracy | top-5 accuracy |",
+             "|---|---|---|---|---|"]
+    for name in candidates:
+        r = report[name]
+        lines.append(f"| {name} | {_pct(r['top1_agreement'])} | {_pct(r['top5_agreement'])} | "
+                     f"{_pct(r['student_top1'])} | {_pct(r['student_top5'])} |")
+    teacher_top1 = report["unrecovered"]["teacher_top1"]
+    if teacher_top1 is not None:
+        lines.append(f"| original | 100.0% | 100.0% | {_pct(teacher_top1)} | "
+                     f"{_pct(report['unrecovered']['teacher_top5'])} |")
+    return lines
+
+
+def _export_section(export: dict | None) -> list[str]:
+    if not export:
+        return []
+    lines = ["", "## Export", "",
+             "| format | file | size | check against PyTorch | latency on the target (beside the original) |",
+             "|---|---|---|---|---|"]
+    for fmt, art in export.items():
+        check = art["check"]
+        verdict = (f"max abs error {check['max_abs_error']:.2e}, top-1 agreement "
+                   f"{_pct(check['top1_agreement_with_pytorch'])} on {check['images']} images"
+                   + (f"; {check['note']}" if "note" in check else ""))
+        lines.append(f"| {fmt} | `{art['path']}` | {art['size_bytes'] / 1e6:.1f} MB | {verdict} | "
+                     f"{_artefact_latency(art.get('latency'))} |")
+    return lines
+
+
+def _wall_time_section(timings: dict) -> list[str]:
+    return ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|",
+            *[f"| {k.removesuffix('_s')} | {v:.1f} |" for k, v in timings.items()]]
