@@ -20,8 +20,7 @@ from torch import nn
 
 from exporters.onnx_check import compare_outputs, sha256_of, verify_onnx
 from exporters.onnx_file import DEFAULT_OPSET, export_onnx
-from exporters.onnx_int8 import METHOD as QUANTIZATION_METHOD
-from exporters.onnx_int8 import quantize_onnx
+from exporters.onnx_int8 import DEFAULT_SCHEME, Int8Scheme, get_scheme, quantize_onnx
 from pipeline.core.errors import UsageError
 
 
@@ -36,7 +35,11 @@ class ExportInputs:
     dynamic_batch: bool = False  # ONNX with a free batch axis; TensorRT with an optimization profile
     max_batch: int = 32  # largest batch a dynamic TensorRT engine accepts
     tensorrt_precision: str = "fp16"
+    int8_scheme: str | None = None  # the INT8 scheme the run measured fastest here (None: DEFAULT_SCHEME)
     metadata: dict[str, str] | None = None  # ONNX metadata_props: how to feed the artefact (mean, std, resolution...)
+
+    def scheme(self) -> Int8Scheme:
+        return get_scheme(self.int8_scheme) if self.int8_scheme else DEFAULT_SCHEME
 
     def example(self) -> torch.Tensor:
         return torch.randn(1, 3, self.resolution, self.resolution)
@@ -68,16 +71,18 @@ def export_onnx_fp32(inputs: ExportInputs) -> dict:
 
 
 def export_onnx_int8(inputs: ExportInputs) -> dict:
-    """Static QDQ quantization (per-channel weights) calibrated on the tiny set, run in onnxruntime."""
+    """Static INT8 quantization in the run's scheme, calibrated on the tiny set, run in onnxruntime."""
     target = _int8_onnx(inputs)
     check = verify_onnx(target, inputs.reference_logits, inputs.check_images, batched=inputs.dynamic_batch)
     check["note"] = _precision_note("INT8", check["top1_agreement_with_pytorch"])
     return _record("onnx-int8", target, check, opset=DEFAULT_OPSET, calibration_images=int(len(inputs.calibration_images)),
-                   quantization=QUANTIZATION_METHOD, input_shape=inputs.input_shape())
+                   quantization=inputs.scheme().describe(), scheme=inputs.scheme().name,
+                   input_shape=inputs.input_shape())
 
 
 def _int8_onnx(inputs: ExportInputs) -> Path:
-    return quantize_onnx(_onnx(inputs), inputs.out_dir / "model.int8.onnx", inputs.calibration_images)
+    return quantize_onnx(_onnx(inputs), inputs.out_dir / "model.int8.onnx", inputs.calibration_images[:64],
+                         inputs.scheme())
 
 
 def _precision_note(precision: str, agreement: float) -> str:

@@ -57,3 +57,16 @@ def verify_onnx(path: Path, reference_logits: torch.Tensor, images: torch.Tensor
         result["batched_max_abs_error"] = together["max_abs_error"]
         result["passed"] = result["passed"] and together["passed"]
     return result
+
+
+def onnx_logits(path: Path, images: torch.Tensor, threads: int = 0) -> torch.Tensor:
+    """Logits of the ONNX file at `path` in onnxruntime on `images`, one image at a time: (N, classes)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return torch.from_numpy(np.concatenate([session.run(None, {name: images[i : i + 1].numpy()})[0]
+                                            for i in range(len(images))]))

@@ -10,17 +10,19 @@ processes) then hits all variants alike, and savings are taken as paired per-rou
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from torch import nn
 
+from pipeline.core.errors import UsageError
 from pipeline.core.progress import ProgressFactory, silent
 from profilers.fingerprint import DeviceFingerprint
 from profilers.stats import median_is_stable
@@ -67,6 +69,7 @@ class Profiler(ABC):
     name: str = ""
     target: str = ""
     precisions: tuple[str, ...] = ("fp32",)
+    auto_precisions: tuple[str, ...] = ("fp32",)  # what --precision auto plans with on this backend
     supports_cuda_graphs: bool = False
 
     def __init__(self, settings: ProfileSettings):
@@ -85,6 +88,19 @@ class Profiler(ABC):
 
     def deactivate(self) -> None:
         """Release runtime resources."""
+
+    def at_precision(self, precision: str) -> "Profiler":
+        """This active profiler in another precision, sharing its runtime resources (used inside its `with`)."""
+        if precision not in self.precisions:
+            raise UsageError(f"the {self.name} backend measures {', '.join(self.precisions)}, not {precision}.")
+        sibling = copy.copy(self)
+        sibling.settings = replace(self.settings, precision=precision)
+        return sibling
+
+    def prepared(self, variant: Variant) -> Variant:
+        """`variant` in the form this profiler runs it, for another profiler to run as it is (a file given
+        to a sibling in another precision is not converted again)."""
+        return variant
 
     # -- what each backend provides ---------------------------------------------------------
     @abstractmethod

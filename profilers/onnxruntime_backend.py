@@ -1,7 +1,15 @@
-"""CPU latency through onnxruntime: each variant is exported to ONNX and run in its own session."""
+"""CPU latency through onnxruntime: each variant is exported to ONNX and run in its own session.
+
+Besides FP32 it measures every static INT8 scheme onnxruntime offers (exporters.onnx_int8.INT8_SCHEMES):
+a network variant is exported once, then quantized in the profiler's precision. Calibration images are
+random for timing: the scheme fixes the graph and so the latency, calibration only sets the scales.
+Exported files are kept for the profiler's life, so a sibling profiler in another precision
+(`at_precision`) quantizes the same exports instead of exporting again.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -14,15 +22,27 @@ from profilers.base import Profiler, Variant
 from profilers.fingerprint import DeviceFingerprint, cpu_model_name
 
 
+def _precisions() -> tuple[str, ...]:
+    from exporters.onnx_int8 import INT8_SCHEMES
+
+    return ("fp32", *INT8_SCHEMES)
+
+
+TIMING_CALIBRATION_IMAGES = 4
+
+
 class OnnxRuntimeCpuProfiler(Profiler):
     name = "onnxruntime"
     target = "cpu"
+    precisions = _precisions()
+    auto_precisions = precisions  # --precision auto plans with FP32 and every INT8 scheme, each measured here
 
     def activate(self) -> None:
         import onnxruntime  # noqa: F401  (fail here, clearly, if missing)
 
         self._tmp = tempfile.TemporaryDirectory(prefix="practise-ort-")
         self._sessions = []
+        self._exports: dict[str, Path] = {}  # network digest -> its FP32 ONNX file
 
     def deactivate(self) -> None:
         self._sessions = []
@@ -52,17 +72,45 @@ class OnnxRuntimeCpuProfiler(Profiler):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _load(self, name: str, variant: Variant) -> Callable[[], object]:
-        from exporters.onnx_file import export_onnx
-
         s = self.settings
-        if s.precision != "fp32":
-            raise UsageError(f"onnxruntime CPU profiling supports fp32 only, not {s.precision}.")
+        if s.precision not in self.precisions:
+            raise UsageError(f"onnxruntime CPU profiling supports {', '.join(self.precisions)}, not {s.precision}.")
         example = torch.randn(s.batch, 3, s.resolution, s.resolution)
-        if isinstance(variant, Path):
-            path = variant
-        else:
-            path = export_onnx(variant, example, Path(self._tmp.name) / f"variant{len(self._sessions)}.onnx")
+        path = variant if isinstance(variant, Path) else self._file_for(variant, example)
         session = self.session(path)
         self._sessions.append(session)
         feed = {session.get_inputs()[0].name: example.numpy().astype(np.float32)}
         return lambda: session.run(None, feed)
+
+    def prepared(self, variant: Variant) -> Variant:
+        if isinstance(variant, Path):
+            return variant
+        s = self.settings
+        return self._file_for(variant, torch.randn(s.batch, 3, s.resolution, s.resolution))
+
+    def _file_for(self, module: torch.nn.Module, example: torch.Tensor) -> Path:
+        """The module's ONNX file in the profiler's precision (a file given as a variant runs as it is)."""
+        from exporters.onnx_file import export_onnx
+        from exporters.onnx_int8 import get_scheme, quantize_onnx
+
+        digest = _network_digest(module, example)
+        fp32 = self._exports.get(digest)
+        if fp32 is None:
+            fp32 = export_onnx(module, example, Path(self._tmp.name) / f"{digest}.onnx")
+            self._exports[digest] = fp32
+        if self.settings.precision == "fp32":
+            return fp32
+        target = fp32.with_name(f"{digest}.{self.settings.precision}.onnx")
+        if not target.exists():
+            calibration = torch.randn(TIMING_CALIBRATION_IMAGES, *example.shape[1:])
+            quantize_onnx(fp32, target, calibration, get_scheme(self.settings.precision))
+        return target
+
+
+def _network_digest(module: torch.nn.Module, example: torch.Tensor) -> str:
+    """Identifies a network (architecture and weights) and its input shape, for reusing its export."""
+    digest = hashlib.sha256(repr(module).encode() + repr(tuple(example.shape)).encode())
+    for key, tensor in module.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from exporters.onnx_int8 import INT8_SCHEMES
+
 
 @contextlib.contextmanager
 def progress_bar(length: int, label: str):
@@ -33,8 +35,15 @@ target_option = click.option("--target", type=click.Choice(["cpu", "gpu"]), defa
 backend_option = click.option("--backend", default=None,
                               help="profiling backend: onnxruntime (default) or torch on cpu; tensorrt or torch on gpu "
                                    "(default: tensorrt when installed, else torch).")
-precision_option = click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
-                                show_default=True, help="precision the latency is measured in (fp16: GPU; int8: TensorRT).")
+_MEASURED_PRECISIONS = ["fp32", "fp16", "int8", *INT8_SCHEMES]
+precision_option = click.option("--precision", type=click.Choice(_MEASURED_PRECISIONS), default="fp32",
+                                show_default=True, help="precision the latency is measured in (fp16: GPU; int8: "
+                                "TensorRT; int8-...: an onnxruntime INT8 scheme on the CPU).")
+run_precision_option = click.option(
+    "--precision", type=click.Choice(["auto", *_MEASURED_PRECISIONS]), default="auto", show_default=True,
+    help="auto: plan in every precision the backend deploys (onnxruntime CPU: FP32 and each INT8 scheme), each "
+         "measured here, and keep the most faithful plan that meets the budget; a named precision plans in it only "
+         "(the budget is then relative to the original in that precision).")
 time_cap_option = click.option("--profile-time-cap", type=click.FloatRange(1, 86400), default=None,
                                 help="seconds each latency measurement may take at most (default: the preset's).")
 cuda_graphs_option = click.option("--cuda-graphs", is_flag=True,

@@ -14,9 +14,9 @@ from pipeline.cli.options import (
     export_options,
     log,
     model_option,
-    precision_option,
     progress_bar,
     resolution_option,
+    run_precision_option,
     target_option,
     threads_option,
     time_cap_option,
@@ -64,7 +64,7 @@ from pipeline.cli.options import (
               help="use this latency table file instead of profiling here.")
 @batch_option
 @threads_option
-@precision_option
+@run_precision_option
 @cuda_graphs_option
 @time_cap_option
 @resolution_option

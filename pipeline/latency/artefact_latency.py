@@ -28,7 +28,8 @@ def measure_artefact(fmt: str, path: Path, original: nn.Module, target: str, set
     backend = spec.runtimes.get(target)
     if backend is None:
         return {"measured": False, "reason": f"no {target} runtime for {fmt} in this tool"}
-    if backend != "tensorrt":
+    if backend != "tensorrt" and not (fmt == "onnx-int8" and settings.precision.startswith("int8")):
+        # beside the FP32 original; a run planned in one INT8 scheme only is timed beside the original in it
         settings = replace(settings, precision="fp32", cuda_graphs=False)
     if spec.same_form is not None:  # e.g. a traced original beside a traced artefact, not eager beside traced
         try:

@@ -104,6 +104,28 @@ class EndToEnd:
         }
 
 
+@dataclass
+class Rounds:
+    """Several variants measured in the same interleaved rounds."""
+
+    rounds_ms: dict[str, list[float]]
+    stop_reason: str
+
+    def median_ms(self, name: str) -> float:
+        return float(np.median(self.rounds_ms[name]))
+
+    def ratio(self, name: str, reference: str) -> float:
+        """Median of the per-round ratios of `name` to `reference` (drift hits both alike)."""
+        a, b = self.rounds_ms[reference], self.rounds_ms[name]
+        return float(np.median([b[i] / a[i] for i in range(min(len(a), len(b)))]))
+
+
+def measure_variants(variants: dict, profiler: Profiler, progress: ProgressFactory = silent) -> Rounds:
+    """Interleave any number of variants (modules or files) on the active profiler."""
+    measurement = profiler.measure(variants, progress)
+    return Rounds(measurement.rounds_ms, measurement.stop_reason)
+
+
 def measure_end_to_end(original, compressed, profiler: Profiler, progress: ProgressFactory = silent) -> EndToEnd:
     """Interleave the two (modules or exported files) on the active profiler; report the paired ratio."""
     measurement = profiler.measure({"original": original, "compressed": compressed}, progress)

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.network.compute import to_model_device
@@ -75,3 +76,9 @@ def paired_change(before_logits: torch.Tensor, after_logits: torch.Tensor, teach
     changed = gained + lost
     tail = sum(math.comb(changed, k) for k in range(min(gained, lost) + 1)) / 2 ** changed if changed else 1.0
     return {"images": int(len(teacher)), "gained": gained, "lost": lost, "p_value": min(1.0, 2 * tail)}
+
+
+def prediction_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
+    """Mean KL(teacher || student) of the softmax predictions: 0 when they predict identically."""
+    return float(F.kl_div(F.log_softmax(student_logits, 1), F.log_softmax(teacher_logits, 1),
+                          log_target=True, reduction="batchmean"))

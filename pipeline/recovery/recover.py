@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pipeline.core.atomic import save_torch_atomic
@@ -30,7 +29,7 @@ from pipeline.data.tiny_set import Preprocessing, TinySet, augmented_views
 from pipeline.network.adaptors import Adaptors, adaptor_sites
 from pipeline.network.blocks import NetworkStructure
 from pipeline.network.compute import cpu_state, device_of
-from pipeline.network.evaluation import predict_logits
+from pipeline.network.evaluation import predict_logits, prediction_kl
 from pipeline.network.features import FeatureTap, OutputTaps
 from pipeline.recovery.confident_views import ViewSettings, confident_views
 from pipeline.recovery.mimic import FitSettings, LiveBatches, Objective, fit
@@ -100,12 +99,6 @@ class RecoveryResult:
             "selection_kl_after": self.selection_kl_after,
             "checks": self.checks,
         }
-
-
-def prediction_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
-    """Mean KL(teacher || student) of the softmax predictions: 0 when they predict identically."""
-    return float(F.kl_div(F.log_softmax(student_logits, 1), F.log_softmax(teacher_logits, 1),
-                          log_target=True, reduction="batchmean"))
 
 
 def blended_state(unrecovered: dict, recovered: dict, weight: float) -> dict:

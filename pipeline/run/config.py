@@ -34,7 +34,7 @@ class RunConfig:
     latency_table: str | None = None
     threads: int = 0
     profile_batch: int = 1
-    precision: str = "fp32"
+    precision: str = "auto"  # auto: plans in every precision the backend deploys; else that precision only
     cuda_graphs: bool = False
     profile_time_cap: float | None = None  # seconds per latency measurement (default: the preset's)
     resolution: int | None = None
@@ -90,8 +90,8 @@ def parse_blends(text: str | None) -> tuple[float, ...] | None:
 
 
 def profile_settings(config: RunConfig, preset: Preset, resolution: int | None = None) -> ProfileSettings:
-    settings = replace(preset.profile, batch=config.profile_batch, threads=config.threads, precision=config.precision,
-                       cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
+    settings = replace(preset.profile, batch=config.profile_batch, threads=config.threads,
+                       precision=base_precision(config.precision), cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
     return replace(settings, time_cap_s=config.profile_time_cap) if config.profile_time_cap else settings
 
 
@@ -99,3 +99,7 @@ def default_out(config: RunConfig, identity_hash: str) -> Path:
     name = config.model.replace(":", "_").replace("/", "_").replace(".", "_")[-40:]
     return Path("runs") / f"{name}-{config.target}-{config.budget}-{identity_hash[:8]}"
 
+
+def base_precision(precision: str) -> str:
+    """The precision of the run's own latency table: FP32 under --precision auto (other precisions are planned)."""
+    return "fp32" if precision == "auto" else precision

@@ -5,10 +5,16 @@ from __future__ import annotations
 import torch
 
 from pipeline.data.tiny_set import Preprocessing, TinySet, eval_tensors
+from pipeline.latency.precision import deployed_logits
 from pipeline.models import LoadedModel
-from pipeline.network.evaluation import compare, paired_change, predict_logits
+from pipeline.network.evaluation import (
+    compare,
+    paired_change,
+    predict_logits,
+    prediction_kl,
+)
 from pipeline.network.surgery import drop_blocks
-from pipeline.recovery.recover import blended_state, prediction_kl
+from pipeline.recovery.recover import blended_state
 from pipeline.run.context import RunContext, save_timings, timed
 from pipeline.run.runfolder import RunFolder
 
@@ -25,41 +31,82 @@ def rebuild_compressed(loaded: LoadedModel, folder: RunFolder, state_file: str =
 
 
 def stage_evaluation(ctx: RunContext) -> None:
-    """Compare the networks recovery offers on held-out images; deploy the one that agrees best."""
+    """Compare, on held-out images and each in its deployed precision, the networks recovery offers and the
+    precision-only plan when one meets the budget; deploy the one that agrees best."""
     folder = ctx.folder
     if folder.has("evaluation.json"):
         return
     teacher = ctx.loaded.module
     dropped = folder.read_json("dropped_blocks.json")["dropped"]
+    selection = folder.read_json("selection.json")
     recovered_file = RECOVERED if folder.has(RECOVERED) else COMPRESSED  # run folders written before RECOVERED
     kept = folder.read_json("recovery.json")["kept"]
-    networks = _candidate_networks(ctx, dropped, rebuild_compressed(ctx.loaded, folder, recovered_file), kept)
+    networks = _candidate_networks(ctx, dropped, rebuild_compressed(ctx.loaded, folder, recovered_file), kept,
+                                   selection.get("precision", "fp32"))
+    rival = _precision_only_candidate(ctx, selection)
+    networks.update(rival)
+    calibration = eval_tensors(ctx.train, ctx.prep)[:CALIBRATION_IMAGES]
     with timed(ctx, "evaluation_s"):
-        result = {name: _evaluate_candidates(teacher, networks, images, ctx.prep, labelled=name == "report")
+        result = {name: _evaluate_candidates(teacher, networks, images, ctx.prep, calibration, labelled=name == "report")
                   for name, images in (("report", ctx.report_set), ("train", ctx.train))}
     report = result["report"]
-    deployed = _best_candidate(report) if kept == "recovered" else "unrecovered"
+    recovery_names = [n for n in networks if n not in rival]
+    eligible = (recovery_names if kept == "recovered" else ["unrecovered"]) + list(rival)
+    deployed = _best_candidate(_restricted(report, eligible))
+    _save_deployed(ctx, networks, deployed, [] if deployed in rival else dropped)
     gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
-    folder.save_tensors(COMPRESSED, networks[deployed].state_dict())
     folder.write_json("evaluation.json", {
         "report_source": ctx.report_source, "candidates": list(networks), **result,
         "recovered_gain": report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"],
-        "agreement_gain": gain, "deployed": deployed,
-        "verdict": _verdict(report, kept, deployed),
+        "agreement_gain": gain, "deployed": deployed, "deployed_precision": networks[deployed][1],
+        "verdict": _verdict(_restricted(report, recovery_names), kept, deployed) + _precision_verdict(report, rival,
+                                                                                                      deployed),
     })
     save_timings(ctx)
 
 
-def _candidate_networks(ctx: RunContext, dropped: list[str], recovered: torch.nn.Module, kept: str) -> dict:
-    """unrecovered, each blend of it with the recovered weights (when recovery kept a state), recovered."""
+CALIBRATION_IMAGES = 64
+
+
+def _restricted(report: dict, names: list[str]) -> dict:
+    """The report with only `names` competing (their figures stay where they are)."""
+    return report | {"kl": {n: report["kl"][n] for n in report["kl"] if n in names}}
+
+
+def _precision_only_candidate(ctx: RunContext, selection: dict) -> dict:
+    """The original network in the precision-only plan's precision, when a plan of that kind met the budget."""
+    index = selection.get("precision_plan")
+    if index is None:
+        return {}
+    precision = selection["plans"][index]["precision"]
+    return {precision_only_name(precision): (drop_blocks(ctx.loaded.module, []), precision)}
+
+
+def precision_only_name(precision: str) -> str:
+    return f"{precision}, no block dropped"
+
+
+def _save_deployed(ctx: RunContext, networks: dict, deployed: str, dropped: list[str]) -> None:
+    """The deployed network's state; a precision-only plan deploys the original with no block dropped."""
+    network, precision = networks[deployed]
+    record = ctx.folder.read_json("dropped_blocks.json")
+    record.update(dropped=dropped, precision=precision)
+    ctx.folder.save_tensors(COMPRESSED, network.state_dict())
+    ctx.folder.write_json("dropped_blocks.json", record)
+
+
+def _candidate_networks(ctx: RunContext, dropped: list[str], recovered: torch.nn.Module, kept: str,
+                        precision: str) -> dict:
+    """unrecovered, each blend of it with the recovered weights (when recovery kept a state), recovered; each
+    with the precision it would be deployed in."""
     unrecovered = drop_blocks(ctx.loaded.module, dropped)
-    networks = {"unrecovered": unrecovered}
+    networks = {"unrecovered": (unrecovered, precision)}
     if kept == "recovered":
         for weight in ctx.preset.recovery.blends:
             blend = drop_blocks(ctx.loaded.module, dropped)
             blend.load_state_dict(blended_state(unrecovered.state_dict(), recovered.state_dict(), weight))
-            networks[blend_name(weight)] = blend
-    networks["recovered"] = recovered
+            networks[blend_name(weight)] = (blend, precision)
+    networks["recovered"] = (recovered, precision)
     return networks
 
 
@@ -67,11 +114,14 @@ def blend_name(weight: float) -> str:
     return "halfway" if weight == 0.5 else f"blend {weight:g}"
 
 
-def _evaluate_candidates(teacher, networks: dict, images: TinySet, prep: Preprocessing, labelled: bool) -> dict:
-    """Agreement (and accuracy when labelled) of every candidate, KL, and what changed against unrecovered."""
+def _evaluate_candidates(teacher, networks: dict, images: TinySet, prep: Preprocessing, calibration: torch.Tensor,
+                         labelled: bool) -> dict:
+    """Agreement (and accuracy when labelled) of every candidate in its deployed precision, KL, and what
+    changed against unrecovered."""
     x = eval_tensors(images, prep)
     reference = predict_logits(teacher, x)
-    logits = {name: predict_logits(network, x) for name, network in networks.items()}
+    logits = {name: deployed_logits(network, precision, x, calibration)
+              for name, (network, precision) in networks.items()}
     labels = images.labels if labelled else None
     out = {"images": len(images)}
     out.update({name: compare(lg, reference, labels).to_dict() for name, lg in logits.items()})
@@ -110,6 +160,17 @@ def _verdict(report: dict, kept: str, deployed: str) -> str:
         text += (f"; the fully recovered network agreed {100 * (report['recovered']['top1_agreement'] - report[deployed]['top1_agreement']):+.1f}"
                  " points against it")
     return text
+
+
+def _precision_verdict(report: dict, rival: dict, deployed: str) -> str:
+    if not rival:
+        return ""
+    name = next(iter(rival))
+    figure = f"{100 * report[name]['top1_agreement']:.1f}%"
+    if deployed == name:
+        return (f"; the ORIGINAL NETWORK IN {rival[name][1].upper()} (no block dropped) meets the budget alone and agreed "
+                f"most on the report images ({figure}): it was deployed instead")
+    return f"; the original network in {rival[name][1]} (no block dropped) also meets the budget and agreed {figure}"
 
 
 def _counted(change: dict) -> str:

@@ -17,9 +17,18 @@ from pipeline.run.runfolder import RunFolder
 
 
 def stage_export(ctx: RunContext) -> None:
+    """The asked formats, and the deployed precision's artefact (the INT8 file when an INT8 plan won)."""
     if ctx.folder.has("export.json") or not ctx.config.export:
         return
-    export_artefacts(ctx, list(ctx.config.export))
+    formats = list(ctx.config.export)
+    deployed = deployed_format(ctx.folder)
+    export_artefacts(ctx, formats + [deployed] if deployed not in formats else formats)
+
+
+def deployed_format(folder: RunFolder) -> str:
+    """The artefact that carries the deployed network in its precision."""
+    precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
+    return "onnx-int8" if precision.startswith("int8") else "onnx"
 
 
 def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
@@ -30,9 +39,10 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     config = ctx.config
     compressed = rebuild_compressed(ctx.loaded, ctx.folder)
     images = eval_tensors(ctx.report_set, ctx.prep)
+    precision = ctx.folder.read_json("dropped_blocks.json").get("precision", "fp32")
     inputs = ExportInputs(compressed, ctx.loaded.resolution, images, predict_logits(compressed, images),
                           eval_tensors(ctx.train, ctx.prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
-                          config.tensorrt_precision)
+                          config.tensorrt_precision, precision if precision.startswith("int8") else None)
     inputs.metadata = onnx_metadata(ctx.prep, int(inputs.reference_logits.shape[1]))
     with timed(ctx, "export_s"):
         records = export_formats(inputs, formats)
@@ -46,6 +56,9 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
             for record in records.values():
                 record["latency"] = {"measured": False, "reason": "the target device is not present here"}
     existing = ctx.folder.read_json("export.json") if ctx.folder.has("export.json") else {}
+    deployed = deployed_format(ctx.folder)
+    if deployed in records:
+        records[deployed]["deployed"] = True
     ctx.folder.write_json("export.json", existing | records)
     save_timings(ctx)
     return records

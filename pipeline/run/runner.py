@@ -9,13 +9,13 @@ from pipeline.run.config import RunConfig, profile_settings
 from pipeline.run.context import prepare
 from pipeline.run.deployment import stage_evaluation
 from pipeline.run.export_step import stage_export
+from pipeline.run.plan_stages import stage_plans, stage_precisions
 from pipeline.run.report import write_report
 from pipeline.run.runfolder import RunFolder
 from pipeline.run.stages import (
     stage_latency_table,
     stage_recoverability,
     stage_recovery,
-    stage_selection,
 )
 from profilers import get_profiler
 
@@ -31,8 +31,9 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
     profiler = get_profiler(config.target, config.backend, settings) if ctx.measurable else None
     with profiler or contextlib.nullcontext():
         table = stage_latency_table(ctx, profiler)
-        scores = stage_recoverability(ctx, table)
-        stage_selection(ctx, table, scores, profiler)
+        options, tables = stage_precisions(ctx, profiler, table)
+        recoverability = stage_recoverability(ctx)
+        stage_plans(ctx, options, tables, recoverability, profiler)
     stage_recovery(ctx)
     stage_evaluation(ctx)
     stage_export(ctx)

@@ -1,4 +1,4 @@
-"""The stages of `pipeline run` up to recovery: latency table, recoverability, selection, recovery.
+"""The stages of `pipeline run` around the plans: latency table, recoverability, recovery.
 
 Each stage writes its result into the run folder before the next starts; a rerun of the same command
 skips finished stages (and, inside scoring and recovery, finished blocks and steps).
@@ -11,14 +11,7 @@ from pathlib import Path
 from pipeline.core import paths
 from pipeline.core.errors import UsageError
 from pipeline.data.tiny_set import augmented_views, eval_tensors
-from pipeline.latency.measured_selection import select_by_measurement
-from pipeline.latency.profiling import measure_end_to_end, obtain_table
-from pipeline.latency.selection import (
-    best_reachable_ratio,
-    score_blocks,
-    select_blocks,
-    smallest_budget_text,
-)
+from pipeline.latency.profiling import obtain_table
 from pipeline.network.compute import on_device
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.recover import recover
@@ -43,16 +36,7 @@ def stage_latency_table(ctx: RunContext, profiler) -> LatencyTable:
             "reprofiled": ctx.config.reprofile,  # a resumed --reprofile run keeps the table it measured
         })
         save_timings(ctx)
-    table = LatencyTable.from_dict(folder.read_json("latency_table.json")["table"])
-    target_ratio = ctx.budget.target_ratio(table.full.median_ms)
-    reachable = best_reachable_ratio(table)
-    if target_ratio < reachable:
-        raise UsageError(
-            f"latency budget {ctx.budget.describe()} cannot be reached: dropping every candidate block is predicted "
-            f"to keep {reachable:.3f} of the original latency ({table.full.median_ms:.3f} ms). "
-            f"Choose a budget of at least {smallest_budget_text(reachable)}."
-        )
-    return table
+    return LatencyTable.from_dict(folder.read_json("latency_table.json")["table"])
 
 
 def _discard_table_for_reprofile(ctx: RunContext) -> None:
@@ -66,7 +50,8 @@ def _discard_table_for_reprofile(ctx: RunContext) -> None:
     ctx.folder.file("latency_table.json").unlink()
 
 
-def stage_recoverability(ctx: RunContext, table: LatencyTable):
+def stage_recoverability(ctx: RunContext) -> dict[str, float]:
+    """Each candidate's recoverability (feature MSE after the adaptor fit), scored block by block."""
     folder = ctx.folder
     done = folder.read_json("recoverability.json")["blocks"] if folder.has("recoverability.json") else {}
     if len(done) < len(ctx.structure.candidates):
@@ -89,60 +74,15 @@ def stage_recoverability(ctx: RunContext, table: LatencyTable):
                 score_recoverability(teacher, ctx.structure, pool, train_eval, scoring, done,
                                      on_block=save_partial, progress=ctx.progress)
         save_timings(ctx)
-    recoverability = {b: done[b]["recoverability"] for b in ctx.structure.candidate_names()}
-    return score_blocks(recoverability, table)
-
-
-def stage_selection(ctx: RunContext, table: LatencyTable, scores, profiler) -> None:
-    """Select from the table, then correct the selection by measuring it end to end (measured_selection)."""
-    folder = ctx.folder
-    if folder.has("selection.json"):
-        return
-    config, teacher = ctx.config, ctx.loaded.module
-
-    def select(extra_ms: float):
-        return select_blocks(scores, table, ctx.budget, config.selector, extra_ms)
-
-    def measure(dropped: list[str]):
-        return measure_end_to_end(teacher, drop_blocks(teacher, dropped), profiler, ctx.progress)
-
-    same_device = profiler is not None and table.fingerprint == profiler.fingerprint()
-    with timed(ctx, "selection_and_measurement_s"):
-        attempts, chosen = select_by_measurement(select, measure if same_device else None, ctx.budget,
-                                                 table.full.median_ms, config.max_budget_attempts, ctx.log)
-    if attempts[0]["measured"] is not None:
-        _warn_if_the_table_disagrees(ctx, table, attempts[0]["measured"]["original"]["median_ms"], attempts[0])
-    folder.write_json("selection.json", {
-        "budget": ctx.budget.describe(), "target_ratio": ctx.budget.target_ratio(table.full.median_ms),
-        "selector": config.selector, "scores": [s.to_dict() for s in scores],
-        "dropped": attempts[chosen]["dropped"], "attempts": attempts, "chosen_attempt": chosen,
-    })
-    save_timings(ctx)
-
-
-# the original measured end to end this far from the table's figure means the table was made in other conditions
-TABLE_DISAGREEMENT_TO_WARN = 0.3  # the H100 eager table differed by 22% with accurate ratios; a slow VM by 37%
-
-
-def _warn_if_the_table_disagrees(ctx: RunContext, table: LatencyTable, measured_ms: float, record: dict) -> None:
-    """Say so when the original network now measures far from the table's latency (found: a table profiled
-    while the VM was slow said 7.75 ms for an original that measured 4.90 ms minutes later)."""
-    difference = measured_ms / table.full.median_ms - 1
-    if abs(difference) <= TABLE_DISAGREEMENT_TO_WARN:
-        return
-    message = (f"warning: the original network measures {measured_ms:.3f} ms now and {table.full.median_ms:.3f} ms in the "
-               f"latency table ({100 * difference:+.0f}%): the table was measured in other conditions (a busy or "
-               "throttled machine?), so its per-block savings may be off. The selection is corrected by measurement; "
-               "to rebuild the table, rerun with --reprofile (and --out for a new run folder).")
-    ctx.log(message)
-    record["table_disagreement"] = message
+    return {b: done[b]["recoverability"] for b in ctx.structure.candidate_names()}
 
 
 def stage_recovery(ctx: RunContext) -> None:
     folder = ctx.folder
     if folder.has("recovery.json") and (folder.has(RECOVERED) or folder.has(COMPRESSED)):
         return
-    dropped = folder.read_json("selection.json")["dropped"]
+    selection = folder.read_json("selection.json")
+    dropped = selection["dropped"]
     selection_images = eval_tensors(ctx.selection, ctx.prep)
     ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})")
     with timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher:
@@ -152,7 +92,7 @@ def stage_recovery(ctx: RunContext) -> None:
     folder.save_tensors(RECOVERED, result.state_dict)
     folder.write_json("dropped_blocks.json", {
         "model": ctx.loaded.spec, "weights_source": ctx.loaded.weights_source, "resolution": ctx.loaded.resolution,
-        "dropped": dropped,
+        "dropped": dropped, "precision": selection.get("precision", "fp32"),
         "rebuild": f"load the original model, replace each dropped block by nn.Identity(), load {COMPRESSED}",
     })
     folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,

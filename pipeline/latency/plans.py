@@ -1,0 +1,171 @@
+"""Plans: precision and depth chosen together under the budget, each measured in its deployed form.
+
+For each kept precision, PRACTISE's selection of blocks that meets the budget under that precision's own
+latency table (zero blocks when the precision alone meets it), corrected by end-to-end measurement. Every
+latency ratio is against the FP32 original, so the plans are compared on one scale; a precision's table is
+read in its own frame (its original's latency) through the precision's measured ratio to FP32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+from pipeline.core.errors import UsageError
+from pipeline.core.progress import Log, quiet_log
+from pipeline.latency.budget import Budget
+from pipeline.latency.measured_selection import select_by_measurement
+from pipeline.latency.precision import FP32, PrecisionOption
+from pipeline.latency.profiling import EndToEnd
+from pipeline.latency.selection import score_blocks, select_blocks
+from profilers import LatencyTable
+
+
+@dataclass
+class Plan:
+    precision: str
+    dropped: list[str]
+    predicted_ratio: float  # against the FP32 original
+    measured_ratio: float | None = None  # against the FP32 original, end to end in the deployed form
+    meets_budget: bool | None = None
+    agreement: float | None = None  # unrecovered, in its precision, on the selection split
+    kl: float | None = None
+    attempts: list[dict] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        blocks = "no block dropped" if not self.dropped else f"{len(self.dropped)} blocks dropped"
+        return f"{self.precision}, {blocks}"
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Plan":
+        return cls(**{k: v for k, v in data.items() if k != "name"})
+
+
+# measures a plan's network (precision, dropped blocks) against the FP32 original, end to end
+MeasurePlan = Callable[[str, list[str]], EndToEnd]
+
+
+def budget_in_frame(budget: Budget, option: PrecisionOption) -> Budget:
+    """The budget as a ratio of the precision's own original (absolute budgets are the same milliseconds)."""
+    if budget.absolute_ms is not None:
+        return budget
+    return Budget(ratio=min(1.0, budget.ratio / option.latency_ratio))
+
+
+def precision_only_plan(option: PrecisionOption, budget: Budget, fp32_full_ms: float) -> Plan:
+    """The original in this precision: its ratio was already measured beside FP32 by the survey."""
+    meets = (option.latency_ratio * fp32_full_ms <= budget.absolute_ms if budget.absolute_ms is not None
+             else option.latency_ratio <= budget.ratio)
+    return Plan(option.precision, [], option.latency_ratio, option.latency_ratio, meets, option.agreement, option.kl,
+                note="the original network in this precision (measured by the precision survey)")
+
+
+def depth_plan(option: PrecisionOption, table: LatencyTable, recoverability: dict[str, float], budget: Budget,
+               selector: str, measure: MeasurePlan | None, max_attempts: int, log: Log = quiet_log) -> Plan:
+    """PRACTISE's selection in this precision's table, corrected by measuring it end to end."""
+    frame = budget_in_frame(budget, option)
+    scores = score_blocks(recoverability, table)
+
+    def select(extra_ms: float):
+        return select_blocks(scores, table, frame, selector, extra_ms)
+
+    def measure_in_frame(dropped: list[str]) -> EndToEnd:
+        e2e = measure(option.precision, dropped)  # type: ignore[misc]
+        return replace(e2e, ratio_median=e2e.ratio_median / option.latency_ratio)
+
+    attempts, chosen = select_by_measurement(select, measure_in_frame if measure else None, frame,
+                                             table.full.median_ms, max_attempts, log)
+    for attempt in attempts:
+        attempt["predicted_ratio_vs_fp32"] = attempt["predicted_ratio"] * option.latency_ratio
+        if attempt.get("measured"):
+            attempt["measured_ratio_vs_fp32"] = attempt["measured"]["ratio_median"] * option.latency_ratio
+    best = attempts[chosen]
+    return Plan(option.precision, best["dropped"], best["predicted_ratio_vs_fp32"],
+                best.get("measured_ratio_vs_fp32"), best.get("meets_budget"), attempts=attempts)
+
+
+def needing_blocks(options: list[PrecisionOption], budget: Budget, base: LatencyTable) -> list[str]:
+    """The kept precisions that do not meet the budget alone, so need a table of their own block savings."""
+    return [o.precision for o in options
+            if o.kept and (o.precision == options[0].precision or not precision_only_plan(o, budget,
+                                                                                             base.full.median_ms).meets_budget)]
+
+
+def build_plans(options: list[PrecisionOption], tables: dict[str, LatencyTable], recoverability: dict[str, float],
+                budget: Budget, selector: str, measure: MeasurePlan | None, max_attempts: int,
+                log: Log = quiet_log) -> list[Plan]:
+    """One plan per kept precision; a precision whose table cannot reach the budget gets none (logged)."""
+    fp32_full_ms = tables[options[0].precision].full.median_ms  # the first option is the base precision
+    plans = []
+    for option in (o for o in options if o.kept):
+        only = precision_only_plan(option, budget, fp32_full_ms)
+        if option.precision != FP32 and only.meets_budget:
+            plans.append(only)
+            continue
+        if option.precision not in tables:
+            log(f"no plan in {option.precision}: it has no latency table (its device is not measurable here)")
+            continue
+        try:
+            log(f"plan in {option.precision}: selecting blocks under its latency table")
+            plans.append(depth_plan(option, tables[option.precision], recoverability, budget, selector, measure,
+                                    max_attempts, log))
+        except UsageError as exc:
+            log(f"no plan in {option.precision}: {exc}")
+    return plans
+
+
+def choose(plans: list[Plan]) -> tuple[Plan | None, Plan | None, str]:
+    """(the depth plan to recover, the best precision-only plan, why): each the most faithful that meets the
+    budget (agreement, then lower KL); when no depth plan meets it, the one closest to it."""
+    def faithful(plan: Plan):
+        return (plan.agreement if plan.agreement is not None else -1.0, -(plan.kl or 0.0))
+
+    meeting = [p for p in plans if p.meets_budget is not False]
+    depth = [p for p in meeting if p.dropped]
+    only = [p for p in meeting if not p.dropped]
+    best_only = max(only, key=faithful) if only else None
+    if depth:
+        chosen = max(depth, key=faithful)
+        why = (f"{chosen.name} agrees most with the original on the selection split before recovery "
+               f"({_percent(chosen.agreement)}) among the {len(depth)} plan(s) with dropped blocks that meet the budget")
+    else:
+        missing = [p for p in plans if p.dropped]
+        chosen = min(missing, key=lambda p: p.measured_ratio or p.predicted_ratio) if missing else None
+        why = ("no plan with dropped blocks meets the budget; the closest is recovered" if chosen
+               else "no block needs dropping")
+    if best_only is not None:
+        why += (f"; {best_only.name} meets the budget alone ({_percent(best_only.agreement)} agreement) and is "
+                "offered to the report images beside the recovered network")
+    return chosen, best_only, why
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def most_aggressive_plan(options: list[PrecisionOption], tables: dict[str, LatencyTable], budget: Budget,
+                         measure: MeasurePlan | None) -> Plan | None:
+    """Every block that saves time dropped, in the fastest kept precision, measured end to end.
+
+    Tables add single-block savings; with many blocks dropped the network can be faster than they predict
+    (Lite0 with all 9 dropped: 0.597 predicted, 0.509 measured here), so a budget is refused as unreachable
+    only after this plan was measured. None when nothing can be measured here.
+    """
+    kept = [o for o in options if o.kept]
+    if measure is None or not kept:
+        return None
+    fastest = min(kept, key=lambda o: o.latency_ratio)
+    table = tables[fastest.precision]
+    dropped = [b for b, s in table.savings.items() if s.median_ms > 0]
+    e2e = measure(fastest.precision, dropped)
+    ratio = e2e.ratio_median
+    meets = (e2e.compressed.median_ms <= budget.absolute_ms if budget.absolute_ms is not None
+             else ratio <= budget.ratio)
+    return Plan(fastest.precision, dropped, fastest.latency_ratio * table.predicted_ratio(dropped), ratio, meets,
+                attempts=[{"attempt": 1, "dropped": dropped, "measured": e2e.to_dict(), "meets_budget": meets}],
+                note="every block that saves time, in the fastest precision: the table predicted the budget unreachable")

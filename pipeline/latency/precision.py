@@ -1,0 +1,134 @@
+"""Precision as a lever, measured on the device: how fast and how faithful each deployable precision is.
+
+Which INT8 scheme is fast is a property of the hardware, like block savings are, so every precision the
+profiler's backend can deploy is timed on the original network beside FP32 in one interleaved measurement
+(the same method as the latency table), and its top-1 agreement and KL with the FP32 original are measured
+on the selection split. Precisions slower than FP32, or far less faithful than another as fast, are
+dropped with the reason; the kept ones each get their own latency table and plan.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
+from pipeline.latency.profiling import measure_variants
+from pipeline.network.evaluation import compare, predict_logits, prediction_kl
+from profilers import Profiler
+
+FP32 = "fp32"
+# a precision must save at least this fraction of the FP32 latency to be worth its accuracy cost
+MIN_SAVING = 0.03
+# among precisions this much apart in latency ratio, only the most faithful is kept
+SAME_SPEED = 0.05
+CALIBRATION_IMAGES = 64
+
+
+@dataclass
+class PrecisionOption:
+    """One deployable precision of the original network, measured here."""
+
+    precision: str
+    latency_ratio: float  # median per-round latency against the FP32 original, measured side by side
+    latency_ms: float
+    agreement: float  # top-1 agreement with the FP32 original on the selection split
+    kl: float  # KL(FP32 original || this precision) on the selection split
+    kept: bool = True
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PrecisionOption":
+        return cls(**data)
+
+
+def is_quantized(precision: str) -> bool:
+    return precision.startswith("int8")
+
+
+def deployed_file(module: nn.Module, precision: str, calibration: torch.Tensor, folder: Path, name: str,
+                  scheme_options: dict | None = None) -> Path:
+    """The network as it would be deployed in `precision`: its ONNX file, quantized on `calibration`.
+
+    The FP32 export in `folder` is reused when it is there (one export serves every scheme)."""
+    from exporters.onnx_file import export_onnx
+    from exporters.onnx_int8 import get_scheme, quantize_onnx
+
+    fp32 = folder / f"{name}.onnx"
+    if not fp32.exists():
+        export_onnx(module, calibration[:1], fp32)
+    if not is_quantized(precision):
+        return fp32
+    scheme = get_scheme(precision).with_accuracy_options(**(scheme_options or {}))
+    return quantize_onnx(fp32, folder / f"{name}.{precision}.onnx", calibration[:CALIBRATION_IMAGES], scheme)
+
+
+def deployed_logits(module: nn.Module, precision: str, images: torch.Tensor, calibration: torch.Tensor,
+                    scheme_options: dict | None = None) -> torch.Tensor:
+    """Logits of `module` in its deployed precision: PyTorch for FP32, onnxruntime for a quantized file."""
+    if not is_quantized(precision):
+        return predict_logits(module, images)
+    from exporters.onnx_check import onnx_logits
+
+    with tempfile.TemporaryDirectory(prefix="practise-precision-") as tmp:
+        path = deployed_file(module, precision, calibration, Path(tmp), "network", scheme_options)
+        return onnx_logits(path, images)
+
+
+def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple[str, ...],
+                      selection_images: torch.Tensor, calibration: torch.Tensor,
+                      progress: ProgressFactory = silent, log: Log = quiet_log) -> list[PrecisionOption]:
+    """Time every precision of the original beside FP32 and measure its agreement; mark which are kept.
+
+    `profiler` is the active FP32 profiler; each other precision is timed as a file in its deployed form.
+    """
+    reference = predict_logits(original, selection_images)
+    options, variants = {}, {FP32: original}
+    with tempfile.TemporaryDirectory(prefix="practise-precision-") as tmp:
+        for precision in precisions:
+            if precision == FP32:
+                options[precision] = (1.0, 0.0)
+                continue
+            log(f"quantizing the original network: {precision}")
+            path = deployed_file(original, precision, calibration, Path(tmp), "original")
+            variants[precision] = path
+            from exporters.onnx_check import onnx_logits
+
+            logits = onnx_logits(path, selection_images)
+            options[precision] = (compare(logits, reference, None).top1_agreement, prediction_kl(logits, reference))
+        log(f"timing the original network in {len(variants)} precisions side by side")
+        rounds = measure_variants(variants, profiler, progress)
+    measured = [PrecisionOption(p, rounds.ratio(p, FP32), rounds.median_ms(p), *options[p]) for p in variants]
+    return keep_precisions(measured)
+
+
+def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
+    """FP32 always; another precision when it saves at least MIN_SAVING and no precision about as fast is
+    more faithful (agreement, then KL)."""
+    for option in options:
+        if option.precision == FP32:
+            option.kept, option.reason = True, "the reference precision"
+        elif option.latency_ratio > 1 - MIN_SAVING:
+            option.kept = False
+            option.reason = (f"not faster than FP32 on this device (latency ratio {option.latency_ratio:.3f})")
+    fast = sorted((o for o in options if o.precision != FP32 and o.reason == ""), key=lambda o: o.latency_ratio)
+    for option in fast:
+        rivals = [o for o in fast if o is not option and abs(o.latency_ratio - option.latency_ratio) <= SAME_SPEED]
+        better = [o for o in rivals if (o.agreement, -o.kl, -o.latency_ratio) > (option.agreement, -option.kl,
+                                                                                   -option.latency_ratio)]
+        faster_and_as_good = [o for o in fast if o.latency_ratio < option.latency_ratio - SAME_SPEED
+                              and (o.agreement, -o.kl) >= (option.agreement, -option.kl)]
+        if better:
+            option.kept, option.reason = False, f"{better[0].precision} is about as fast and agrees at least as much"
+        elif faster_and_as_good:
+            option.kept, option.reason = False, f"{faster_and_as_good[0].precision} is faster and agrees as much"
+        else:
+            option.kept, option.reason = True, "faster than FP32, and no precision as fast agrees more"
+    return options

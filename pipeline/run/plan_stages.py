@@ -1,0 +1,226 @@
+"""The run's precision and selection stages: which precisions are worth deploying here, and the plans.
+
+`precisions.json`: every precision the backend can deploy, timed on the original beside FP32 and checked
+for agreement on the selection split, with the kept ones' latency tables. `selection.json`: one plan per
+kept precision (blocks that meet the budget under that precision's table, measured end to end), the plan
+recovery runs on, and the precision-only plan the report images may deploy instead.
+"""
+
+from __future__ import annotations
+
+from pipeline.core import paths
+from pipeline.core.errors import UsageError
+from pipeline.data.tiny_set import eval_tensors
+from pipeline.latency.plans import (
+    Plan,
+    build_plans,
+    choose,
+    most_aggressive_plan,
+    needing_blocks,
+)
+from pipeline.latency.precision import (
+    FP32,
+    PrecisionOption,
+    deployed_logits,
+    survey_precisions,
+)
+from pipeline.latency.profiling import EndToEnd, measure_end_to_end, obtain_table
+from pipeline.latency.selection import (
+    best_reachable_ratio,
+    score_blocks,
+    smallest_budget_text,
+)
+from pipeline.network.evaluation import compare, predict_logits, prediction_kl
+from pipeline.network.surgery import drop_blocks
+from pipeline.run.context import RunContext, save_timings, timed
+from profilers import LatencyTable, TableStore
+
+CALIBRATION_IMAGES = 64
+
+
+def calibration_images(ctx: RunContext):
+    """Tiny-set training images, as the network sees them, for INT8 calibration."""
+    return eval_tensors(ctx.train, ctx.prep)[:CALIBRATION_IMAGES]
+
+
+def stage_precisions(ctx: RunContext, profiler, table: LatencyTable) -> tuple[list[PrecisionOption], dict]:
+    """The kept precisions and the latency tables made so far (the run's own table is the first precision's;
+    another precision's table is made when a plan in it needs blocks)."""
+    folder = ctx.folder
+    if not folder.has("precisions.json"):
+        with timed(ctx, "precisions_s"):
+            options = _precision_options(ctx, profiler, table)
+            tables = {options[0].precision: table}
+            _refuse_if_unreachable(ctx, options, tables, profiler)
+        _save_precisions(ctx, options, tables)
+        save_timings(ctx)
+    saved = folder.read_json("precisions.json")
+    return ([PrecisionOption.from_dict(o) for o in saved["options"]],
+            {p: LatencyTable.from_dict(t) for p, t in saved["tables"].items()})
+
+
+def _save_precisions(ctx: RunContext, options: list[PrecisionOption], tables: dict) -> None:
+    ctx.folder.write_json("precisions.json", {"options": [o.to_dict() for o in options],
+                                              "tables": {p: t.to_dict() for p, t in tables.items()}})
+
+
+def _precision_options(ctx: RunContext, profiler, table: LatencyTable) -> list[PrecisionOption]:
+    base = table.fingerprint.precision
+    candidates = type(profiler).auto_precisions if measurable_here(profiler, table) else (base,)
+    if ctx.config.precision != "auto" or candidates == (base,):
+        why = (f"--precision {base}" if ctx.config.precision != "auto"
+               else f"the {table.fingerprint.backend} backend plans in {base} only")
+        ctx.log(f"precision: {why}")
+        return [PrecisionOption(base, 1.0, table.full.median_ms, 1.0, 0.0, True, why)]
+    options = survey_precisions(ctx.loaded.module, profiler, candidates, eval_tensors(ctx.selection, ctx.prep),
+                                calibration_images(ctx), ctx.progress, ctx.log)
+    for option in options:
+        ctx.log(f"precision {option.precision}: latency ratio {option.latency_ratio:.3f}, agreement "
+                f"{100 * option.agreement:.1f}% on the selection split; {'kept' if option.kept else 'dropped'}: "
+                f"{option.reason}")
+    return options
+
+
+def ensure_tables(ctx: RunContext, precisions: list[str], tables: dict, profiler) -> dict:
+    """Latency tables for `precisions` (single-block savings differ by precision), measured or from the store."""
+    missing = [p for p in precisions if p not in tables]
+    if not missing or profiler is None:
+        return tables
+    store = TableStore(paths.table_store_dir())
+    for precision in missing:
+        ctx.log(f"latency table in {precision}")
+        tables[precision] = obtain_table(ctx.loaded, ctx.structure, profiler.at_precision(precision), store, None,
+                                         ctx.config.reprofile, ctx.progress, ctx.log).table
+    return tables
+
+
+def _refuse_if_unreachable(ctx: RunContext, options: list[PrecisionOption], tables: dict, profiler) -> None:
+    """Refuse a budget no precision can reach, unless the most aggressive plan, measured, meets it.
+
+    Before a precision has its own table, its best is estimated as its ratio times the base table's best.
+    """
+    budget, base = ctx.budget, tables[options[0].precision]
+    kept = [o for o in options if o.kept]
+    reachable = min(o.latency_ratio * best_reachable_ratio(tables.get(o.precision, base)) for o in kept)
+    if budget.target_ratio(base.full.median_ms) >= reachable:
+        return
+    fastest = min(kept, key=lambda o: o.latency_ratio)
+    here = measurable_here(profiler, base)
+    ensure_tables(ctx, [fastest.precision], tables, profiler if here else None)
+    measured = most_aggressive_plan(options, tables, budget, plan_measurer(ctx, profiler) if here else None)
+    if measured is not None and measured.meets_budget:
+        ctx.log(f"the tables predict {reachable:.3f} at best, but the most aggressive plan measured "
+                f"{measured.measured_ratio:.3f}: going on")
+        return
+    what = (f"predicted to keep {reachable:.3f}" if measured is None
+            else f"predicted to keep {reachable:.3f} and measured at {measured.measured_ratio:.3f}")
+    raise UsageError(
+        f"latency budget {budget.describe()} cannot be reached: dropping every candidate block in the fastest kept "
+        f"precision is {what} of the original latency ({base.full.median_ms:.3f} ms). Choose a budget of at least "
+        f"{smallest_budget_text(reachable if measured is None else measured.measured_ratio)}."
+    )
+
+
+def measurable_here(profiler, table: LatencyTable) -> bool:
+    """Whether plans can be measured here: the table's device and settings are this profiler's."""
+    return profiler is not None and table.fingerprint == profiler.fingerprint()
+
+
+def plan_measurer(ctx: RunContext, profiler):
+    """Measure a plan's network in its precision beside the original in the run's base precision."""
+    teacher = ctx.loaded.module
+    base = profiler.settings.precision
+
+    def measure(precision: str, dropped: list[str]) -> EndToEnd:
+        network = drop_blocks(teacher, dropped)
+        if precision == base:
+            return measure_end_to_end(teacher, network, profiler, ctx.progress)
+        return measure_end_to_end(profiler.prepared(teacher), network, profiler.at_precision(precision), ctx.progress)
+
+    return measure
+
+
+def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, recoverability: dict,
+                profiler) -> None:
+    """Build and measure a plan per kept precision; choose the one to recover and the precision-only rival."""
+    folder = ctx.folder
+    if folder.has("selection.json"):
+        return
+    base_table = tables[options[0].precision]
+    same_device = measurable_here(profiler, base_table)
+    with timed(ctx, "selection_and_measurement_s"):
+        tables = ensure_tables(ctx, needing_blocks(options, ctx.budget, base_table), tables,
+                               profiler if same_device else None)
+        _save_precisions(ctx, options, tables)
+        plans = build_plans(options, tables, recoverability, ctx.budget, ctx.config.selector,
+                            plan_measurer(ctx, profiler) if same_device else None, ctx.config.max_budget_attempts,
+                            ctx.log)
+        if not plans:
+            plans = [_aggressive_plan_or_refuse(ctx, options, tables, profiler if same_device else None)]
+        _measure_agreement(ctx, plans)
+        chosen, precision_only, why = choose(plans)
+    ctx.log(f"plans: {why}")
+    folder.write_json("selection.json", _selection_record(ctx, plans, chosen, precision_only, why, tables, base_table,
+                                                          recoverability))
+    save_timings(ctx)
+
+
+def _aggressive_plan_or_refuse(ctx: RunContext, options, tables, profiler) -> Plan:
+    plan = most_aggressive_plan(options, tables, ctx.budget, plan_measurer(ctx, profiler) if profiler else None)
+    if plan is None:
+        raise UsageError(f"latency budget {ctx.budget.describe()} cannot be reached by any plan; choose a larger one.")
+    return plan
+
+
+def _measure_agreement(ctx: RunContext, plans: list[Plan]) -> None:
+    """Each plan's network, unrecovered and in its precision, against the original on the selection split."""
+    teacher = ctx.loaded.module
+    images = eval_tensors(ctx.selection, ctx.prep)
+    reference = predict_logits(teacher, images)
+    calibration = calibration_images(ctx)
+    for plan in plans:
+        if plan.agreement is not None:
+            continue
+        logits = deployed_logits(drop_blocks(teacher, plan.dropped), plan.precision, images, calibration)
+        plan.agreement = compare(logits, reference, None).top1_agreement
+        plan.kl = prediction_kl(logits, reference)
+
+
+def _selection_record(ctx: RunContext, plans: list[Plan], chosen: Plan | None, precision_only: Plan | None,
+                      why: str, tables: dict, base_table: LatencyTable, recoverability: dict) -> dict:
+    recovered = chosen or Plan(options_precision(plans), [], 1.0)
+    attempts = recovered.attempts or [{"attempt": 1, "dropped": recovered.dropped, "measured": None,
+                                       "predicted_ratio": recovered.predicted_ratio}]
+    if attempts[0].get("measured"):
+        _warn_if_the_table_disagrees(ctx, base_table, attempts[0]["measured"]["original"]["median_ms"], attempts[0])
+    scores = score_blocks(recoverability, tables[recovered.precision]) if recoverability else []
+    return {
+        "budget": ctx.budget.describe(), "target_ratio": ctx.budget.target_ratio(base_table.full.median_ms),
+        "selector": ctx.config.selector, "scores": [s.to_dict() for s in scores],
+        "dropped": recovered.dropped, "precision": recovered.precision, "attempts": attempts,
+        "chosen_attempt": next((i for i, a in enumerate(attempts) if a["dropped"] == recovered.dropped), 0),
+        "plans": [p.to_dict() for p in plans], "chosen_plan": plans.index(chosen) if chosen in plans else None,
+        "precision_plan": plans.index(precision_only) if precision_only in plans else None, "why": why,
+    }
+
+
+def options_precision(plans: list[Plan]) -> str:
+    return plans[0].precision if plans else FP32
+
+
+# the original measured end to end this far from the table's figure means the table was made in other conditions
+TABLE_DISAGREEMENT_TO_WARN = 0.3  # the H100 eager table differed by 22% with accurate ratios; a slow VM by 37%
+
+
+def _warn_if_the_table_disagrees(ctx: RunContext, table: LatencyTable, measured_ms: float, record: dict) -> None:
+    """Say so when the original network now measures far from the table's latency (found: a table profiled
+    while the VM was slow said 7.75 ms for an original that measured 4.90 ms minutes later)."""
+    difference = measured_ms / table.full.median_ms - 1
+    if abs(difference) <= TABLE_DISAGREEMENT_TO_WARN:
+        return
+    message = (f"warning: the original network measures {measured_ms:.3f} ms now and {table.full.median_ms:.3f} ms in the "
+               f"latency table ({100 * difference:+.0f}%): the table was measured in other conditions (a busy or "
+               "throttled machine?), so its per-block savings may be off. The selection is corrected by measurement; "
+               "to rebuild the table, rerun with --reprofile (and --out for a new run folder).")
+    ctx.log(message)
+    record["table_disagreement"] = message

@@ -1,0 +1,95 @@
+"""`pipeline run --precision auto` on a tiny network: the precision survey, plans, deployment and the INT8 artefact.
+
+The survey's timing is replaced by recorded rounds (INT8 u8s8 at half the FP32 latency, the other schemes
+slower than FP32), so what the run does with a measurement is tested without depending on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pipeline.latency.profiling import Rounds
+from tests.cli.invoke import FAST_RUN, TINY, invoke
+
+FAST_INT8 = "int8-qdq-u8s8-channel"
+SLOW_INT8 = "int8-qop-u8s8-channel"
+
+
+@pytest.fixture
+def int8_twice_as_fast(monkeypatch):
+    """Three precisions surveyed (to keep the test short); recorded rounds: INT8 u8s8 at half the FP32 time."""
+    from pipeline.latency import precision
+    from profilers.onnxruntime_backend import OnnxRuntimeCpuProfiler
+
+    def recorded(variants, profiler, progress=None):
+        return Rounds({name: [1.0 if name == "fp32" else 0.5 if name == FAST_INT8 else 1.2] * 5 for name in variants},
+                      "stable")
+
+    monkeypatch.setattr(precision, "measure_variants", recorded)
+    monkeypatch.setattr(OnnxRuntimeCpuProfiler, "auto_precisions", ("fp32", FAST_INT8, SLOW_INT8))
+
+
+def test_auto_plans_in_each_kept_precision_and_a_winning_precision_plan_deploys_the_quantized_original(
+        capsys, monkeypatch, image_folder, tmp_path, int8_twice_as_fast, even_savings):
+    from pipeline.models import load_model
+    from pipeline.run import deployment
+
+    chosen = {}
+
+    def precision_plan_if_offered(report):  # the report images prefer the precision plan (a deterministic stand-in)
+        chosen["offered"] = list(report["kl"])
+        return next(n for n in report["kl"] if "no block dropped" in n)
+
+    monkeypatch.setattr(deployment, "_best_candidate", precision_plan_if_offered)
+    out = tmp_path / "auto"
+    code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--precision", "auto", "--data",
+                               str(image_folder), "--latency-budget", "0.8", "--out", str(out), "--threads", "1")
+    assert code == 0, err
+    options = {o["precision"]: o for o in json.loads((out / "precisions.json").read_text())["options"]}
+    assert set(options) == {"fp32", FAST_INT8, SLOW_INT8}
+    assert options[FAST_INT8]["kept"] and options[FAST_INT8]["latency_ratio"] == 0.5
+    assert not options[SLOW_INT8]["kept"] and "not faster than FP32" in options[SLOW_INT8]["reason"]
+
+    selection = json.loads((out / "selection.json").read_text())
+    plans = {p["precision"]: p for p in selection["plans"]}
+    assert set(plans) == {"fp32", FAST_INT8}
+    assert plans[FAST_INT8]["dropped"] == [] and plans[FAST_INT8]["meets_budget"]  # 0.5 alone meets 0.8
+    assert plans["fp32"]["dropped"] and selection["dropped"] == plans["fp32"]["dropped"]  # recovered: the depth plan
+    assert selection["plans"][selection["precision_plan"]]["precision"] == FAST_INT8
+    assert chosen["offered"] == ["unrecovered", "recovered", f"{FAST_INT8}, no block dropped"] or \
+        chosen["offered"] == ["unrecovered", f"{FAST_INT8}, no block dropped"]  # recovery kept nothing
+
+    deployed = json.loads((out / "dropped_blocks.json").read_text())
+    assert deployed["dropped"] == [] and deployed["precision"] == FAST_INT8
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["deployed_precision"] == FAST_INT8 and "ORIGINAL NETWORK IN INT8" in evaluation["verdict"]
+    state = torch.load(out / "compressed_state_dict.pt", weights_only=True)
+    original = load_model(TINY, None, 32).module.state_dict()
+    assert all(torch.equal(state[k], original[k]) for k in original)
+    export = json.loads((out / "export.json").read_text())
+    assert export["onnx-int8"]["deployed"] and export["onnx-int8"]["scheme"] == FAST_INT8
+    assert "uint8 activations, per-channel" in export["onnx-int8"]["quantization"]
+    assert (out / "model.int8.onnx").exists() and not export["onnx"].get("deployed")
+    assert export["onnx-int8"]["latency"]["measured"]  # timed beside the FP32 original
+    assert "deployed network: int8" in stdout or FAST_INT8 in stdout
+
+
+def test_a_named_precision_or_a_backend_without_precision_plans_plans_in_one_precision():
+    from types import SimpleNamespace
+
+    from pipeline.run.plan_stages import _precision_options
+    from profilers.torch_backend import TorchCpuProfiler
+    from tests.recorded_tables import recorded_table
+
+    messages = []
+    named = SimpleNamespace(config=SimpleNamespace(precision="fp32"), log=messages.append)
+    options = _precision_options(named, None, recorded_table())
+    assert [(o.precision, o.latency_ratio, o.reason) for o in options] == [("fp32", 1.0, "--precision fp32")]
+    torch_profiler = TorchCpuProfiler.__new__(TorchCpuProfiler)
+    torch_profiler.fingerprint = lambda: recorded_table().fingerprint
+    auto = SimpleNamespace(config=SimpleNamespace(precision="auto"), log=messages.append)
+    options = _precision_options(auto, torch_profiler, recorded_table())
+    assert [o.precision for o in options] == ["fp32"] and "plans in fp32 only" in options[0].reason
