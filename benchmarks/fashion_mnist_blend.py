@@ -4,22 +4,21 @@ The counterpart of lite0_blend: for the cells of results/fashion_mnist.json (the
 budget, tiny-set size and seed), the default adaptor recovery, then test accuracy on the 10k test images
 for blend weights 0 (unrecovered), 0.25, 0.5 (`halfway`), 0.75 and 1 (recovered).
 
-    python -m benchmarks.fashion_mnist_blend [--seeds 0] [--sizes 50 500] [--threads 1]
+    python -m benchmarks.fashion_mnist_blend [--seeds 0] [--sizes 50 500] [--threads 1] [--replot]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from benchmarks.cli_helpers import RESULTS, grid_parser, replot, write_result
 from benchmarks.machine import machine_info
-
-RESULTS = Path(__file__).resolve().parent / "results"
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -55,46 +54,67 @@ def recovery_cells(seeds: list[int], sizes: list[int], threads: int, data_dir: P
                     "test_accuracy": lambda net: 100 * fm.accuracy(net.eval(), x_test, y_test)}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[50, 500])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+def recover_cell(cell: dict, settings) -> tuple:
+    """The default-pipeline recovery of one cell's pruned network: (student, recovery result, seconds)."""
     from pipeline.network.surgery import drop_blocks
-    from pipeline.recovery.recover import blended_state, recover
+    from pipeline.recovery.recover import recover
+
+    student = drop_blocks(cell["teacher"], cell["dropped"])
+    student.requires_grad_(True)
+    start = time.monotonic()
+    result = recover(cell["teacher"], student, cell["dropped"], cell["structure"], cell["train"], cell["selection"],
+                     cell["prep"], settings, cell["seed"])
+    return student, result, round(time.monotonic() - start, 1)
+
+
+def recovered_cells(args, recipes: dict[str, Callable]):
+    """The one recover-per-cell loop: per cell, each recipe (preset recovery -> settings) recovered in turn.
+
+    Yields (key, cell, {recipe: (student, result, seconds)}).
+    """
+    for key, cell in recovery_cells(args.seeds, args.sizes, args.threads, args.data_dir):
+        yield key, cell, {name: recover_cell(cell, make(cell["preset"].recovery)) for name, make in recipes.items()}
+
+
+def render(result: dict) -> str:
+    m = result["machine"]
+    lines = ["# Fashion-MNIST (tiny sets in domain): blends of the recovered and unrecovered weights", "",
+             f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, {result['threads']} thread(s). "
+             "Test accuracy (%) on the 10k test images; teacher and blocks as in fashion_mnist.md; default adaptor "
+             "recovery; blend weight w of the recovered change (0: unrecovered, 0.5: halfway, 1: recovered).", "",
+             "| budget | tiny set | seed | w 0 | w 0.25 | w 0.5 | w 0.75 | w 1 |", "|---|---|---|---|---|---|---|---|"]
+    for key, cell in result["cells"].items():
+        budget, size, seed = key.split("/")
+        lines.append(f"| {budget} | {size} | {seed} | " + " | ".join(f"{cell['accuracy'][str(w)]:.2f}" for w in WEIGHTS)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = grid_parser(__doc__, seeds=[0], threads=1, sizes=[50, 500]).parse_args(argv)
+    if replot(args, "fashion_mnist_blend", render):
+        return
+    from pipeline.recovery.recover import blended_state
 
     cells = {}
-    for key, c in recovery_cells(args.seeds, args.sizes, args.threads, args.data_dir):
-        student = drop_blocks(c["teacher"], c["dropped"])
-        student.requires_grad_(True)
-        unrecovered = {k: v.clone() for k, v in student.state_dict().items()}
-        start = time.monotonic()
-        result = recover(c["teacher"], student, c["dropped"], c["structure"], c["train"], c["selection"], c["prep"],
-                         c["preset"].recovery, c["seed"])
-        cell = {"dropped": c["dropped"], "recovery_s": round(time.monotonic() - start, 1), "accuracy": {}}
+    for key, c, recovered in recovered_cells(args, {"default": lambda settings: settings}):
+        student, result, seconds = recovered["default"]
+        unrecovered = drop_blocks_state(c)
+        cell = {"dropped": c["dropped"], "recovery_s": seconds, "accuracy": {}}
         for weight in WEIGHTS:
             student.load_state_dict(blended_state(unrecovered, result.state_dict, weight) if weight else unrecovered)
             cell["accuracy"][str(weight)] = c["test_accuracy"](student)
         cells[key] = cell
         print(key, cell["accuracy"], flush=True)
     result = {"benchmark": "fashion_mnist_blend", "machine": machine_info(), "threads": args.threads, "cells": cells}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fashion_mnist_blend.json").write_text(json.dumps(result, indent=1) + "\n")
-    m = result["machine"]
-    lines = ["# Fashion-MNIST (tiny sets in domain): blends of the recovered and unrecovered weights", "",
-             f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, {args.threads} thread(s). "
-             "Test accuracy (%) on the 10k test images; teacher and blocks as in fashion_mnist.md; default adaptor "
-             "recovery; blend weight w of the recovered change (0: unrecovered, 0.5: halfway, 1: recovered).", "",
-             "| budget | tiny set | seed | w 0 | w 0.25 | w 0.5 | w 0.75 | w 1 |", "|---|---|---|---|---|---|---|---|"]
-    for key, cell in cells.items():
-        budget, size, seed = key.split("/")
-        lines.append(f"| {budget} | {size} | {seed} | " + " | ".join(f"{cell['accuracy'][str(w)]:.2f}" for w in WEIGHTS)
-                     + " |")
-    (args.out / "fashion_mnist_blend.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out / 'fashion_mnist_blend.md'}")
+    write_result(args.out, "fashion_mnist_blend", result, render, indent=1)
+
+
+def drop_blocks_state(cell: dict) -> dict:
+    """The state of the cell's pruned network before recovery."""
+    from pipeline.network.surgery import drop_blocks
+
+    return {k: v.clone() for k, v in drop_blocks(cell["teacher"], cell["dropped"]).state_dict().items()}
 
 
 if __name__ == "__main__":

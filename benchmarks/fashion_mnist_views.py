@@ -4,18 +4,15 @@ The in-domain counterpart of lite0_views: for the cells of results/fashion_mnist
 chose per budget, tiny-set size and seed), the default adaptor recovery mimicking on fresh random views and
 on the 256 of 1024 random views the original is surest about; test accuracy on the 10k test images.
 
-    python -m benchmarks.fashion_mnist_views [--seeds 0 1 2] [--sizes 50 500] [--threads 2]
+    python -m benchmarks.fashion_mnist_views [--seeds 0 1 2] [--sizes 50 500] [--threads 2] [--replot]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from dataclasses import replace
-from pathlib import Path
 
-from benchmarks.fashion_mnist_blend import RESULTS, recovery_cells
+from benchmarks.cli_helpers import grid_parser, replot, write_result
+from benchmarks.fashion_mnist_blend import recovered_cells
 from benchmarks.machine import machine_info
 
 VIEWS = ("random", "confident")
@@ -45,38 +42,26 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[50, 500])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = grid_parser(__doc__, seeds=[0, 1, 2], threads=2, sizes=[50, 500]).parse_args(argv)
+    if replot(args, "fashion_mnist_views", render):
+        return
     from pipeline.network.surgery import drop_blocks
     from pipeline.recovery.confident_views import ViewSettings
-    from pipeline.recovery.recover import recover
 
+    recipes = {views: (lambda settings, views=views: replace(settings, views=ViewSettings(views))) for views in VIEWS}
     cells = {}
-    for key, c in recovery_cells(args.seeds, args.sizes, args.threads, args.data_dir):
-        student = drop_blocks(c["teacher"], c["dropped"])
-        cell = {"dropped": c["dropped"], "accuracy": {"unrecovered": c["test_accuracy"](student)}, "recovery_s": {}}
-        for views in VIEWS:
-            student = drop_blocks(c["teacher"], c["dropped"])
-            student.requires_grad_(True)
-            settings = replace(c["preset"].recovery, views=ViewSettings(views))
-            start = time.monotonic()
-            result = recover(c["teacher"], student, c["dropped"], c["structure"], c["train"], c["selection"],
-                             c["prep"], settings, c["seed"])
-            cell["recovery_s"][views] = round(time.monotonic() - start, 1)
+    for key, c, recovered in recovered_cells(args, recipes):
+        cell = {"dropped": c["dropped"], "accuracy": {"unrecovered": c["test_accuracy"](drop_blocks(c["teacher"],
+                                                                                                    c["dropped"]))},
+                "recovery_s": {}}
+        for views, (student, result, seconds) in recovered.items():
+            cell["recovery_s"][views] = seconds
             student.load_state_dict(result.state_dict)
             cell["accuracy"][views] = c["test_accuracy"](student)
         cells[key] = cell
         print(key, cell["accuracy"], flush=True)
     result = {"benchmark": "fashion_mnist_views", "machine": machine_info(), "threads": args.threads, "cells": cells}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fashion_mnist_views.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "fashion_mnist_views.md").write_text(render(result))
-    print(f"wrote {args.out / 'fashion_mnist_views.md'}")
+    write_result(args.out, "fashion_mnist_views", result, render, indent=1)
 
 
 if __name__ == "__main__":

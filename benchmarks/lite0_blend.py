@@ -17,7 +17,6 @@ Recovered states are kept under $PRACTISE_HOME/benchmarks/lite0-blend-states, so
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.cli_helpers import RESULTS, grid_parser, replot, write_result
 from benchmarks.machine import machine_info
 
-RESULTS = Path(__file__).resolve().parent / "results"
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 RECIPE = "adaptors (default)"
 SPLITS = 200  # random choose/report splits per tiny set and seed
@@ -193,15 +192,9 @@ def setup(tiny_sets: list[str], threads: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--tiny-sets", nargs="+", default=["pip", "opencv", "tux", "wallpapers"])
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--replot", action="store_true", help="only rewrite the .md from the saved .json")
-    args = parser.parse_args(argv)
-    if args.replot:
-        (args.out / "lite0_blend.md").write_text(render(json.loads((args.out / "lite0_blend.json").read_text())))
+    args = grid_parser(__doc__, seeds=[0, 1], threads=0,
+                       tiny_sets=["pip", "opencv", "tux", "wallpapers"]).parse_args(argv)
+    if replot(args, "lite0_blend", render):
         return
     bench = setup(args.tiny_sets, args.threads)
     loaded, heldout, teacher_logits, photos = bench["loaded"], bench["heldout"], bench["teacher_logits"], bench["photos"]
@@ -217,10 +210,7 @@ def main(argv: list[str] | None = None) -> None:
               f"three {runs[f'{name}/{seed}']['rule_three']:+.2f}", flush=True)
     result = {"benchmark": "lite0_blend", "budget": bench["budget"], "files": bench["files"], "photos": photos, "runs": runs,
               "machine": machine_info(), "threads": torch.get_num_threads()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lite0_blend.json").write_text(json.dumps(result) + "\n")
-    (args.out / "lite0_blend.md").write_text(render(result))
-    print(f"wrote {args.out / 'lite0_blend.md'}")
+    write_result(args.out, "lite0_blend", result, render, indent=None)
 
 
 if __name__ == "__main__":

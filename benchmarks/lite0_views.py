@@ -15,14 +15,10 @@ lite0_blend's), so a rerun only evaluates.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import torch
 
+from benchmarks.cli_helpers import grid_parser, replot, write_result
 from benchmarks.lite0_blend import (
-    RESULTS,
     SPLITS,
     evaluate_blends,
     recovered_states,
@@ -103,15 +99,9 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--tiny-sets", nargs="+", default=["pip", "opencv", "tux", "wallpapers"])
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--replot", action="store_true", help="only rewrite the .md from the saved .json")
-    args = parser.parse_args(argv)
-    if args.replot:
-        (args.out / "lite0_views.md").write_text(render(json.loads((args.out / "lite0_views.json").read_text())))
+    args = grid_parser(__doc__, seeds=[0, 1, 2], threads=0,
+                       tiny_sets=["pip", "opencv", "tux", "wallpapers"]).parse_args(argv)
+    if replot(args, "lite0_views", render):
         return
     bench = setup(args.tiny_sets, args.threads)
     loaded, photos = bench["loaded"], bench["photos"]
@@ -126,10 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{v} {runs[f'{name}/{seed}'][v]['levels']['all']:.1f}%" for v in RECIPES), flush=True)
     result = {"benchmark": "lite0_views", "budget": bench["budget"], "photos": photos, "runs": runs,
               "machine": machine_info(), "threads": torch.get_num_threads()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lite0_views.json").write_text(json.dumps(result) + "\n")
-    (args.out / "lite0_views.md").write_text(render(result))
-    print(f"wrote {args.out / 'lite0_views.md'}")
+    write_result(args.out, "lite0_views", result, render, indent=None)
 
 
 if __name__ == "__main__":
