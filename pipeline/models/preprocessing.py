@@ -47,6 +47,9 @@ def with_preprocessing(loaded: LoadedModel, mean: str | None = None, std: str | 
                          "fraction of the resized image (0.875 is torchvision's, 1 keeps it whole).")
     if interpolation is not None and interpolation not in INTERPOLATIONS:
         raise UsageError(f"--interpolation '{interpolation}' is not known; choose one of: {', '.join(INTERPOLATIONS)}.")
+    if interpolation is None and loaded.interpolation not in INTERPOLATIONS:
+        raise UsageError(f"model '{loaded.spec}' resizes its images with '{loaded.interpolation}', which this tool "
+                         f"does not do; pass --interpolation with one of: {', '.join(INTERPOLATIONS)}.")
     return replace(loaded, mean=new_mean or loaded.mean, std=new_std or loaded.std,
                    crop_fraction=loaded.crop_fraction if crop_fraction is None else float(crop_fraction),
                    interpolation=interpolation or loaded.interpolation)

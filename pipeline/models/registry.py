@@ -92,6 +92,10 @@ def _build(spec: str) -> LoadedModel:
     name = spec.strip().replace("-", "_") if ":" not in spec else spec.strip()
     if name in efficientnet_lite.LITE_VARIANTS:
         return _load_lite(name)
+    if spec.strip().startswith("timm:"):  # timm is optional: its module imports it only when asked
+        from pipeline.models.timm_models import load_timm
+
+        return load_timm(spec.strip())
     if ":" in spec:
         return _load_user_factory(spec)
     if Path(spec).suffix in SAVED_MODULE_SUFFIXES:

@@ -26,6 +26,8 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
             return True
+        if isinstance(m, nn.Identity):  # traced through: timm writes skips as `x + self.shortcut(shortcut)`
+            return False
         return super().is_leaf_module(m, qualname)
 
 

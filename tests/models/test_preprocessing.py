@@ -75,3 +75,12 @@ def gray_resnet():
 def test_a_one_channel_model_is_refused_with_the_way_round():
     with pytest.raises(UsageError, match="takes 1-channel input.*average the channels"):
         with_preprocessing(load_model("tests.models.test_preprocessing:gray_resnet", resolution=32))
+
+
+def test_a_models_own_filter_this_tool_lacks_is_refused_unless_the_user_chooses_one():
+    from dataclasses import replace
+
+    odd = replace(load_model(TINY, resolution=32), interpolation="random")
+    with pytest.raises(UsageError, match="resizes its images with 'random'.*pass --interpolation"):
+        with_preprocessing(odd)
+    assert with_preprocessing(odd, interpolation="bicubic").interpolation == "bicubic"

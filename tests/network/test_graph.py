@@ -87,3 +87,20 @@ def test_readers_take_the_input_itself_and_writers_feed_no_other_convolution():
 
 def test_a_block_with_data_dependent_control_flow_cannot_be_traced():
     assert trace_block(_DataDependent()) is None
+
+
+class _ShortcutModuleBlock(torch.nn.Module):
+    """A skip written as `f(x) + self.shortcut(x)` with an nn.Identity shortcut (timm's RegNet and ConvNeXt)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.shortcut = torch.nn.Identity()
+
+    def forward(self, x):
+        return self.conv(x) + self.shortcut(x)
+
+
+def test_an_identity_shortcut_module_is_an_identity_skip():
+    graph = trace_block(_ShortcutModuleBlock())
+    assert graph is not None and has_identity_skip(graph)
