@@ -32,7 +32,7 @@ import os
 import resource
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from benchmarks.machine import machine_info
+from pipeline.core.atomic import save_torch_atomic, write_json_atomic, write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
@@ -221,11 +222,8 @@ def obtain_teacher(data: dict, widths, depth: int, epochs: int, train_subset: in
             "train_images": int(len(x_train)), "train_s": round(time.monotonic() - start, 1), "losses": losses,
             "optimizer": "SGD nesterov momentum 0.9, wd 5e-4, batch 128, lr 0.1 with linear warm-up (15%) and cosine decay; shifts <= 2 px, flips",
             "data_fingerprint": fingerprint}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_name(weights.name + ".partial")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(weights)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    save_torch_atomic(weights, model.state_dict())
+    write_json_atomic(meta_path, meta)
     return model.eval(), meta | {"cached": False, "path": str(weights)}
 
 
@@ -276,115 +274,148 @@ class Clock:
 
 # --------------------------------------------------------------------------------------------- the grid
 
-def run_benchmark(args) -> dict:
-    from benchmarks.baselines import distill_logits, finetune_labels
-    from benchmarks.selection_rules import select_by_rule
-    from pipeline.core import paths
-    from pipeline.core.errors import UsageError
-    from pipeline.data.tiny_set import augmented_views, eval_tensors, split_holdout
-    from pipeline.latency.budget import Budget
-    from pipeline.latency.measured_selection import select_by_measurement
-    from pipeline.latency.profiling import measure_end_to_end, obtain_table
-    from pipeline.latency.selection import score_blocks, select_blocks
-    from pipeline.models import LoadedModel
-    from pipeline.network.blocks import analyse
-    from pipeline.network.surgery import drop_blocks
-    from pipeline.recovery.recover import recover
-    from pipeline.recovery.recoverability import score_recoverability
-    from pipeline.run.presets import get_preset
-    from profilers import TableStore, get_profiler
+@dataclass
+class _Grid:
+    """What every cell of the grid shares: settings, data, the teacher, the latency table, the running result.
 
-    torch.set_num_threads(args.threads)
-    log = (lambda m: print(m, flush=True))
-    clock = Clock()
-    wall_start = time.monotonic()
-    preset = get_preset("fast")
-    scoring = replace(preset.scoring, steps=args.scoring_steps)
-    pool_views = min(preset.scoring_pool_views, scoring.steps * scoring.batch_size)
-    recovery = replace(preset.recovery, fit=replace(preset.recovery.fit, steps=args.recovery_steps),
-                       eval_every=min(preset.recovery.eval_every, args.recovery_steps))
-    mimic = replace(recovery, method="mimic")
-    baseline = replace(recovery, fit=replace(recovery.fit, lr=args.baseline_lr))  # method unused by the baselines
-    profile_settings = replace(preset.profile, batch=args.profile_batch, resolution=RESOLUTION,
-                               threads=args.profile_threads)
-    if args.smoke:
-        profile_settings = replace(profile_settings, warmup_runs=2, runs_per_round=3, min_rounds=3, max_rounds=4,
-                                   time_cap_s=5)
+    Each network's end-to-end measurement and unrecovered accuracy is made once and reused, and an adaptor
+    recovery is reused when a rule later chooses the same blocks on the same tiny set (it is deterministic).
+    """
 
-    data = load_fashion_mnist(args.data_dir)
-    x_train = padded(data["train_images"])
-    x_test, y_test = padded(data["test_images"]), torch.from_numpy(data["test_labels"].astype(np.int64))
-    if args.test_images:
-        x_test, y_test = x_test[:args.test_images], y_test[:args.test_images]
+    args: argparse.Namespace
+    settings: dict  # preset, scoring, pool_views, recovery, mimic, baseline, profile
+    data: dict
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    teacher: nn.Module
+    structure: object
+    prep: object
+    table: object
+    clock: Clock
+    result: dict = field(default_factory=dict)
+    measured: dict = field(default_factory=dict)  # dropped blocks -> EndToEnd
+    unrecovered_acc: dict = field(default_factory=dict)  # dropped blocks -> test accuracy
+    adaptor_results: dict = field(default_factory=dict)  # (dropped, size, seed) -> adaptor recovery already run
 
-    with clock("teacher_training_or_cache"):
-        teacher, teacher_meta = obtain_teacher(data, args.widths, args.depth, args.teacher_epochs,
-                                               args.teacher_subset, log)
-    teacher.requires_grad_(False)
-    with clock("evaluation"):
-        teacher_acc = accuracy(teacher, x_test, y_test)
-    log(f"teacher: {100 * teacher_acc:.2f}% on {len(x_test)} test images")
-    loaded = LoadedModel(f"benchmarks.fashion_mnist:CifarResNet{tuple(args.widths)}x{args.depth}", teacher,
-                         RESOLUTION, (MEAN,) * 3, (STD,) * 3, f"file:{teacher_meta['path']}")
-    structure = analyse(teacher, RESOLUTION)
-    log(f"{len(structure.candidates)} candidate blocks: {', '.join(structure.candidate_names())}")
-    prep = _prep_class()
+    def log(self, message: str) -> None:
+        print(message, flush=True)
 
-    with clock("profiling"):
-        with get_profiler("cpu", args.backend, profile_settings) as profiler:
-            choice = obtain_table(loaded, structure, profiler, TableStore(paths.table_store_dir()),
-                                  reprofile=args.reprofile, log=log)
-    table = choice.table
-    log(f"latency table ({choice.source}): full network {table.full.median_ms:.3f} ms")
-
-    measured: dict[tuple, object] = {}  # dropped blocks -> EndToEnd, each network measured once
-
-    def choose(selector, budget: Budget) -> dict:
+    def choose(self, selector, budget) -> dict:
         """Select and correct by end-to-end measurement exactly as `run` does (measured_selection)."""
-        def measure(dropped: list[str]):
-            key = tuple(sorted(dropped))
-            if key not in measured:
-                with clock("latency_measurement"):
-                    with get_profiler("cpu", args.backend, profile_settings) as profiler:
-                        measured[key] = measure_end_to_end(teacher, drop_blocks(teacher, dropped), profiler)
-            return measured[key]
+        from pipeline.latency.measured_selection import select_by_measurement
 
-        attempts, chosen = select_by_measurement(selector, measure, budget, table.full.median_ms, args.max_attempts)
+        attempts, chosen = select_by_measurement(selector, self._measure, budget, self.table.full.median_ms,
+                                                 self.args.max_attempts)
         kept = attempts[chosen]
         return {"dropped": kept["dropped"], "attempts": attempts, "chosen_attempt": chosen,
                 "predicted_ratio": kept["predicted_ratio"], "original_ms": kept["measured"]["original"]["median_ms"],
                 "compressed_ms": kept["measured"]["compressed"]["median_ms"],
                 "measured_ratio": kept["measured"]["ratio_median"], "meets_budget": kept["meets_budget"]}
 
-    unrecovered_acc: dict[tuple, float] = {}
-    adaptor_results: dict[tuple, dict] = {}  # (dropped, size, seed) -> adaptor recovery already run
+    def _measure(self, dropped: list[str]):
+        from pipeline.latency.profiling import measure_end_to_end
+        from pipeline.network.surgery import drop_blocks
+        from profilers import get_profiler
 
-    def evaluate(model) -> tuple[float, float]:
+        key = tuple(sorted(dropped))
+        if key not in self.measured:
+            with self.clock("latency_measurement"):
+                with get_profiler("cpu", self.args.backend, self.settings["profile"]) as profiler:
+                    self.measured[key] = measure_end_to_end(self.teacher, drop_blocks(self.teacher, dropped), profiler)
+        return self.measured[key]
+
+    def evaluate(self, model) -> tuple[float, float]:
         start = time.monotonic()
-        with clock("evaluation"):
-            acc = accuracy(model, x_test, y_test)
+        with self.clock("evaluation"):
+            acc = accuracy(model, self.x_test, self.y_test)
         return acc, time.monotonic() - start
 
-    def unrecovered(dropped: list[str]) -> float:
-        key = tuple(sorted(dropped))
-        if key not in unrecovered_acc:
-            unrecovered_acc[key] = evaluate(drop_blocks(teacher, dropped))[0]
-        return unrecovered_acc[key]
+    def unrecovered(self, dropped: list[str]) -> float:
+        from pipeline.network.surgery import drop_blocks
 
-    result = {
+        key = tuple(sorted(dropped))
+        if key not in self.unrecovered_acc:
+            self.unrecovered_acc[key] = self.evaluate(drop_blocks(self.teacher, dropped))[0]
+        return self.unrecovered_acc[key]
+
+    def record(self, cell: dict, method: str, selector_name: str, sel: dict | None, acc: float, extra: dict) -> None:
+        rec = cell | {"method": method, "selector": selector_name, "dropped": sel["dropped"] if sel else [],
+                      "test_accuracy": acc} | extra
+        self.result["records"].append(rec)
+        self.log(f"  budget {cell['budget']} {method}: {100 * acc:.2f}%")
+
+    def recovered_record(self, student: nn.Module, res, seconds: float, dropped: list[str], note: dict) -> tuple:
+        """Load the recovered state into `student`; (test accuracy, the record's recovery fields)."""
+        student.load_state_dict(res.state_dict)
+        acc, eval_s = self.evaluate(student)
+        return acc, {"kept": res.kept, "best_step": res.best_step, "selection_kl_before": res.selection_kl_before,
+                     "selection_kl_after": res.selection_kl_after, "recovery_s": round(seconds, 2),
+                     "eval_s": round(eval_s, 2), "unrecovered_accuracy": self.unrecovered(dropped), **note}
+
+
+def _settings(args) -> dict:
+    """The fast preset with the benchmark's steps, and the baselines' and the profiler's settings."""
+    from pipeline.run.presets import get_preset
+
+    preset = get_preset("fast")
+    scoring = replace(preset.scoring, steps=args.scoring_steps)
+    recovery = replace(preset.recovery, fit=replace(preset.recovery.fit, steps=args.recovery_steps),
+                       eval_every=min(preset.recovery.eval_every, args.recovery_steps))
+    profile = replace(preset.profile, batch=args.profile_batch, resolution=RESOLUTION, threads=args.profile_threads)
+    if args.smoke:
+        profile = replace(profile, warmup_runs=2, runs_per_round=3, min_rounds=3, max_rounds=4, time_cap_s=5)
+    return {"preset": preset, "scoring": scoring, "pool_views": min(preset.scoring_pool_views,
+                                                                    scoring.steps * scoring.batch_size),
+            "recovery": recovery, "mimic": replace(recovery, method="mimic"),
+            "baseline": replace(recovery, fit=replace(recovery.fit, lr=args.baseline_lr)),  # method unused
+            "profile": profile}
+
+
+def _test_split(args, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    x_test, y_test = padded(data["test_images"]), torch.from_numpy(data["test_labels"].astype(np.int64))
+    if args.test_images:
+        x_test, y_test = x_test[:args.test_images], y_test[:args.test_images]
+    return x_test, y_test
+
+
+def _latency_table(args, teacher: nn.Module, teacher_meta: dict, structure, settings: dict, clock: Clock, log):
+    """The teacher's latency table, from the store or measured (and stored)."""
+    from pipeline.core import paths
+    from pipeline.latency.profiling import obtain_table
+    from pipeline.models import LoadedModel
+    from profilers import TableStore, get_profiler
+
+    loaded = LoadedModel(f"benchmarks.fashion_mnist:CifarResNet{tuple(args.widths)}x{args.depth}", teacher,
+                         RESOLUTION, (MEAN,) * 3, (STD,) * 3, f"file:{teacher_meta['path']}")
+    with clock("profiling"):
+        with get_profiler("cpu", args.backend, settings["profile"]) as profiler:
+            choice = obtain_table(loaded, structure, profiler, TableStore(paths.table_store_dir()),
+                                  reprofile=args.reprofile, log=log)
+    log(f"latency table ({choice.source}): full network {choice.table.full.median_ms:.3f} ms")
+    return choice
+
+
+def _result_header(args, settings: dict, teacher_meta: dict, teacher_acc: float, test_images: int, structure,
+                   choice) -> dict:
+    """The saved result before any cell: machine, command, grid, settings, teacher, candidates, latency table."""
+    preset, baseline = settings["preset"], settings["baseline"]
+    table = choice.table
+    return {
         "benchmark": "fashion_mnist" + ("_smoke" if args.smoke else ""),
         "machine": machine_info(),
         "command": args.command,
         "grid": {"budgets": args.budgets, "sizes": args.sizes, "seeds": args.seeds, "methods": args.methods},
         "settings": {
             "teacher": {k: v for k, v in teacher_meta.items() if k not in ("losses", "data_fingerprint")},
-            "test_images": len(x_test), "resolution": RESOLUTION, "input": "28 px zero-padded to 32, gray replicated to 3 channels",
-            "scoring": scoring.to_dict() | {"pool_views": pool_views},
-            "recovery_adaptors": recovery.to_dict(), "recovery_mimic": mimic.to_dict(),
+            "test_images": test_images, "resolution": RESOLUTION,
+            "input": "28 px zero-padded to 32, gray replicated to 3 channels",
+            "scoring": settings["scoring"].to_dict() | {"pool_views": settings["pool_views"]},
+            "recovery_adaptors": settings["recovery"].to_dict(), "recovery_mimic": settings["mimic"].to_dict(),
             "baselines": {"fit": baseline.fit.to_dict(), "batchnorm": baseline.batchnorm,
                           "eval_every": baseline.eval_every, "kd_temperature": 4.0},
             "holdout_fraction": preset.holdout_fraction,
-            "profile": profile_settings.method() | {"backend": args.backend or "onnxruntime"},
+            "profile": settings["profile"].method() | {"backend": args.backend or "onnxruntime"},
             "torch_threads": args.threads,
         },
         "teacher_accuracy": teacher_acc,
@@ -398,6 +429,40 @@ def run_benchmark(args) -> dict:
         "finished": False,
     }
 
+
+def _prepare(args) -> _Grid:
+    """Data, teacher (trained once, then cached), its candidate blocks and latency table, the result header."""
+    from pipeline.network.blocks import analyse
+
+    torch.set_num_threads(args.threads)
+    log = (lambda m: print(m, flush=True))
+    clock = Clock()
+    settings = _settings(args)
+    data = load_fashion_mnist(args.data_dir)
+    x_test, y_test = _test_split(args, data)
+    with clock("teacher_training_or_cache"):
+        teacher, teacher_meta = obtain_teacher(data, args.widths, args.depth, args.teacher_epochs,
+                                               args.teacher_subset, log)
+    teacher.requires_grad_(False)
+    with clock("evaluation"):
+        teacher_acc = accuracy(teacher, x_test, y_test)
+    log(f"teacher: {100 * teacher_acc:.2f}% on {len(x_test)} test images")
+    structure = analyse(teacher, RESOLUTION)
+    log(f"{len(structure.candidates)} candidate blocks: {', '.join(structure.candidate_names())}")
+    prep = _prep_class()
+    choice = _latency_table(args, teacher, teacher_meta, structure, settings, clock, log)
+    grid = _Grid(args, settings, data, padded(data["train_images"]), x_test, y_test, teacher, structure, prep,
+                 choice.table, clock)
+    grid.result = _result_header(args, settings, teacher_meta, teacher_acc, len(x_test), structure, choice)
+    return grid
+
+
+def run_benchmark(args) -> dict:
+    from pipeline.latency.budget import Budget
+
+    wall_start = time.monotonic()
+    grid = _prepare(args)
+    result, clock = grid.result, grid.clock
     earlier_wall_s = _resume_into(result, args) if args.resume else 0.0
     for stage, seconds in result.pop("earlier_timings_s", {}).items():
         clock.totals[stage] = round(clock.totals.get(stage, 0.0) + seconds, 2)
@@ -409,102 +474,140 @@ def run_benchmark(args) -> dict:
         write_outputs(result, args.out)
 
     budgets = [Budget.parse(b) for b in args.budgets]
-    practise_methods = {"none", "practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"}
     for seed in args.seeds:  # seeds outermost: a run stopped early has every size for the seeds it finished
         for size in args.sizes:
             if all([b.ratio, size, seed] in result["cells_done"] for b in budgets):
                 continue  # finished by the run this one resumes
-            order = np.random.default_rng(seed).permutation(len(x_train))[:size]  # nested: 50 in 100 in 500
-            tiny = tiny_set(x_train, data["train_labels"], order)
-            train, held = split_holdout(tiny, preset.holdout_fraction, seed)
-            selection_images = eval_tensors(held, prep)
-            log(f"== tiny set of {size} train images, seed {seed}: {len(train)} to train, {len(held)} to select")
-            scores = None
-            if practise_methods & set(args.methods):
-                with clock("scoring") as t:
-                    pool = augmented_views(train, prep, pool_views, scoring.min_crop_scale, seed)
-                    recov = score_recoverability(teacher, structure, pool, eval_tensors(train, prep), scoring, {})
-                scores = score_blocks({b: recov[b]["recoverability"] for b in structure.candidate_names()}, table)
-                log(f"scored {len(scores)} blocks in {t.seconds:.1f} s")
-            for budget in budgets:
-                cell = {"budget": budget.ratio, "size": size, "seed": seed}
-                if [budget.ratio, size, seed] in result["cells_done"]:
-                    continue
-
-                def record(method, selector_name, sel, acc, extra):
-                    rec = cell | {"method": method, "selector": selector_name, "dropped": sel["dropped"] if sel else [],
-                                  "test_accuracy": acc} | extra
-                    result["records"].append(rec)
-                    log(f"  budget {budget.ratio} {method}: {100 * acc:.2f}%")
-
-                if "teacher" in args.methods and not any(r["method"] == "teacher" for r in result["records"]):
-                    for b in budgets:
-                        result["records"].append({"budget": b.ratio, "size": None, "seed": None, "method": "teacher",
-                                                  "selector": None, "dropped": [], "test_accuracy": teacher_acc})
-                practise_sel = None
-                if scores is not None:
-                    practise_sel = choose(lambda extra: select_blocks(scores, table, budget, "greedy", extra), budget)
-                    result["selections"].append(cell | {"selector": "practise-greedy"} | practise_sel)
-                    if "none" in args.methods:
-                        record("none", "practise-greedy", practise_sel, unrecovered(practise_sel["dropped"]), {})
-                for method in ("practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"):
-                    if method not in args.methods:
-                        continue
-                    dropped = practise_sel["dropped"]
-                    student = drop_blocks(teacher, dropped)
-                    student.requires_grad_(True)
-                    with clock("recovery:" + method) as t:
-                        if method == "practise-adaptors":
-                            res = recover(teacher, student, dropped, structure, train, selection_images, prep, recovery, seed)
-                        elif method == "practise-mimic":
-                            res = recover(teacher, student, dropped, structure, train, selection_images, prep, mimic, seed)
-                        elif method == "bp-labels":
-                            res = finetune_labels(teacher, student, train, selection_images, prep, baseline, seed)
-                        else:
-                            res = distill_logits(teacher, student, train, selection_images, prep, baseline, seed)
-                    student.load_state_dict(res.state_dict)
-                    acc, eval_s = evaluate(student)
-                    extra = {"kept": res.kept, "best_step": res.best_step, "selection_kl_before": res.selection_kl_before,
-                             "selection_kl_after": res.selection_kl_after, "recovery_s": round(t.seconds, 2),
-                             "eval_s": round(eval_s, 2), "unrecovered_accuracy": unrecovered(dropped)}
-                    record(method, "practise-greedy", practise_sel, acc, extra)
-                    if method == "practise-adaptors":
-                        adaptor_results[(tuple(sorted(dropped)), size, seed)] = {"acc": acc, "extra": extra, "method": method}
-                for method, rule in RULE_METHODS.items():
-                    if method not in args.methods:
-                        continue
-                    sel = choose(lambda extra: select_by_rule(rule, structure, table, budget, seed, extra), budget)
-                    result["selections"].append(cell | {"selector": f"rule:{rule}"} | sel)
-                    same = (tuple(sorted(sel["dropped"])), size, seed)
-                    if same in adaptor_results:  # same blocks, same tiny set: the same deterministic recovery
-                        record(method, f"rule:{rule}", sel, adaptor_results[same]["acc"],
-                               adaptor_results[same]["extra"] | {"reused_from": adaptor_results[same]["method"]})
-                        continue
-                    student = drop_blocks(teacher, sel["dropped"])
-                    student.requires_grad_(True)
-                    note = {}
-                    with clock("recovery:rules") as t:
-                        try:
-                            res = recover(teacher, student, sel["dropped"], structure, train, selection_images, prep,
-                                          recovery, seed)
-                        except UsageError as exc:  # e.g. no adaptor site around the chosen blocks
-                            note["error"] = str(exc)
-                            res = recover(teacher, student, sel["dropped"], structure, train, selection_images, prep,
-                                          mimic, seed)
-                            note["fallback"] = "mimic"
-                    student.load_state_dict(res.state_dict)
-                    acc, eval_s = evaluate(student)
-                    extra = {"kept": res.kept, "best_step": res.best_step, "selection_kl_before": res.selection_kl_before,
-                             "selection_kl_after": res.selection_kl_after, "recovery_s": round(t.seconds, 2),
-                             "eval_s": round(eval_s, 2), "unrecovered_accuracy": unrecovered(sel["dropped"]), **note}
-                    record(method, f"rule:{rule}", sel, acc, extra)
-                    if not note:
-                        adaptor_results[same] = {"acc": acc, "extra": extra, "method": method}
-                result["cells_done"].append([budget.ratio, size, seed])
-                save()
+            _run_tiny_set(grid, budgets, size, seed, save)
     result["finished"] = True
     save()
     return result
+
+
+_PRACTISE_METHODS = {"none", "practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"}
+
+
+def _run_tiny_set(grid: _Grid, budgets: list, size: int, seed: int, save) -> None:
+    """One tiny set (the first `size` train images of the seed's order): scored once, then every budget."""
+    from pipeline.data.tiny_set import augmented_views, eval_tensors, split_holdout
+    from pipeline.latency.selection import score_blocks
+    from pipeline.recovery.recoverability import score_recoverability
+
+    args, result = grid.args, grid.result
+    order = np.random.default_rng(seed).permutation(len(grid.x_train))[:size]  # nested: 50 in 100 in 500
+    tiny = tiny_set(grid.x_train, grid.data["train_labels"], order)
+    train, held = split_holdout(tiny, grid.settings["preset"].holdout_fraction, seed)
+    selection_images = eval_tensors(held, grid.prep)
+    grid.log(f"== tiny set of {size} train images, seed {seed}: {len(train)} to train, {len(held)} to select")
+    scores = None
+    if _PRACTISE_METHODS & set(args.methods):
+        scoring = grid.settings["scoring"]
+        with grid.clock("scoring") as t:
+            pool = augmented_views(train, grid.prep, grid.settings["pool_views"], scoring.min_crop_scale, seed)
+            recov = score_recoverability(grid.teacher, grid.structure, pool, eval_tensors(train, grid.prep), scoring, {})
+        scores = score_blocks({b: recov[b]["recoverability"] for b in grid.structure.candidate_names()}, grid.table)
+        grid.log(f"scored {len(scores)} blocks in {t.seconds:.1f} s")
+    for budget in budgets:
+        if [budget.ratio, size, seed] in result["cells_done"]:
+            continue
+        cell = {"budget": budget.ratio, "size": size, "seed": seed}
+        _teacher_records(grid, budgets)
+        _practise_cell(grid, cell, budget, scores, train, selection_images)
+        _rule_cell(grid, cell, budget, train, selection_images)
+        result["cells_done"].append([budget.ratio, size, seed])
+        save()
+
+
+def _teacher_records(grid: _Grid, budgets: list) -> None:
+    """The teacher's accuracy, once per budget column (it drops nothing)."""
+    if "teacher" in grid.args.methods and not any(r["method"] == "teacher" for r in grid.result["records"]):
+        for b in budgets:
+            grid.result["records"].append({"budget": b.ratio, "size": None, "seed": None, "method": "teacher",
+                                           "selector": None, "dropped": [], "test_accuracy": grid.result["teacher_accuracy"]})
+
+
+def _practise_cell(grid: _Grid, cell: dict, budget, scores, train, selection_images) -> None:
+    """PRACTISE's selection, unrecovered and recovered by each method (the library's recovery and baselines)."""
+    from pipeline.latency.selection import select_blocks
+
+    if scores is None:
+        return
+    sel = grid.choose(lambda extra: select_blocks(scores, grid.table, budget, "greedy", extra), budget)
+    grid.result["selections"].append(cell | {"selector": "practise-greedy"} | sel)
+    if "none" in grid.args.methods:
+        grid.record(cell, "none", "practise-greedy", sel, grid.unrecovered(sel["dropped"]), {})
+    for method in ("practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"):
+        if method in grid.args.methods:
+            _recover_by_method(grid, cell, method, sel, train, selection_images)
+
+
+def _recover_by_method(grid: _Grid, cell: dict, method: str, sel: dict, train, selection_images) -> None:
+    from benchmarks.baselines import distill_logits, finetune_labels
+    from pipeline.network.surgery import drop_blocks
+    from pipeline.recovery.recover import recover
+
+    dropped, seed, s = sel["dropped"], cell["seed"], grid.settings
+    teacher, structure, prep = grid.teacher, grid.structure, grid.prep
+    student = drop_blocks(teacher, dropped)
+    student.requires_grad_(True)
+    with grid.clock("recovery:" + method) as t:
+        if method in ("practise-adaptors", "practise-mimic"):
+            settings = s["recovery"] if method == "practise-adaptors" else s["mimic"]
+            res = recover(teacher, student, dropped, structure, train, selection_images, prep, settings, seed)
+        elif method == "bp-labels":
+            res = finetune_labels(teacher, student, train, selection_images, prep, s["baseline"], seed)
+        else:
+            res = distill_logits(teacher, student, train, selection_images, prep, s["baseline"], seed)
+    acc, extra = grid.recovered_record(student, res, t.seconds, dropped, {})
+    grid.record(cell, method, "practise-greedy", sel, acc, extra)
+    if method == "practise-adaptors":
+        grid.adaptor_results[(tuple(sorted(dropped)), cell["size"], seed)] = {"acc": acc, "extra": extra,
+                                                                             "method": method}
+
+
+def _rule_cell(grid: _Grid, cell: dict, budget, train, selection_images) -> None:
+    """Blocks chosen by each simple rule under the same budget, recovered by the library's default recovery."""
+    from benchmarks.selection_rules import select_by_rule
+
+    for method, rule in RULE_METHODS.items():
+        if method not in grid.args.methods:
+            continue
+        sel = grid.choose(lambda extra: select_by_rule(rule, grid.structure, grid.table, budget, cell["seed"], extra),
+                          budget)
+        grid.result["selections"].append(cell | {"selector": f"rule:{rule}"} | sel)
+        same = (tuple(sorted(sel["dropped"])), cell["size"], cell["seed"])
+        if same in grid.adaptor_results:  # same blocks, same tiny set: the same deterministic recovery
+            earlier = grid.adaptor_results[same]
+            grid.record(cell, method, f"rule:{rule}", sel, earlier["acc"],
+                        earlier["extra"] | {"reused_from": earlier["method"]})
+            continue
+        acc, extra, note = _recover_rule_selection(grid, cell, sel, train, selection_images)
+        grid.record(cell, method, f"rule:{rule}", sel, acc, extra)
+        if not note:
+            grid.adaptor_results[same] = {"acc": acc, "extra": extra, "method": method}
+
+
+def _recover_rule_selection(grid: _Grid, cell: dict, sel: dict, train, selection_images) -> tuple:
+    """Adaptor recovery of a rule's blocks, mimicking all parameters where no adaptor site surrounds them."""
+    from pipeline.core.errors import UsageError
+    from pipeline.network.surgery import drop_blocks
+    from pipeline.recovery.recover import recover
+
+    teacher, dropped, seed = grid.teacher, sel["dropped"], cell["seed"]
+    student = drop_blocks(teacher, dropped)
+    student.requires_grad_(True)
+    note = {}
+    with grid.clock("recovery:rules") as t:
+        try:
+            res = recover(teacher, student, dropped, grid.structure, train, selection_images, grid.prep,
+                          grid.settings["recovery"], seed)
+        except UsageError as exc:  # e.g. no adaptor site around the chosen blocks
+            note["error"] = str(exc)
+            res = recover(teacher, student, dropped, grid.structure, train, selection_images, grid.prep,
+                          grid.settings["mimic"], seed)
+            note["fallback"] = "mimic"
+    acc, extra = grid.recovered_record(student, res, t.seconds, dropped, note)
+    return acc, extra, note
 
 
 _ADDED_RECOVERY_OPTIONS = {"point_weight": 0.0, "mixing": "none"}
@@ -559,14 +662,21 @@ def summary(result: dict) -> dict:
 
 
 def render(result: dict) -> str:
+    budgets = result["grid"]["budgets"]
+    lines = [*_render_header(result), *_accuracy_table(result, budgets), *_recovery_notes(result),
+             *_unrecovered_table(result, budgets), *_latency_rows(result), *_blocks_chosen(result),
+             *_render_footer(result)]
+    return "\n".join(lines) + "\n"
+
+
+def _render_header(result: dict) -> list[str]:
     m, s = result["machine"], result["settings"]
     t = s["teacher"]
-    stats = summary(result)
     budgets = result["grid"]["budgets"]
     sizes = sorted({r["size"] for r in result["records"] if r["size"] is not None})
     seeds_done = sorted({r["seed"] for r in result["records"] if r["seed"] is not None})
     full = result["latency_table"]["full_ms"]
-    lines = [
+    return [
         f"# {result['benchmark']}: test accuracy after dropping blocks under a latency budget (Fashion-MNIST)",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['machine']}); Python {m['python']}, torch {m['torch']}, "
@@ -601,9 +711,13 @@ def render(result: dict) -> str:
         "Test accuracy (%), mean ± standard deviation over seeds (n = number of seeds):",
         "",
     ]
+
+
+def _accuracy_table(result: dict, budgets: list) -> list[str]:
+    stats = summary(result)
+    sizes = sorted({r["size"] for r in result["records"] if r["size"] is not None})
     cols = [(b, z) for b in budgets for z in sizes]
-    lines.append("| method | " + " | ".join(f"budget {b}, {z} imgs" for b, z in cols) + " |")
-    lines.append("|---|" + "---|" * len(cols))
+    lines = ["| method | " + " | ".join(f"budget {b}, {z} imgs" for b, z in cols) + " |", "|---|" + "---|" * len(cols)]
     for method in METHODS:
         if method not in stats:
             continue
@@ -616,75 +730,89 @@ def render(result: dict) -> str:
             else:
                 cells.append("-")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Methods: teacher = the original; none = PRACTISE's blocks, no recovery; practise-adaptors = "
-              "PRACTISE's blocks + `recover` (fast preset: adaptors); practise-mimic = `recover` with method mimic "
-              "(all parameters); bp-labels = cross-entropy on the tiny set's labels; kd-logits = KL to the teacher's "
-              "logits; first / largest-saving / least-macs / random = blocks chosen by that rule "
-              "(pipeline/selection_rules.py), recovered by `recover` (adaptors).", ""]
+    return lines + ["", "Methods: teacher = the original; none = PRACTISE's blocks, no recovery; practise-adaptors = "
+                    "PRACTISE's blocks + `recover` (fast preset: adaptors); practise-mimic = `recover` with method mimic "
+                    "(all parameters); bp-labels = cross-entropy on the tiny set's labels; kd-logits = KL to the teacher's "
+                    "logits; first / largest-saving / least-macs / random = blocks chosen by that rule "
+                    "(pipeline/selection_rules.py), recovered by `recover` (adaptors).", ""]
 
-    # recovery kept / lowered
-    worse = [r for r in result["records"] if r.get("unrecovered_accuracy") is not None
+
+def _recovery_notes(result: dict) -> list[str]:
+    """How often recovery lowered test accuracy or kept the unrecovered network, and which recoveries were reused."""
+    records = result["records"]
+    worse = [r for r in records if r.get("unrecovered_accuracy") is not None
              and r["test_accuracy"] < r["unrecovered_accuracy"]]
-    kept_un = [r for r in result["records"] if r.get("kept") == "unrecovered"]
-    lines.append(f"Recovered networks less accurate on the test set than the same blocks unrecovered: {len(worse)} of "
-                 f"{sum(1 for r in result['records'] if r.get('unrecovered_accuracy') is not None)}"
-                 + (" (" + "; ".join(f"{r['method']} b{r['budget']} n{r['size']} s{r['seed']}: "
-                                     f"{100 * r['unrecovered_accuracy']:.2f} -> {100 * r['test_accuracy']:.2f}"
-                                     for r in worse[:12]) + ")" if worse else "") + ". "
-                 f"Recoveries that kept the unrecovered network (no checkpoint beat it on the selection split): "
-                 f"{len(kept_un)}" + (" (" + ", ".join(sorted({r['method'] for r in kept_un})) + ")" if kept_un else "")
-                 + ".")
-    reused = [r for r in result["records"] if r.get("reused_from")]
+    kept_un = [r for r in records if r.get("kept") == "unrecovered"]
+    lines = [f"Recovered networks less accurate on the test set than the same blocks unrecovered: {len(worse)} of "
+             f"{sum(1 for r in records if r.get('unrecovered_accuracy') is not None)}"
+             + (" (" + "; ".join(f"{r['method']} b{r['budget']} n{r['size']} s{r['seed']}: "
+                                 f"{100 * r['unrecovered_accuracy']:.2f} -> {100 * r['test_accuracy']:.2f}"
+                                 for r in worse[:12]) + ")" if worse else "") + ". "
+             f"Recoveries that kept the unrecovered network (no checkpoint beat it on the selection split): "
+             f"{len(kept_un)}" + (" (" + ", ".join(sorted({r['method'] for r in kept_un})) + ")" if kept_un else "")
+             + "."]
+    reused = [r for r in records if r.get("reused_from")]
     if reused:
         pairs = sorted({f"{r['method']} = {r['reused_from']}" for r in reused})
         lines.append(f"{len(reused)} records chose exactly the blocks an earlier method chose on the same tiny set, so "
                      f"its (deterministic) adaptor recovery was reused, not rerun: {'; '.join(pairs)}.")
-    lines.append("")
+    return lines + [""]
 
-    # unrecovered accuracy of each selector
+
+def _unrecovered_table(result: dict, budgets: list) -> list[str]:
+    """Accuracy of each selector's pruned network before recovery, per budget."""
     un: dict[str, dict[float, list[float]]] = {}
     for r in result["records"]:
         if r.get("unrecovered_accuracy") is not None:
             un.setdefault(r["selector"], {}).setdefault(r["budget"], []).append(r["unrecovered_accuracy"])
-    if un:
-        lines += ["Accuracy (%) of each selector's pruned network before recovery (mean over the cells run):", "",
-                  "| selector | " + " | ".join(f"budget {b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
-        for sel, per in un.items():
-            lines.append(f"| {sel} | " + " | ".join(f"{100 * statistics.fmean(per[b]):.2f}" if b in per else "-"
-                                                     for b in budgets) + " |")
-        lines.append("")
+    if not un:
+        return []
+    lines = ["Accuracy (%) of each selector's pruned network before recovery (mean over the cells run):", "",
+             "| selector | " + " | ".join(f"budget {b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for sel, per in un.items():
+        lines.append(f"| {sel} | " + " | ".join(f"{100 * statistics.fmean(per[b]):.2f}" if b in per else "-"
+                                                 for b in budgets) + " |")
+    return lines + [""]
 
-    # latency
-    lines += ["Latency of the chosen networks (measured end to end beside the original with the library's "
-              "`measure_end_to_end`; ratio = median of paired per-round ratios; a miss adds the shortfall and "
-              "selects again, a result far under the budget tries fewer blocks, at most 3 times, as `pipeline run` "
-              "does with `pipeline/measured_selection.py`):", "",
-              "| budget | selector | blocks dropped | predicted ratio | measured ratio | measured ms (original) | met |",
-              "|---|---|---|---|---|---|---|"]
-    seen = set()
-    for sel in result["selections"]:
-        key = (sel["budget"], sel["selector"], tuple(sorted(sel["dropped"])))
-        if key in seen:
-            continue
-        seen.add(key)
-        lines.append(f"| {sel['budget']} | {sel['selector']} | {len(sel['dropped'])} | {sel['predicted_ratio']:.3f} | "
-                     f"{sel['measured_ratio']:.3f} | {sel['compressed_ms']:.3f} ({sel['original_ms']:.3f}) | "
-                     f"{'yes' if sel['meets_budget'] else 'NO'}" + (f", {len(sel['attempts'])} attempts"
-                                                                     if len(sel['attempts']) > 1 else "") + " |")
-    lines += ["", "Blocks chosen (distinct selections):", ""]
-    seen = set()
+
+def _distinct_selections(result: dict) -> list[dict]:
+    """Selections in order, each (budget, selector, blocks) once."""
+    seen, distinct = set(), []
     for sel in result["selections"]:
         key = (sel["budget"], sel["selector"], tuple(sorted(sel["dropped"])))
         if key not in seen:
             seen.add(key)
-            lines.append(f"- {sel['budget']} {sel['selector']}: {', '.join(sel['dropped'])}")
-    lines += ["", "Notes on these results (written by hand after the runs, from runs described there): "
-              "[fashion_mnist_notes.md](fashion_mnist_notes.md)."]
-    lines += ["", "| stage | wall time (s), summed over the run |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in result.get("timings_s", {}).items()]
-    lines += ["", f"Total wall time {result.get('wall_s', 0):.0f} s; peak resident memory "
-              f"{result.get('peak_rss_mb', 0):.0f} MB (getrusage)."]
-    return "\n".join(lines) + "\n"
+            distinct.append(sel)
+    return distinct
+
+
+def _latency_rows(result: dict) -> list[str]:
+    lines = ["Latency of the chosen networks (measured end to end beside the original with the library's "
+             "`measure_end_to_end`; ratio = median of paired per-round ratios; a miss adds the shortfall and "
+             "selects again, a result far under the budget tries fewer blocks, at most 3 times, as `pipeline run` "
+             "does with `pipeline/measured_selection.py`):", "",
+             "| budget | selector | blocks dropped | predicted ratio | measured ratio | measured ms (original) | met |",
+             "|---|---|---|---|---|---|---|"]
+    for sel in _distinct_selections(result):
+        lines.append(f"| {sel['budget']} | {sel['selector']} | {len(sel['dropped'])} | {sel['predicted_ratio']:.3f} | "
+                     f"{sel['measured_ratio']:.3f} | {sel['compressed_ms']:.3f} ({sel['original_ms']:.3f}) | "
+                     f"{'yes' if sel['meets_budget'] else 'NO'}" + (f", {len(sel['attempts'])} attempts"
+                                                                     if len(sel['attempts']) > 1 else "") + " |")
+    return lines
+
+
+def _blocks_chosen(result: dict) -> list[str]:
+    return ["", "Blocks chosen (distinct selections):", "",
+            *[f"- {sel['budget']} {sel['selector']}: {', '.join(sel['dropped'])}" for sel in _distinct_selections(result)]]
+
+
+def _render_footer(result: dict) -> list[str]:
+    return ["", "Notes on these results (written by hand after the runs, from runs described there): "
+            "[fashion_mnist_notes.md](fashion_mnist_notes.md).",
+            "", "| stage | wall time (s), summed over the run |", "|---|---|",
+            *[f"| {k} | {v:.1f} |" for k, v in result.get("timings_s", {}).items()],
+            "", f"Total wall time {result.get('wall_s', 0):.0f} s; peak resident memory "
+            f"{result.get('peak_rss_mb', 0):.0f} MB (getrusage)."]
 
 
 def plot(result: dict, path: Path) -> bool:
@@ -730,10 +858,8 @@ def plot(result: dict, path: Path) -> bool:
 def write_outputs(result: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     name = result["benchmark"]
-    for suffix, text in (("json", json.dumps(result, indent=1) + "\n"), ("md", render(result))):
-        tmp = out / f".{name}.{suffix}.partial"
-        tmp.write_text(text)
-        tmp.replace(out / f"{name}.{suffix}")
+    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    write_text_atomic(out / f"{name}.md", render(result))
     plot(result, out / f"{name}.png")
 
 
