@@ -8,9 +8,11 @@ Tables are JSON, written atomically under a file lock, and refused on another de
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from pipeline.core.atomic import write_json_atomic
 from pipeline.core.errors import UsageError
@@ -103,9 +105,22 @@ class TableStore:
     def _locked(self):
         return exclusive_lock(self.root / ".lock")
 
-    def find(self, model: str, architecture_hash: str, fingerprint: DeviceFingerprint) -> LatencyTable | None:
+    def find(self, model: str, architecture_hash: str, fingerprint: DeviceFingerprint,
+             log: Callable[[str], None] | None = None) -> LatencyTable | None:
+        """The stored table for this network and device; a damaged one is set aside (and named), so it is measured again."""
         path = self.path_for(model, architecture_hash, fingerprint)
-        return LatencyTable.read(path) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return LatencyTable.read(path)
+        except UsageError as exc:
+            damaged = path.with_name(path.name + ".damaged")
+            with self._locked():
+                os.replace(path, damaged)
+            if log is not None:
+                log(f"stored latency table {path} is damaged ({exc.__cause__ or exc}); set aside as {damaged.name}, "
+                    "measuring again")
+            return None
 
     def save(self, table: LatencyTable) -> Path:
         path = self.path_for(table.model, table.architecture_hash, table.fingerprint)

@@ -66,7 +66,7 @@ def obtain_table(loaded: LoadedModel, structure: NetworkStructure, profiler: Pro
     fingerprint = profiler.fingerprint()
     path = store.path_for(loaded.spec, loaded.architecture_hash(), fingerprint)
     if not reprofile:
-        stored = store.find(loaded.spec, loaded.architecture_hash(), fingerprint)
+        stored = store.find(loaded.spec, loaded.architecture_hash(), fingerprint, log)
         if stored is not None:
             stored.check_usable(loaded.architecture_hash(), fingerprint, candidates)
             log(f"reusing latency table {path}")

@@ -48,6 +48,7 @@ _MADE_FROM = {
 }
 _TORCH_STAGE_FILES = ("recovery_checkpoint.pt", "synthetic_images.pt", "recovered_state_dict.pt",
                       "compressed_state_dict.pt")
+_REPORT = ("report.json", "report.md")  # the finished-run marker and its text: rewritten after a stage is redone
 # folders this process owns: their lock files stay open (and locked) until released or the process ends
 _OWNED: dict[Path, IO] = {}
 
@@ -176,7 +177,8 @@ class RunFolder:
         for path in sorted(self.path.iterdir()):
             if path.name in _REWRITTEN or not path.exists() or not _is_damaged(path):
                 continue
-            later = [n for n in _MADE_FROM.get(path.name, []) if (self.path / n).exists()]
+            made_from = [*_MADE_FROM.get(path.name, []), *_REPORT]  # a finished run is reopened to redo the stage
+            later = [n for n in dict.fromkeys(made_from) if n != path.name and (self.path / n).exists()]
             log(f"run folder file {path.name} is damaged (it no longer reads); setting it aside as "
                 f"{path.name}.damaged and redoing the stage that writes it"
                 + (f" (and discarding {', '.join(later)}, made from it)" if later else ""))

@@ -101,3 +101,12 @@ def test_a_corrupted_checkpoint_is_set_aside(tmp_path):
     said = []
     RunFolder.open(tmp_path / "run", {"a": 1}, log=said.append)
     assert "recovery_checkpoint.pt is damaged" in said[0] and not folder.has("recovery_checkpoint.pt")
+
+
+def test_a_damaged_file_of_a_finished_run_reopens_it(tmp_path):
+    folder = RunFolder.open(tmp_path / "run", {"a": 1})
+    folder.write_json("recoverability.json", {"blocks": {}})
+    folder.write_json("report.json", {"done": True})
+    folder.file("recoverability.json").write_text("{")
+    RunFolder.open(tmp_path / "run", {"a": 1})
+    assert not folder.is_complete and not folder.has("recoverability.json")
