@@ -340,29 +340,10 @@ def summarise_seeds(runs: list[dict]) -> str:
     ImageNet photos with 181 Tux Paint stamps; a recipe's effect differs between the two, so both are shown.
     """
     first = runs[0]
-    files, teacher = first["heldout"]["files"], first["teacher_predictions"]
+    files = first["heldout"]["files"]
     photos = [i for i, f in enumerate(files) if _is_photo(f)]
     stamps = [i for i in range(len(files)) if i not in photos]
-
-    def agreement(predictions: list[int], idx) -> float:
-        """Percent agreeing on the images `idx`; NaN when there are none (Tux Paint stamps not installed)."""
-        idx = list(idx)
-        return 100 * sum(predictions[i] == teacher[i] for i in idx) / len(idx) if idx else float("nan")
-
-    cells: dict[tuple[str, str], list[dict]] = {}
-    for run in runs:
-        if run["heldout"]["files"] != files:
-            raise ValueError("the results were made on different held-out images; summarise like with like")
-        for name, result in run["tiny_sets"].items():
-            none = result["recipes"]["none"]["predictions"]
-            for recipe, x in result["recipes"].items():
-                decide = agreement(x["predictions"], photos) > agreement(none, photos)
-                cells.setdefault((name, recipe), []).append({
-                    "seed": run["seed"], "all": agreement(x["predictions"], range(len(files))) - agreement(none, range(len(files))),
-                    "photos": agreement(x["predictions"], photos) - agreement(none, photos),
-                    "stamps": agreement(x["predictions"], stamps) - agreement(none, stamps),
-                    "deployed_stamps": (agreement(x["predictions"], stamps) - agreement(none, stamps)) if decide else 0.0,
-                    "level": agreement(x["predictions"], range(len(files))), "seconds": x["recovery_s"]})
+    cells = _seed_cells(runs, photos, stamps)
     seeds = sorted({run["seed"] for run in runs})
     m = first["machine"]
     lines = [
@@ -379,24 +360,52 @@ def summarise_seeds(runs: list[dict]) -> str:
         "| tiny set | recipe | all 201 | 20 photos | 181 stamps | deploy by photos, report stamps | agreement (all) | "
         "recovery s (median) |",
         "|---|---|---|---|---|---|---|---|",
+        *[_seed_row(name, recipe, rows) for (name, recipe), rows in cells.items()],
+        "", "'deploy by photos, report stamps' simulates the run's rule (keep the recovered network only if it "
+        "agrees more on the report images) with the photos as report images and the stamps as the deployment "
+        "domain: 0 where the unrecovered network was kept.", "",
     ]
+    return "\n".join(lines)
 
+
+def _seed_cells(runs: list[dict], photos: list[int], stamps: list[int]) -> dict[tuple[str, str], list[dict]]:
+    """(tiny set, recipe) -> per seed: changes of agreement against that seed's unrecovered network."""
+    files, teacher = runs[0]["heldout"]["files"], runs[0]["teacher_predictions"]
+    everything = range(len(files))
+
+    def agreement(predictions: list[int], idx) -> float:
+        """Percent agreeing on the images `idx`; NaN when there are none (Tux Paint stamps not installed)."""
+        idx = list(idx)
+        return 100 * sum(predictions[i] == teacher[i] for i in idx) / len(idx) if idx else float("nan")
+
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        if run["heldout"]["files"] != files:
+            raise ValueError("the results were made on different held-out images; summarise like with like")
+        for name, result in run["tiny_sets"].items():
+            none = result["recipes"]["none"]["predictions"]
+            for recipe, x in result["recipes"].items():
+                decide = agreement(x["predictions"], photos) > agreement(none, photos)
+                stamps_change = agreement(x["predictions"], stamps) - agreement(none, stamps)
+                cells.setdefault((name, recipe), []).append({
+                    "seed": run["seed"], "all": agreement(x["predictions"], everything) - agreement(none, everything),
+                    "photos": agreement(x["predictions"], photos) - agreement(none, photos),
+                    "stamps": stamps_change, "deployed_stamps": stamps_change if decide else 0.0,
+                    "level": agreement(x["predictions"], everything), "seconds": x["recovery_s"]})
+    return cells
+
+
+def _seed_row(name: str, recipe: str, rows: list[dict]) -> str:
     def fmt(values: list[float]) -> str:
         return f"{sum(values) / len(values):+.1f} ({' '.join(f'{v:+.1f}' for v in values)})"
 
-    for (name, recipe), rows in cells.items():
-        if recipe == "none":
-            levels = ", ".join(f"{r['level']:.1f}" for r in rows)
-            lines.append(f"| {name} | none (agreement %, per seed: {levels}) | | | | | | |")
-            continue
-        seconds = sorted(r["seconds"] for r in rows)[len(rows) // 2]
-        lines.append(f"| {name} | {recipe} | {fmt([r['all'] for r in rows])} | {fmt([r['photos'] for r in rows])} | "
-                     f"{fmt([r['stamps'] for r in rows])} | {fmt([r['deployed_stamps'] for r in rows])} | "
-                     f"{sum(r['level'] for r in rows) / len(rows):.1f} | {seconds:.0f} |")
-    lines += ["", "'deploy by photos, report stamps' simulates the run's rule (keep the recovered network only if it "
-              "agrees more on the report images) with the photos as report images and the stamps as the deployment "
-              "domain: 0 where the unrecovered network was kept.", ""]
-    return "\n".join(lines)
+    if recipe == "none":
+        levels = ", ".join(f"{r['level']:.1f}" for r in rows)
+        return f"| {name} | none (agreement %, per seed: {levels}) | | | | | | |"
+    seconds = sorted(r["seconds"] for r in rows)[len(rows) // 2]
+    return (f"| {name} | {recipe} | {fmt([r['all'] for r in rows])} | {fmt([r['photos'] for r in rows])} | "
+            f"{fmt([r['stamps'] for r in rows])} | {fmt([r['deployed_stamps'] for r in rows])} | "
+            f"{sum(r['level'] for r in rows) / len(rows):.1f} | {seconds:.0f} |")
 
 
 def plot(result: dict, path: Path) -> bool:
