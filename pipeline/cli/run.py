@@ -108,8 +108,18 @@ def run(as_json: bool = False, **kwargs) -> None:
     if report["evaluation"]["report_source"] != "validation folder":
         click.echo("note: the held-out images are part of the tiny set; pass --val with a few deployment images "
                    "to judge recovery on them (see report.md)")
-    click.echo(f"deployed network: {report['evaluation'].get('deployed', report['recovery']['kept'])}")
+    if report["selection"].get("why"):
+        click.echo(f"plans: {report['selection']['why']}")
+    click.echo(f"deployed network: {report['evaluation'].get('deployed', report['recovery']['kept'])}"
+               + _deployed_form(report.get("deployed", {})))
     click.echo(f"report: {folder.path / 'report.md'}")
+
+
+def _deployed_form(deployed: dict) -> str:
+    if not deployed:
+        return ""
+    ratio = f", measured ratio {deployed['measured_ratio']:.3f}" if deployed.get("measured_ratio") is not None else ""
+    return f" ({deployed['precision']}, {len(deployed['dropped'])} blocks dropped{ratio})"
 
 
 def json_summary(report: dict, run_dir) -> dict:
@@ -125,4 +135,6 @@ def json_summary(report: dict, run_dir) -> dict:
         "report_source": evaluation["report_source"], "report_images": evaluation["report"]["images"],
         "top1_agreement": {n: evaluation["report"][n]["top1_agreement"] for n in names},
         "deployed": evaluation.get("deployed", report["recovery"]["kept"]), "verdict": evaluation["verdict"],
+        "deployed_precision": report.get("deployed", {}).get("precision", "fp32"),
+        "deployed_dropped": report.get("deployed", {}).get("dropped", report["selection"]["dropped"]),
     }

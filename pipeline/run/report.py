@@ -9,7 +9,8 @@ from pipeline.run.runfolder import RunFolder
 
 _STAGE_FILES = {
     "settings": "settings.json", "data": "data.json", "candidates": "candidates.json",
-    "latency_table": "latency_table.json", "recoverability": "recoverability.json", "selection": "selection.json",
+    "latency_table": "latency_table.json", "precisions": "precisions.json", "recoverability": "recoverability.json",
+    "selection": "selection.json", "deployed": "dropped_blocks.json",
     "recovery": "recovery.json", "evaluation": "evaluation.json", "export": "export.json",
 }
 
@@ -44,9 +45,25 @@ def latency_summary(data: dict) -> dict:
     }
 
 
+def deployed_summary(data: dict) -> dict:
+    """What ships: its precision, its dropped blocks and, when a precision-only plan won, that plan's ratio."""
+    deployed = data.get("deployed", {})
+    ev = data.get("evaluation", {})
+    summary = {"precision": deployed.get("precision", "fp32"), "dropped": deployed.get("dropped", []),
+               "network": ev.get("deployed")}
+    sel = data["selection"]
+    index = sel.get("precision_plan")
+    if index is not None and ev.get("deployed", "").endswith("no block dropped"):
+        plan = sel["plans"][index]
+        summary.update(predicted_ratio=plan["predicted_ratio"], measured_ratio=plan["measured_ratio"],
+                       meets_budget=plan["meets_budget"], plan=plan["name"])
+    return summary
+
+
 def write_report(folder: RunFolder, timings: dict) -> None:
     data = collect(folder)
     data["latency"] = latency_summary(data)
+    data["deployed"] = deployed_summary(data)
     data["timings_s"] = timings
     data["finished_at"] = now_iso()
     data["plots"] = write_plots(folder)
@@ -96,7 +113,8 @@ def _artefact_latency(latency: dict | None) -> str:
 
 
 def render_markdown(data: dict) -> str:
-    lines = [*_heading(data), *_latency_section(data), *_dropped_blocks_section(data), *_recovery_section(data),
+    lines = [*_heading(data), *_plans_section(data), *_latency_section(data), *_dropped_blocks_section(data),
+             *_recovery_section(data),
              *_export_section(data.get("export")), *_wall_time_section(data["timings_s"])]
     return "\n".join(lines) + "\n"
 
@@ -111,6 +129,30 @@ def _heading(data: dict) -> list[str]:
         f"`{sel['selector']}`.",
         "",
     ]
+
+
+def _plans_section(data: dict) -> list[str]:
+    """Precision and depth: each precision measured here, each plan, and why one was recovered."""
+    sel, survey = data["selection"], data.get("precisions", {}).get("options", [])
+    if not sel.get("plans"):
+        return []
+    lines = ["## Precision and depth", ""]
+    if len(survey) > 1:
+        lines += ["| precision | latency ratio (original, measured) | agreement (selection split) | kept |",
+                  "|---|---|---|---|"]
+        lines += [f"| {o['precision']} | {o['latency_ratio']:.3f} | {_pct(o['agreement'])} | "
+                  f"{'yes' if o['kept'] else 'no'}: {o['reason']} |" for o in survey]
+        lines.append("")
+    lines += ["| plan | predicted ratio | measured ratio | meets budget | agreement before recovery |",
+              "|---|---|---|---|---|"]
+    for plan in sel["plans"]:
+        meets = {True: "yes", False: "**no**", None: "not measured"}[plan["meets_budget"]]
+        lines.append(f"| {plan['name']} | {plan['predicted_ratio']:.3f} | {_ratio(plan['measured_ratio'])} | {meets} | "
+                     f"{_pct(plan['agreement'])} |")
+    deployed = data["deployed"]
+    blocks = f"{len(deployed['dropped'])} blocks dropped" if deployed["dropped"] else "no block dropped"
+    lines += ["", f"{sel['why']}.", "", f"**Deployed: {deployed['precision']}, {blocks}** ({deployed['network']}).", ""]
+    return lines
 
 
 _BUDGET_OUTCOME = {True: "**met**.", False: "**missed** (no further block could be dropped).",
