@@ -98,29 +98,44 @@ def _draw_blocks(ax, selection: dict) -> tuple[str, str] | None:
             f"the {len(dropped)} dropped are starred (good blocks sit bottom right).")
 
 
+def _measured_attempts(selection: dict) -> list[tuple[str, dict]]:
+    """(label, attempt) for every selection measured end to end: each plan's attempts when the run made plans."""
+    plans = selection.get("plans") or []
+    groups = [(str(p.get("name", p.get("precision"))), p.get("attempts") or []) for p in plans]
+    groups = [g for g in groups if g[1]] or [("selection", selection.get("attempts", []))]
+    return [(label, a) for label, attempts in groups for a in attempts if a.get("measured")]
+
+
+def _ratios(attempt: dict) -> tuple[float, float]:
+    """Predicted and measured ratio against the original FP32 network (what the budget is about)."""
+    return (attempt.get("predicted_ratio_vs_fp32", attempt["predicted_ratio"]),
+            attempt.get("measured_ratio_vs_fp32", attempt["measured"]["ratio_median"]))
+
+
 def _draw_attempts(ax, selection: dict) -> tuple[str, str] | None:
     """Predicted against measured latency ratio for every selection measured end to end."""
-    attempts = [a for a in selection.get("attempts", []) if a.get("measured")]
-    if not attempts:
+    measured_attempts = _measured_attempts(selection)
+    if not measured_attempts:
         return None
-    chosen = selection.get("chosen_attempt", -1) % len(selection["attempts"])
-    predicted = [a["predicted_ratio"] for a in attempts]
-    measured = [a["measured"]["ratio_median"] for a in attempts]
-    ax.scatter(predicted, measured, color="tab:blue", label="measured selection")
-    for a, x, y in zip(attempts, predicted, measured):
-        ax.annotate(f"#{a['attempt']} ({len(a['dropped'])} blocks)", (x, y), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    final = selection["attempts"][chosen]
+    points = []
+    for label in dict.fromkeys(label for label, _ in measured_attempts):
+        group = [a for name, a in measured_attempts if name == label]
+        xy = [_ratios(a) for a in group]
+        ax.scatter([x for x, _ in xy], [y for _, y in xy], label=label, s=40)
+        for a, (x, y) in zip(group, xy):
+            ax.annotate(f"#{a['attempt']} ({len(a['dropped'])} blocks)", (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        points += xy
+    final = selection["attempts"][selection.get("chosen_attempt", -1)] if selection.get("attempts") else {}
     if final.get("measured"):
-        ax.scatter([final["predicted_ratio"]], [final["measured"]["ratio_median"]], marker="*", s=200,
-                   color="tab:red", label="kept", zorder=3)
-    low, high = _span(predicted + measured + [selection["target_ratio"]])
+        ax.scatter(*zip(_ratios(final)), marker="*", s=200, color="tab:red", label="kept", zorder=3)
+    low, high = _span([v for xy in points for v in xy] + [selection["target_ratio"]])
     ax.plot([low, high], [low, high], color="grey", linestyle=":", label="measured = predicted")
     ax.axhline(selection["target_ratio"], color="tab:green", linestyle="--", label="target ratio")
     ax.set_xlabel("predicted latency ratio (latency table)")
     ax.set_ylabel("measured latency ratio (end to end)")
     ax.legend(fontsize=8)
-    return ("Predicted and measured latency", f"{len(attempts)} selection(s) measured end to end beside the "
+    return ("Predicted and measured latency", f"{len(points)} selection(s) measured end to end beside the "
             "original; below the dashed line meets the budget, off the dotted line the table was wrong.")
 
 

@@ -12,7 +12,8 @@ from tests.run_folders import run_args
 PREPROCESSING = ("--mean", "0.5", "--std", "0.25,0.25,0.3", "--crop-fraction", "0.5", "--interpolation", "bicubic")
 
 
-def test_run_json_prints_one_object_that_matches_the_report_and_preprocessing_travels(capsys, tmp_path):
+def test_run_json_prints_one_object_that_matches_the_report_and_preprocessing_travels(capsys, tmp_path,
+                                                                                       even_savings):
     args = run_args(tmp_path, extra=PREPROCESSING)
     code, out, err = invoke(capsys, *args, "--json")
     assert code == 0, err

@@ -64,16 +64,20 @@ def test_without_matplotlib_the_report_is_written_and_says_the_plots_were_skippe
 def test_the_plans_of_a_selection_are_plotted_when_it_lists_them(finished_run, tmp_path):
     folder = _copy_without_report(finished_run, tmp_path / "run")
     selection = folder.read_json("selection.json")
+    measured = selection["attempts"][0]
+    int8_attempts = [{**measured, "attempt": i, "predicted_ratio_vs_fp32": 0.6, "measured_ratio_vs_fp32": 0.62}
+                     for i in (1, 2)]
     selection["plans"] = [
-        {"name": "fp32 depth", "precision": "fp32", "measured_ratio": 0.74, "agreement": 0.98},
-        {"name": "int8 only", "precision": "int8", "measured_ratio": 0.61, "agreement": 0.95},
-        {"name": "unmeasured", "precision": "fp16", "measured_ratio": None, "agreement": 0.9},
+        {"name": "fp32 depth", "precision": "fp32", "measured_ratio": 0.74, "agreement": 0.98, "attempts": [measured]},
+        {"name": "int8 only", "precision": "int8", "measured_ratio": 0.61, "agreement": 0.95, "attempts": int8_attempts},
+        {"name": "unmeasured", "precision": "fp16", "measured_ratio": None, "agreement": 0.9, "attempts": []},
     ]
     selection["chosen_plan"] = 1
     folder.write_json("selection.json", selection)
     plots = write_plots(folder)
-    plans = [f for f in plots["figures"] if f["file"] == "plans.png"]
-    assert plans and "2 plan(s)" in plans[0]["caption"]  # the unmeasured plan has no point
+    captions = {f["file"]: f["caption"] for f in plots["figures"]}
+    assert "2 plan(s)" in captions["plans.png"]  # the unmeasured plan has no point
+    assert captions["latency_attempts.png"].startswith("3 selection(s)")  # every plan's measured attempts
     _assert_real_png(folder.file("plans.png"))
 
 
