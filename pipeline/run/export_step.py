@@ -31,6 +31,18 @@ def deployed_format(folder: RunFolder) -> str:
     return "onnx-int8" if precision.startswith("int8") else "onnx"
 
 
+def int8_scheme(folder: RunFolder) -> str | None:
+    """The INT8 scheme an INT8 artefact is written in: the deployed one, else the fastest the run kept here,
+    else None (the exporter's default) when the run measured none."""
+    precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
+    if precision.startswith("int8"):
+        return precision
+    if not folder.has("precisions.json"):
+        return None
+    kept = [o for o in folder.read_json("precisions.json")["options"] if o["kept"] and o["precision"].startswith("int8")]
+    return min(kept, key=lambda o: o["latency_ratio"])["precision"] if kept else None
+
+
 def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     """Write each format into the run folder, checked against the compressed PyTorch network, and time it."""
     from exporters.formats import ExportInputs, export_formats
@@ -39,10 +51,9 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     config = ctx.config
     compressed = rebuild_compressed(ctx.loaded, ctx.folder)
     images = eval_tensors(ctx.report_set, ctx.prep)
-    precision = ctx.folder.read_json("dropped_blocks.json").get("precision", "fp32")
     inputs = ExportInputs(compressed, ctx.loaded.resolution, images, predict_logits(compressed, images),
                           eval_tensors(ctx.train, ctx.prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
-                          config.tensorrt_precision, precision if precision.startswith("int8") else None)
+                          config.tensorrt_precision, int8_scheme(ctx.folder))
     inputs.metadata = onnx_metadata(ctx.prep, int(inputs.reference_logits.shape[1]))
     with timed(ctx, "export_s"):
         records = export_formats(inputs, formats)
