@@ -59,11 +59,12 @@ def summarise_run(path: Path) -> RunSummary:
     latency, evaluation = report["latency"], report["evaluation"]
     deployed = evaluation.get("deployed", report.get("recovery", {}).get("kept"))
     held_out = evaluation["report"]
+    shipped = report.get("deployed") if isinstance(report.get("deployed"), dict) else {}  # runs with precision plans
+    figures = {k: shipped.get(k, latency.get(k)) for k in ("measured_ratio", "predicted_ratio", "meets_budget")}
     return RunSummary(
         finished=True, **base,
-        precision=report["selection"].get("precision") or latency["device"].get("precision"),
-        target_ratio=latency["target_ratio"], measured_ratio=latency["measured_ratio"],
-        predicted_ratio=latency["predicted_ratio"], meets_budget=latency.get("meets_budget"),
+        precision=shipped.get("precision") or report["selection"].get("precision") or latency["device"].get("precision"),
+        target_ratio=latency["target_ratio"], **figures,
         agreement=held_out.get(deployed, {}).get("top1_agreement"), report_images=held_out.get("images"),
         report_source=evaluation.get("report_source"), deployed=deployed,
     )

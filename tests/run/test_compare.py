@@ -36,3 +36,17 @@ def test_unfinished_and_foreign_folders(tmp_path):
     with pytest.raises(UsageError, match="is not a folder"):
         list_runs(tmp_path / "nowhere")
     assert not (tmp_path / "out").exists()  # nothing written for a refused comparison
+
+
+def test_a_run_that_ships_another_precision_is_summarised_by_what_it_ships(tmp_path):
+    folder = RunFolder.open(tmp_path / "int8", {"model": "m", "target": "cpu", "budget": "0.5", "preset": "fast"})
+    folder.write_json("report.json", {
+        "latency": {"target_ratio": 0.5, "measured_ratio": 0.8, "predicted_ratio": 0.79, "meets_budget": False,
+                    "device": {"precision": "fp32"}},
+        "selection": {"precision": "fp32"},
+        "deployed": {"precision": "int8", "measured_ratio": 0.41, "predicted_ratio": 0.45, "meets_budget": True},
+        "evaluation": {"deployed": "int8, no block dropped", "report_source": "validation folder",
+                       "report": {"images": 20, "int8, no block dropped": {"top1_agreement": 0.95}}},
+    })
+    (run,) = list_runs(tmp_path)
+    assert (run.precision, run.measured_ratio, run.meets_budget, run.agreement) == ("int8", 0.41, True, 0.95)
