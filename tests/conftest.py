@@ -84,3 +84,11 @@ def without_tensorrt(request, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None if request.param == "not installed"
                         else types.ModuleType("tensorrt"))
     return request.param
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """One finished run folder of the tiny ResNet for the report tests; read it, or copy it to change it."""
+    from tests.run_folders import make_finished_run
+
+    return make_finished_run(tmp_path_factory.mktemp("finished"))

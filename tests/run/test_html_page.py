@@ -13,15 +13,9 @@ from PIL import Image
 
 from pipeline.run.html_page import markdown_to_html
 from tests.browser import PHONE_WIDTH_PX, chromium_path, probed_dom, screenshot
-from tests.run_folders import make_finished_run
 
 needs_chromium = pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed (Debian: apt-get "
                                     "install -y chromium; .ci/run installs it when apt can)")
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    return make_finished_run(tmp_path_factory.mktemp("html"))
 
 
 class _Page(HTMLParser):

@@ -14,14 +14,8 @@ from pipeline.run.plots import write_plots
 from pipeline.run.report import write_report
 from pipeline.run.runfolder import RunFolder
 from tests.conftest import ROOT
-from tests.run_folders import make_finished_run
 
 RUN_FIGURES = {"blocks.png", "latency_attempts.png", "recovery_curve.png"}  # and plans.png when it lists plans
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    return make_finished_run(tmp_path_factory.mktemp("plots"))
 
 
 def _copy_without_report(run, destination):
