@@ -9,8 +9,9 @@ Each deployed artefact is scored by top-1 agreement with the FP32 original on im
 OpenCV sample photos and the Tux Paint stamps named after ImageNet classes (Debian opencv-doc and
 tuxpaint-stamps-default), plus foolbox's 20 photos, which the runs use as their report images (so the
 joint figure on them is the one it chose on). Latency ratios are measured end to end against the FP32
-original in the same interleaved rounds. Budget-independent stage files (latency tables, precision survey,
-recoverability) are made once and copied into every run folder of the same precision mode.
+original in the same interleaved rounds. Budget-independent stage files are made once and copied into every
+later run folder: the FP32 latency table and the recoverability scores (the same in both modes: same tiny set,
+seed and settings), and the precision survey (joint runs only).
 
     python -m benchmarks.precision_and_depth [--budgets 0.9 0.78 0.65 0.5 0.4] [--out DIR] [--replot]
 """
@@ -73,11 +74,13 @@ def run_one(budget: float, precision: str, work: Path, threads: int) -> Path:
     mode = "joint" if precision == "auto" else "depth"
     config = RunConfig(budget=str(budget), precision=precision, out=str(work / f"{mode}-{budget}"), threads=threads)
     seed_folder = work / f"{mode}-seed"
-    if seed_folder.exists():
-        folder = prepare(config).folder
-        for name in SEEDED:
-            if (seed_folder / name).exists() and not folder.has(name):
-                shutil.copy(seed_folder / name, folder.file(name))
+    folder = prepare(config).folder
+    for name in SEEDED:  # the FP32 table and the scores are the same in both modes; the survey only in auto
+        sources = [seed_folder / name] + ([] if name == "precisions.json" else [work / f"{m}-seed" / name
+                                                                                 for m in ("joint", "depth")])
+        source = next((s for s in sources if s.exists()), None)
+        if source is not None and not folder.has(name):
+            shutil.copy(source, folder.file(name))
     started = time.monotonic()
     folder = run(config, log=lambda message: print(f"  [{mode} {budget}] {message}", flush=True))
     if not seed_folder.exists():
