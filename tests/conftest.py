@@ -55,11 +55,10 @@ def labelled_folder(tmp_path) -> Path:
     return write_images(tmp_path / "val", 9, seed=1, classes=3)
 
 
-@pytest.fixture
-def even_savings(monkeypatch):
-    """The run's table really measured, then every block's saving set to 12% of the full latency: these
-    tests are about what the run does with a measurement, and a busy machine's table could make their
-    budgets unreachable (seen: 0.65 asked, 0.73 reachable while another job used both cores)."""
+def with_even_savings(monkeypatch) -> None:
+    """Latency tables really measured, then every block's saving set to 12% of the full latency: for tests
+    about what the tool does with a table, whose budgets a busy or quiet machine's table could make
+    unreachable (seen: 0.65 asked, 0.73 reachable while another job used both cores)."""
     from dataclasses import replace
 
     from pipeline.latency import profiling
@@ -67,12 +66,18 @@ def even_savings(monkeypatch):
 
     measured = profiling.profile_candidates
 
-    def with_even_savings(*args, **kwargs):
+    def even(*args, **kwargs):
         table = measured(*args, **kwargs)
         saving = summarize([0.12 * table.full.median_ms] * 3)
         return replace(table, savings={block: saving for block in table.savings})
 
-    monkeypatch.setattr(profiling, "profile_candidates", with_even_savings)
+    monkeypatch.setattr(profiling, "profile_candidates", even)
+
+
+@pytest.fixture
+def even_savings(monkeypatch):
+    """`with_even_savings` for one test."""
+    with_even_savings(monkeypatch)
 
 
 @pytest.fixture(params=["not installed", "type stubs only"])

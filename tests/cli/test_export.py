@@ -7,7 +7,7 @@ import pytest
 from tests.cli.invoke import FAST_RUN, TINY, assert_clean_error, invoke
 
 
-def test_export_command_adds_checked_artefacts_to_a_finished_run(capsys, image_folder, tmp_path):
+def test_export_command_adds_checked_artefacts_to_a_finished_run(capsys, image_folder, tmp_path, even_savings):
     out = tmp_path / "run"
     assert invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
                   "--latency-budget", "0.9", "--out", str(out))[0] == 0

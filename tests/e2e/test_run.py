@@ -32,7 +32,8 @@ def test_a_gpu_run_profiles_trains_and_measures_on_the_gpu(capsys, image_folder,
     assert all(t.device.type == "cpu" for t in state.values())
 
 
-def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder, labelled_folder, tmp_path):
+def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder, labelled_folder, tmp_path,
+                                                           even_savings):
     out = tmp_path / "run"
     args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--val", str(labelled_folder),
             "--backend", "torch", "--latency-budget", "0.9", "--out", str(out)]
@@ -75,7 +76,7 @@ def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder,
     assert result["networks"]["original"]["top1"] is not None
 
 
-def test_interrupted_run_resumes_from_the_last_finished_stage(capsys, image_folder, tmp_path):
+def test_interrupted_run_resumes_from_the_last_finished_stage(capsys, image_folder, tmp_path, even_savings):
     out = tmp_path / "run"
     args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
             "--latency-budget", "0.9", "--out", str(out)]
@@ -96,7 +97,7 @@ def test_interrupted_run_resumes_from_the_last_finished_stage(capsys, image_fold
 
 
 def test_reprofile_measures_a_run_folders_table_again_unless_blocks_were_chosen_with_it(capsys, image_folder,
-                                                                                         tmp_path):
+                                                                                         tmp_path, even_savings):
     out = tmp_path / "run"
     args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
             "--latency-budget", "0.9", "--out", str(out), "--export", "onnx"]
@@ -141,7 +142,7 @@ def test_console_script_runs_end_to_end_with_onnxruntime(tmp_path):
     assert "tiny_resnet" in listed.stdout
 
 
-def test_a_table_from_another_device_selects_without_measuring_here(capsys, image_folder, tmp_path):
+def test_a_table_from_another_device_selects_without_measuring_here(capsys, image_folder, tmp_path, even_savings):
     code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch")
     assert code == 0, err
     stored = Path(out.strip().splitlines()[-1].split("table: ")[1].split(" (")[0])
@@ -161,7 +162,7 @@ def test_a_table_from_another_device_selects_without_measuring_here(capsys, imag
     assert "not measured on this machine" in (run_dir / "report.md").read_text()
 
 
-def test_a_gpu_table_selects_on_a_machine_without_the_gpu(capsys, image_folder, tmp_path):
+def test_a_gpu_table_selects_on_a_machine_without_the_gpu(capsys, image_folder, tmp_path, even_savings):
     import torch
 
     if torch.cuda.is_available():
@@ -190,7 +191,7 @@ def test_a_gpu_table_selects_on_a_machine_without_the_gpu(capsys, image_folder, 
 
 
 def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkeypatch, image_folder, labelled_folder,
-                                                                   tmp_path):
+                                                                   tmp_path, even_savings):
     """Recovery returns a state that looks better to it but scrambles the network: the run must keep the other."""
     import torch
 
@@ -228,7 +229,7 @@ def test_a_recovery_that_hurts_held_out_agreement_is_not_deployed(capsys, monkey
 
 
 def test_a_deployed_blend_is_what_the_run_saves_and_exports_and_blends_are_off_by_default(
-        capsys, monkeypatch, image_folder, labelled_folder, tmp_path):
+        capsys, monkeypatch, image_folder, labelled_folder, tmp_path, even_savings):
     import torch
 
     import pipeline.run.deployment as deployment

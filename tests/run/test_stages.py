@@ -1,4 +1,4 @@
-"""The run's selection stage with a measured table and fake end-to-end measurements."""
+"""The run's plan stage (pipeline/run/plan_stages.py): selection corrected by fake end-to-end measurements."""
 
 
 
@@ -10,7 +10,7 @@ def test_a_measured_miss_makes_the_next_attempt_drop_more_even_when_the_predicti
     import json
 
     from pipeline.latency.profiling import EndToEnd
-    from pipeline.run import stages as run_module
+    from pipeline.run import plan_stages as run_module
     from pipeline.run.config import RunConfig
     from pipeline.run.runner import run
     from profilers.stats import summarize
@@ -40,7 +40,7 @@ def test_a_measurement_far_under_the_budget_tries_fewer_blocks_and_keeps_the_clo
     from torch import nn
 
     from pipeline.latency.profiling import EndToEnd
-    from pipeline.run import stages as run_module
+    from pipeline.run import plan_stages as run_module
     from pipeline.run.config import RunConfig
     from pipeline.run.runner import run
     from profilers import LatencyTable
@@ -75,7 +75,7 @@ def test_a_table_far_from_the_end_to_end_measurement_is_named(image_folder, tmp_
     import json
 
     from pipeline.latency.profiling import EndToEnd
-    from pipeline.run import stages as run_module
+    from pipeline.run import plan_stages as run_module
     from pipeline.run.config import RunConfig
     from pipeline.run.runner import run
     from profilers import LatencyTable
