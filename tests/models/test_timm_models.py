@@ -51,6 +51,17 @@ def test_weights_come_from_the_users_file(tmp_path):
     assert torch.equal(loaded.module.fc.weight, source.fc.weight)
 
 
+def test_weights_from_a_safetensors_checkpoint_as_timm_and_hugging_face_keep_them(tmp_path):
+    from safetensors.torch import save_file  # installed with timm; torch.load reads the format itself
+
+    source = timm.create_model("resnet18", pretrained=False)
+    with torch.no_grad():
+        source.fc.bias.fill_(0.5)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    loaded = load_model("timm:resnet18", weights=tmp_path / "model.safetensors")
+    assert torch.equal(loaded.module.fc.bias, source.fc.bias)
+
+
 def test_unknown_names_and_a_missing_timm_are_refused_with_the_fix(monkeypatch):
     with pytest.raises(UsageError, match="timm has no architecture 'resnt18'. Did you mean timm:resnet18"):
         load_model("timm:resnt18")
