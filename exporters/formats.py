@@ -97,18 +97,22 @@ def _run_each(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) 
         return torch.cat([fn(images[i : i + 1]) for i in range(len(images))]).numpy()
 
 
+def _ignore_jit_deprecation() -> None:
+    """torch 2.14 marks torch.jit.trace/trace_method/load deprecated (FutureWarning) in favour of torch.export;
+    TorchScript is still what many deployments load, so that one warning is silenced, no other."""
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+
+
 def _traced(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+        _ignore_jit_deprecation()
         traced = torch.jit.trace(module.eval(), example)
     assert isinstance(traced, torch.jit.ScriptModule)  # a module traces to a ScriptModule (for the type checker)
     return traced
 
 
 def _exported(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.export.export(module.eval(), (example,))
+    return torch.export.export(module.eval(), (example,))
 
 
 def export_torchscript(inputs: ExportInputs) -> dict:
@@ -161,7 +165,7 @@ def export_tensorrt(inputs: ExportInputs) -> dict:
 
 def _load_torchscript(path: Path) -> nn.Module:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export; still widely deployed
+        _ignore_jit_deprecation()
         return torch.jit.load(str(path))
 
 

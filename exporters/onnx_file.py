@@ -52,9 +52,8 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
     module = (HalfPrecision(module) if precision == "fp16" else module).eval()
     chatter = io.StringIO()
     try:
-        with atomic_path(path) as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(chatter), \
-                contextlib.redirect_stderr(chatter):
-            warnings.simplefilter("ignore")
+        with atomic_path(path) as tmp, warnings.catch_warnings(record=True) as caught, \
+                contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
             torch.onnx.export(
                 module, (example,), str(tmp), dynamo=True, external_data=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes,
@@ -64,7 +63,14 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
     except Exception as exc:
         raise RunFailure(f"ONNX export failed ({_describe_failure(exc)}); rerun with --debug for the traceback, "
                          f"and check torch {torch.__version__} is the version this tool pins") from exc
+    show_warnings(caught)
     return path
+
+
+def show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Show the warnings a library raised while its printed chatter was being swallowed."""
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def set_metadata(path: Path, metadata: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from exporters.onnx_file import INPUT_NAME
+from exporters.onnx_file import INPUT_NAME, show_warnings
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import RunFailure, UsageError
 
@@ -81,8 +81,8 @@ def quantize_onnx(fp32_path: Path, target: Path, calibration_images: torch.Tenso
     prepared = target.with_name(target.stem + "-prep.onnx")
     chatter = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(chatter), \
+                contextlib.redirect_stderr(chatter):
             quant_pre_process(str(fp32_path), str(prepared))
             with atomic_path(target) as tmp:
                 _quantize_static(prepared, tmp, calibration_images, scheme)
@@ -93,6 +93,7 @@ def quantize_onnx(fp32_path: Path, target: Path, calibration_images: torch.Tenso
         prepared.unlink(missing_ok=True)
         for leftover in target.parent.glob(target.stem + "-prep*"):
             leftover.unlink(missing_ok=True)
+    show_warnings(caught)
     return target
 
 

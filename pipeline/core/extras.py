@@ -7,6 +7,8 @@ A missing optional package is the user's to fix, so it is a UsageError that name
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from pathlib import Path
 from types import ModuleType
 
 from pipeline.core.errors import UsageError
@@ -28,6 +30,15 @@ def install_hint(module_name: str) -> str | None:
     """'pip install ...' for a module that an extra of this tool installs; None for any other module."""
     extra = EXTRA_OF_MODULE.get(module_name.split(".")[0])
     return f"pip install '.[{extra}]'" if extra else None
+
+
+def package_folder(package: str, purpose: str) -> Path:
+    """Where an installed package's files are, without importing it (its import may be slow or warn); or the extra."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(f"{purpose} needs the package '{package}', which is not installed: "
+                         f"{install_hint(package) or 'pip install ' + package}.")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def require_extra(module_name: str, purpose: str) -> ModuleType:

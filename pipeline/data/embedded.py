@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.core.errors import UsageError
-from pipeline.core.extras import require_extra
+from pipeline.core.extras import package_folder
 from pipeline.core.locks import exclusive_lock
 from pipeline.core.paths import home
 
@@ -48,8 +48,7 @@ def embedded_tiny_set() -> tuple[Path, Path]:
 
 def _package_files(module_name: str, subfolder: str, pattern: str, expected: int) -> list[Path]:
     """The `expected` files matching `pattern` that a package ships; fewer is an incomplete install."""
-    module = require_extra(module_name, PURPOSE)
-    folder = Path(module.__file__).parent / subfolder
+    folder = package_folder(module_name, PURPOSE) / subfolder
     files = sorted(folder.glob(pattern))
     if len(files) != expected:
         raise UsageError(
@@ -62,8 +61,8 @@ def _package_files(module_name: str, subfolder: str, pattern: str, expected: int
 def _build(root: Path) -> None:
     cifar = _package_files("foolbox", "data", "cifar10*_*.png", FOOLBOX_CIFAR_IMAGES)
     imagenet = _package_files("foolbox", "data", "imagenet_*.jpg", FOOLBOX_IMAGENET_IMAGES)
-    skimage_files = _named_files("skimage.data", "", SKIMAGE_PHOTOS)
-    sklearn_files = _named_files("sklearn.datasets", "images", {Path(n).stem: n for n in SKLEARN_PHOTOS})
+    skimage_files = _named_files("skimage", "data", SKIMAGE_PHOTOS)
+    sklearn_files = _named_files("sklearn", "datasets/images", {Path(n).stem: n for n in SKLEARN_PHOTOS})
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "train").mkdir(parents=True)
@@ -83,8 +82,7 @@ def _build(root: Path) -> None:
 
 def _named_files(module_name: str, subfolder: str, names: dict[str, str]) -> dict[str, Path]:
     """{name: file} for files a package ships under `subfolder`; a missing one stops the build."""
-    module = require_extra(module_name, PURPOSE)
-    folder = Path(module.__file__).parent / subfolder
+    folder = package_folder(module_name, PURPOSE) / subfolder
     missing = [f for f in names.values() if not (folder / f).is_file()]
     if missing:
         raise UsageError(

@@ -11,6 +11,7 @@ stage file that no longer reads is reported by name and set aside, so its stage 
 from __future__ import annotations
 
 import atexit
+import errno
 import hashlib
 import json
 import os
@@ -140,7 +141,13 @@ class RunFolder:
         key = self.path.resolve()
         if key in _OWNED:
             return
-        handle = open(self.path / LOCK_FILE, "a+")
+        try:
+            handle = open(self.path / LOCK_FILE, "a+")
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise UsageError(f"run folder '{self.path}' is not writable ({exc.strerror}); make it writable or choose "
+                             "another --out.") from exc
         if not try_exclusive_lock(handle):
             handle.close()
             holder = self._owner_record() or {}
