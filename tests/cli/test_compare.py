@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from PIL import Image
 
+from tests.browser import chromium_path, probed_dom
 from tests.cli.invoke import assert_clean_error, invoke
 from tests.run_folders import make_finished_run
 
@@ -44,6 +46,11 @@ def test_compare_writes_a_table_and_a_pareto_plot_in_markdown_and_html(capsys, t
         assert image.width > 200 and len(set(image.convert("L").getdata())) > 10
     html = (tmp_path / "cmp" / "comparison.html").read_text()
     assert "data:image/png;base64," in html and "<th>Pareto</th>" in html
+    if chromium_path() is not None:  # and a real browser shows it, plot decoded, page no wider than a phone
+        dom = probed_dom(tmp_path / "cmp" / "comparison.html", tmp_path)
+        assert 'data-probe-errors="[]"' in dom and re.search(r'data-probe-width="[1-9]\d{2,}"', dom)
+        page, window = (int(re.search(rf'data-probe-{k}="(\d+)"', dom)[1]) for k in ("page-width", "window-width"))
+        assert page <= window
 
 
 def test_compare_refuses_a_folder_that_is_not_a_run(capsys, two_runs, tmp_path):
