@@ -80,7 +80,7 @@ def _table(rows: list[str]) -> str:
 
 def _caption_after(lines: list[str], i: int) -> bool:
     """A figure's caption is the italic line after one blank line (as plots.markdown_section writes it)."""
-    return i + 2 < len(lines) and not lines[i + 1].strip() and re.fullmatch(r"\*[^*].*\*", lines[i + 2].strip())
+    return i + 2 < len(lines) and not lines[i + 1].strip() and bool(re.fullmatch(r"\*[^*].*\*", lines[i + 2].strip()))
 
 
 def _figure(match: re.Match, lines: list[str], i: int, image_dir: Path) -> str:
