@@ -167,5 +167,8 @@ def most_aggressive_plan(options: list[PrecisionOption], tables: dict[str, Laten
     meets = (e2e.compressed.median_ms <= budget.absolute_ms if budget.absolute_ms is not None
              else ratio <= budget.ratio)
     return Plan(fastest.precision, dropped, fastest.latency_ratio * table.predicted_ratio(dropped), ratio, meets,
-                attempts=[{"attempt": 1, "dropped": dropped, "measured": e2e.to_dict(), "meets_budget": meets}],
+                attempts=[{"attempt": 1, "dropped": dropped, "measured": e2e.to_dict(), "meets_budget": meets,
+                           "predicted_ms": table.predicted_ms(dropped), "predicted_ratio": table.predicted_ratio(dropped),
+                           "predicted_ratio_vs_fp32": fastest.latency_ratio * table.predicted_ratio(dropped),
+                           "measured_ratio_vs_fp32": ratio}],
                 note="every block that saves time, in the fastest precision: the table predicted the budget unreachable")

@@ -52,6 +52,8 @@ def stage_evaluation(ctx: RunContext) -> None:
     report = result["report"]
     recovery_names = [n for n in networks if n not in rival]
     eligible = (recovery_names if kept == "recovered" else ["unrecovered"]) + list(rival)
+    if selection.get("chosen_plan", 0) is None and rival:  # no plan with blocks: the original does not meet it
+        eligible = list(rival)
     deployed = _best_candidate(_restricted(report, eligible))
     _save_deployed(ctx, networks, deployed, [] if deployed in rival else dropped)
     gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
@@ -59,8 +61,8 @@ def stage_evaluation(ctx: RunContext) -> None:
         "report_source": ctx.report_source, "candidates": list(networks), **result,
         "recovered_gain": report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"],
         "agreement_gain": gain, "deployed": deployed, "deployed_precision": networks[deployed][1],
-        "verdict": _verdict(_restricted(report, recovery_names), kept, deployed) + _precision_verdict(report, rival,
-                                                                                                      deployed),
+        "verdict": _verdict(_restricted(report, recovery_names), kept, deployed, not dropped)
+                   + _precision_verdict(report, rival, deployed),
     })
     save_timings(ctx)
 
@@ -138,7 +140,9 @@ def _best_candidate(report: dict) -> str:
     return max(names, key=lambda n: (report[n]["top1_agreement"], -report["kl"][n], -names.index(n)))
 
 
-def _verdict(report: dict, kept: str, deployed: str) -> str:
+def _verdict(report: dict, kept: str, deployed: str, skipped: bool = False) -> str:
+    if skipped:
+        return "no block was dropped, so nothing was recovered"
     if kept == "unrecovered":
         return "recovery did not improve the held-out selection split; the unrecovered network was kept"
     recovered_gain = report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"]

@@ -19,7 +19,6 @@ from pipeline.latency.plans import (
     needing_blocks,
 )
 from pipeline.latency.precision import (
-    FP32,
     PrecisionOption,
     deployed_logits,
     survey_precisions,
@@ -188,12 +187,13 @@ def _measure_agreement(ctx: RunContext, plans: list[Plan]) -> None:
 
 def _selection_record(ctx: RunContext, plans: list[Plan], chosen: Plan | None, precision_only: Plan | None,
                       why: str, tables: dict, base_table: LatencyTable, recoverability: dict) -> dict:
-    recovered = chosen or Plan(options_precision(plans), [], 1.0)
+    recovered = chosen or Plan(base_table.fingerprint.precision, [], 1.0, note="no plan with dropped blocks")
     attempts = recovered.attempts or [{"attempt": 1, "dropped": recovered.dropped, "measured": None,
-                                       "predicted_ratio": recovered.predicted_ratio}]
+                                       "predicted_ratio": recovered.predicted_ratio,
+                                       "predicted_ms": recovered.predicted_ratio * base_table.full.median_ms}]
     if attempts[0].get("measured"):
         _warn_if_the_table_disagrees(ctx, base_table, attempts[0]["measured"]["original"]["median_ms"], attempts[0])
-    scores = score_blocks(recoverability, tables[recovered.precision]) if recoverability else []
+    scores = score_blocks(recoverability, tables.get(recovered.precision, base_table)) if recoverability else []
     return {
         "budget": ctx.budget.describe(), "target_ratio": ctx.budget.target_ratio(base_table.full.median_ms),
         "selector": ctx.config.selector, "scores": [s.to_dict() for s in scores],
@@ -202,10 +202,6 @@ def _selection_record(ctx: RunContext, plans: list[Plan], chosen: Plan | None, p
         "plans": [p.to_dict() for p in plans], "chosen_plan": plans.index(chosen) if chosen in plans else None,
         "precision_plan": plans.index(precision_only) if precision_only in plans else None, "why": why,
     }
-
-
-def options_precision(plans: list[Plan]) -> str:
-    return plans[0].precision if plans else FP32
 
 
 # the original measured end to end this far from the table's figure means the table was made in other conditions

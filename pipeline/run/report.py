@@ -35,11 +35,13 @@ def latency_summary(data: dict) -> dict:
         "table_source": data["latency_table"]["source"],
         "table_path": data["latency_table"]["path"],
         "original_ms_table": table["full"]["median_ms"],
-        "predicted_ms": final["predicted_ms"],
-        "predicted_ratio": final["predicted_ratio"],
+        # a plan in another precision records its ratios in its own frame and against the FP32 original
+        "predicted_ms": final.get("predicted_ratio_vs_fp32", final["predicted_ratio"]) * table["full"]["median_ms"]
+        if "predicted_ratio_vs_fp32" in final else final["predicted_ms"],
+        "predicted_ratio": final.get("predicted_ratio_vs_fp32", final["predicted_ratio"]),
         "measured_original_ms": measured["original"]["median_ms"] if measured else None,
         "measured_compressed_ms": measured["compressed"]["median_ms"] if measured else None,
-        "measured_ratio": measured["ratio_median"] if measured else None,
+        "measured_ratio": final.get("measured_ratio_vs_fp32", measured["ratio_median"]) if measured else None,
         "target_ratio": data["selection"]["target_ratio"],
         "meets_budget": final.get("meets_budget"),
     }

@@ -83,6 +83,9 @@ def stage_recovery(ctx: RunContext) -> None:
         return
     selection = folder.read_json("selection.json")
     dropped = selection["dropped"]
+    if not dropped:
+        _skip_recovery(ctx, selection)
+        return
     selection_images = eval_tensors(ctx.selection, ctx.prep)
     ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})")
     with timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher:
@@ -90,14 +93,28 @@ def stage_recovery(ctx: RunContext) -> None:
                          ctx.prep, ctx.preset.recovery, ctx.config.seed, folder.file("recovery_checkpoint.pt"),
                          progress=ctx.progress, log=ctx.log)
     folder.save_tensors(RECOVERED, result.state_dict)
-    folder.write_json("dropped_blocks.json", {
-        "model": ctx.loaded.spec, "weights_source": ctx.loaded.weights_source, "resolution": ctx.loaded.resolution,
-        "dropped": dropped, "precision": selection.get("precision", "fp32"),
-        "rebuild": f"load the original model, replace each dropped block by nn.Identity(), load {COMPRESSED}",
-    })
+    _write_dropped_blocks(ctx, dropped, selection.get("precision", "fp32"))
     folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,
                                         "train_device": ctx.train_device.type, **result.summary()})
     folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
     folder.file("synthetic_images.pt").unlink(missing_ok=True)
     save_timings(ctx)
+
+
+def _skip_recovery(ctx: RunContext, selection: dict) -> None:
+    """No block dropped (a precision alone meets the budget): nothing to recover, the original's state is kept."""
+    ctx.log("no block dropped in any plan that needs recovery: recovery is skipped")
+    ctx.folder.save_tensors(RECOVERED, ctx.loaded.module.state_dict())
+    _write_dropped_blocks(ctx, [], selection.get("precision", "fp32"))
+    ctx.folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": [],
+                                            "kept": "unrecovered", "best_step": 0, "selection_kl_before": 0.0,
+                                            "selection_kl_after": 0.0, "checks": [], "skipped": "no block dropped"})
+
+
+def _write_dropped_blocks(ctx: RunContext, dropped: list[str], precision: str) -> None:
+    ctx.folder.write_json("dropped_blocks.json", {
+        "model": ctx.loaded.spec, "weights_source": ctx.loaded.weights_source, "resolution": ctx.loaded.resolution,
+        "dropped": dropped, "precision": precision,
+        "rebuild": f"load the original model, replace each dropped block by nn.Identity(), load {COMPRESSED}",
+    })
 

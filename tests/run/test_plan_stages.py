@@ -93,3 +93,20 @@ def test_a_named_precision_or_a_backend_without_precision_plans_plans_in_one_pre
     auto = SimpleNamespace(config=SimpleNamespace(precision="auto"), log=messages.append)
     options = _precision_options(auto, torch_profiler, recorded_table())
     assert [o.precision for o in options] == ["fp32"] and "plans in fp32 only" in options[0].reason
+
+
+def test_when_only_a_precision_meets_the_budget_nothing_is_recovered_and_it_ships(
+        capsys, image_folder, tmp_path, int8_twice_as_fast, even_savings):
+    """Every block saves 12%: FP32 reaches 0.52 at best, so a 0.5 budget leaves INT8 alone (0.5) as the plan."""
+    out = tmp_path / "only"
+    code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--precision", "auto", "--data",
+                               str(image_folder), "--latency-budget", "0.5", "--out", str(out), "--threads", "1")
+    assert code == 0, err
+    selection = json.loads((out / "selection.json").read_text())
+    assert [p["name"] for p in selection["plans"]] == [f"{FAST_INT8}, no block dropped"]
+    assert selection["chosen_plan"] is None and selection["dropped"] == []
+    assert json.loads((out / "recovery.json").read_text())["skipped"] == "no block dropped"
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["deployed"] == f"{FAST_INT8}, no block dropped"  # the FP32 original cannot ship: too slow
+    assert evaluation["verdict"].startswith("no block was dropped")
+    assert json.loads((out / "export.json").read_text())["onnx-int8"]["deployed"]
