@@ -65,8 +65,10 @@ class RunConfig:
         return data
 
 
-# settings added after run folders were first written (issues 3, 4 and 7), with their defaults
-_ADDED_LATER = {"precision": "fp32", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
+# settings added after run folders were first written (issues 3, 4 and 7), with their defaults. precision: a
+# folder written when fp32 was the default (no precision key) reopens under today's default, auto; its finished
+# stages stand, and an unfinished selection is planned in every precision
+_ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
                 "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
                 "train_device": "auto", "recovery_synthetic": None,
                 "recovery_blends": None, "recovery_views": None, "mean": None, "std": None, "crop_fraction": None,
