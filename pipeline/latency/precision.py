@@ -128,7 +128,8 @@ def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
         if better:
             option.kept, option.reason = False, f"{better[0].precision} is about as fast and agrees at least as much"
         elif faster_and_as_good:
-            option.kept, option.reason = False, f"{faster_and_as_good[0].precision} is faster and agrees at least as much"
+            option.kept = False
+            option.reason = f"{faster_and_as_good[0].precision} is faster and agrees at least as much"
         else:
             option.kept, option.reason = True, "faster than FP32, and no precision as fast agrees more"
     return options
