@@ -104,7 +104,7 @@ def write_results(records: list[dict]) -> None:
 
     write_json_atomic(RESULTS / "dependency_range.json", records)
     lines = ["# Dependency ranges tried at their ends", "",
-             "`python -m benchmarks.dependency_range` on the 2-core CPU machine; each row a fresh venv.", "",
+             "`python -m benchmarks.dependency_range`: one throwaway venv per torch build (torch and torchvision from the local wheels), onnx and onnxruntime installed into it for each row.", "",
              "| torch | torchvision | onnx | onnxruntime | numpy | venv (torch) + onnx install | tests | pipeline run (onnx + onnx-int8) | outcome |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
