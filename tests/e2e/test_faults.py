@@ -11,7 +11,7 @@ def test_a_damaged_deployed_state_dict_is_named_and_its_stage_redone_bit_identic
                                                                                       even_savings):
     out = tmp_path / "run"
     args = ["run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend", "torch",
-            "--latency-budget", "0.9", "--out", str(out)]
+            "--latency-budget", "0.9", "--profile-time-cap", "1", "--export", "torchscript", "--out", str(out)]
     assert invoke(capsys, *args)[0] == 0
     deployed = torch.load(out / "compressed_state_dict.pt", weights_only=True)
     content = (out / "compressed_state_dict.pt").read_bytes()
