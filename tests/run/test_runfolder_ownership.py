@@ -25,10 +25,10 @@ def held_folder(tmp_path):
     path = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    assert holder.stdout.readline().strip() == "owned"
-    yield path, holder
-    holder.kill()
-    holder.wait()
+    with holder:  # closes its pipes
+        assert holder.stdout.readline().strip() == "owned"
+        yield path, holder
+        holder.kill()
 
 
 def test_a_second_owner_is_refused_with_the_holder_named(held_folder):
