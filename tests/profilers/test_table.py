@@ -124,8 +124,9 @@ def _two_writers(root, saves: int, unprotected: bool = False) -> list[str]:
         problems.append(f"the file ended as {ending}")
     elif json.loads(final.read_text())["method"]["save"] != saves - 1:
         problems.append("the file ended as an earlier table than the last one saved")
-    if len(files) != 1 or list(Path(root).glob("*.partial*")):
-        problems.append(f"the store holds {len(files)} tables and temporary files {list(Path(root).glob('*.partial*'))}")
+    leftovers = list(Path(root).glob("*.partial*"))
+    if len(files) != 1 or leftovers:
+        problems.append(f"the store holds {len(files)} tables and temporary files {leftovers}")
     return problems
 
 
