@@ -55,13 +55,15 @@ def stage_evaluation(ctx: RunContext) -> None:
     if selection.get("chosen_plan", 0) is None and rival:  # no plan with blocks: the original does not meet it
         eligible = list(rival)
     deployed = _best_candidate(_restricted(report, eligible))
+    recovery_choice = deployed if deployed not in rival else _best_candidate(_restricted(report, [
+        n for n in eligible if n not in rival] or ["unrecovered"]))
     _save_deployed(ctx, networks, deployed, [] if deployed in rival else dropped)
     gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
     folder.write_json("evaluation.json", {
         "report_source": ctx.report_source, "candidates": list(networks), **result,
         "recovered_gain": report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"],
         "agreement_gain": gain, "deployed": deployed, "deployed_precision": networks[deployed][1],
-        "verdict": _verdict(_restricted(report, recovery_names), kept, deployed, not dropped)
+        "verdict": _verdict(_restricted(report, recovery_names), kept, recovery_choice, not dropped)
                    + _precision_verdict(report, rival, deployed),
     })
     save_timings(ctx)
