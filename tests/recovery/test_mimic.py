@@ -3,24 +3,11 @@
 import torch
 
 from pipeline.data.tiny_set import (
-    Preprocessing,
     eval_tensors,
-    load_image_folder,
-    split_holdout,
 )
-from pipeline.models import load_model
-from pipeline.network.blocks import analyse
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.mimic import FitSettings
-
-
-def _setup(image_folder):
-    loaded = load_model("tests.tiny_models:tiny_resnet_deep", resolution=32)
-    structure = analyse(loaded.module, 32)
-    tiny = load_image_folder(image_folder, 32)
-    prep = Preprocessing(32, loaded.mean, loaded.std)
-    train, selection = split_holdout(tiny, 0.25, 0)
-    return loaded, structure, prep, train, eval_tensors(selection, prep)
+from tests.recovery.setup import tiny_recovery_setup
 
 
 def test_multi_point_mimicking_with_mixing_lowers_the_dropped_blocks_mismatch(image_folder):
@@ -28,7 +15,7 @@ def test_multi_point_mimicking_with_mixing_lowers_the_dropped_blocks_mismatch(im
     from pipeline.recovery.mimic import LiveBatches, Objective, fit, point_loss
     from pipeline.recovery.recover import set_batchnorm_mode
 
-    loaded, structure, prep, train, sel = _setup(image_folder)
+    loaded, structure, prep, train, sel = tiny_recovery_setup(image_folder)
     teacher, dropped = loaded.module.eval(), ["layers.1.1", "layers.2.1"]
     x = eval_tensors(train, prep)
 

@@ -4,31 +4,18 @@ import pytest
 import torch
 
 from pipeline.data.tiny_set import (
-    Preprocessing,
     augmented_views,
     eval_tensors,
-    load_image_folder,
-    split_holdout,
 )
-from pipeline.models import load_model
-from pipeline.network.blocks import analyse
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.mimic import FitSettings
 from pipeline.recovery.recover import RecoverySettings, recover
 from pipeline.recovery.recoverability import score_recoverability
-
-
-def _setup(image_folder):
-    loaded = load_model("tests.tiny_models:tiny_resnet_deep", resolution=32)
-    structure = analyse(loaded.module, 32)
-    tiny = load_image_folder(image_folder, 32)
-    prep = Preprocessing(32, loaded.mean, loaded.std)
-    train, selection = split_holdout(tiny, 0.25, 0)
-    return loaded, structure, prep, train, eval_tensors(selection, prep)
+from tests.recovery.setup import tiny_recovery_setup
 
 
 def test_adaptor_recovery_returns_a_plain_state_dict_for_the_pruned_network(image_folder):
-    loaded, structure, prep, train, sel = _setup(image_folder)
+    loaded, structure, prep, train, sel = tiny_recovery_setup(image_folder)
     dropped = ["layers.1.1", "layers.2.1"]
     student = drop_blocks(loaded.module, dropped)
     settings = RecoverySettings("adaptors", FitSettings(steps=10, batch_size=8, lr=0.05), eval_every=5)
@@ -41,14 +28,14 @@ def test_adaptor_recovery_returns_a_plain_state_dict_for_the_pruned_network(imag
 
 
 def test_no_recovery_keeps_the_pruned_weights(image_folder):
-    loaded, structure, prep, train, sel = _setup(image_folder)
+    loaded, structure, prep, train, sel = tiny_recovery_setup(image_folder)
     student = drop_blocks(loaded.module, ["layers.0.1"])
     result = recover(loaded.module, student, ["layers.0.1"], structure, train, sel, prep, RecoverySettings("none"))
     assert result.kept == "unrecovered" and result.losses == []
 
 
 def test_recovery_resumes_from_its_checkpoint(image_folder, tmp_path):
-    loaded, structure, prep, train, sel = _setup(image_folder)
+    loaded, structure, prep, train, sel = tiny_recovery_setup(image_folder)
     dropped = ["layers.1.1"]
     settings = RecoverySettings("mimic", FitSettings(steps=8, batch_size=4, lr=0.01), eval_every=4)
     ckpt = tmp_path / "ckpt.pt"
@@ -88,7 +75,7 @@ def test_recovery_resumes_from_its_checkpoint(image_folder, tmp_path):
 
 
 def test_recovery_accepts_points_and_mixing_and_returns_a_plain_state_dict(image_folder):
-    loaded, structure, prep, train, sel = _setup(image_folder)
+    loaded, structure, prep, train, sel = tiny_recovery_setup(image_folder)
     dropped = ["layers.1.1", "layers.2.1"]
     settings = RecoverySettings("adaptors", FitSettings(steps=6, batch_size=8, lr=0.05), eval_every=3,
                                 point_weight=1.0, mixing="mixup")
@@ -101,7 +88,7 @@ def test_recovery_accepts_points_and_mixing_and_returns_a_plain_state_dict(image
 def test_scoring_and_recovery_on_the_gpu_match_the_cpu_and_return_cpu_states(image_folder):
     from pipeline.network.compute import on_device
 
-    loaded, structure, prep, train, sel = _setup(image_folder)
+    loaded, structure, prep, train, sel = tiny_recovery_setup(image_folder)
     dropped = ["layers.1.1", "layers.2.1"]
     settings = RecoverySettings("adaptors", FitSettings(steps=10, batch_size=8, lr=0.05), eval_every=5,
                                 point_weight=1.0)

@@ -1,29 +1,16 @@
 """Recoverability: how well adaptors make up for one dropped block."""
 
 from pipeline.data.tiny_set import (
-    Preprocessing,
     augmented_views,
     eval_tensors,
-    load_image_folder,
-    split_holdout,
 )
-from pipeline.models import load_model
-from pipeline.network.blocks import analyse
 from pipeline.recovery.mimic import FitSettings
 from pipeline.recovery.recoverability import score_recoverability
-
-
-def _setup(image_folder):
-    loaded = load_model("tests.tiny_models:tiny_resnet_deep", resolution=32)
-    structure = analyse(loaded.module, 32)
-    tiny = load_image_folder(image_folder, 32)
-    prep = Preprocessing(32, loaded.mean, loaded.std)
-    train, selection = split_holdout(tiny, 0.25, 0)
-    return loaded, structure, prep, train, eval_tensors(selection, prep)
+from tests.recovery.setup import tiny_recovery_setup
 
 
 def test_recoverability_fit_lowers_feature_mse(image_folder):
-    loaded, structure, prep, train, _ = _setup(image_folder)
+    loaded, structure, prep, train, _ = tiny_recovery_setup(image_folder)
     settings = FitSettings(steps=15, batch_size=8, lr=0.05)
     pool = augmented_views(train, prep, 64, 0.25, 0)
     seen = []

@@ -3,26 +3,12 @@
 import torch
 
 from pipeline.data.tiny_set import (
-    Preprocessing,
     augmented_views,
-    eval_tensors,
-    load_image_folder,
-    split_holdout,
 )
-from pipeline.models import load_model
-from pipeline.network.blocks import analyse
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.mimic import FitSettings
 from pipeline.recovery.recover import RecoverySettings, recover
-
-
-def _setup(image_folder):
-    loaded = load_model("tests.tiny_models:tiny_resnet_deep", resolution=32)
-    structure = analyse(loaded.module, 32)
-    tiny = load_image_folder(image_folder, 32)
-    prep = Preprocessing(32, loaded.mean, loaded.std)
-    train, selection = split_holdout(tiny, 0.25, 0)
-    return loaded, structure, prep, train, eval_tensors(selection, prep)
+from tests.recovery.setup import tiny_recovery_setup
 
 
 def test_batchnorm_matched_synthesis_moves_statistics_toward_the_originals_training_data(image_folder, tmp_path):
@@ -33,7 +19,7 @@ def test_batchnorm_matched_synthesis_moves_statistics_toward_the_originals_train
         starting_images,
     )
 
-    loaded, structure, prep, train, sel = _setup(image_folder)
+    loaded, structure, prep, train, sel = tiny_recovery_setup(image_folder)
     loaded.module.train()
     with torch.no_grad():  # give the random network real running statistics: those of other images
         for _ in range(50):
