@@ -197,7 +197,7 @@ def _cell(entry: dict | None, sets: list[str]) -> str:
     if entry is None:
         return "not run"
     if "refused" in entry:
-        return f"refused: {entry['refused'][:120]}"
+        return f"refused: {entry['refused'][:300]}"
     ratio = "n/a" if entry["measured_ratio"] is None else f"{entry['measured_ratio']:.3f}"
     return (f"{entry['precision']}, {len(entry['dropped'])} blocks ({entry['deployed']}): ratio {ratio}, "
             f"{_agreements(entry['agreement'], sets)}")
