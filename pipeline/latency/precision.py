@@ -89,6 +89,8 @@ def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple
 
     `profiler` is the active FP32 profiler; each other precision is timed as a file in its deployed form.
     """
+    from exporters.onnx_check import onnx_logits
+
     reference = predict_logits(original, selection_images)
     options, variants = {}, {FP32: original}
     with tempfile.TemporaryDirectory(prefix="practise-precision-") as tmp:
@@ -99,8 +101,6 @@ def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple
             log(f"quantizing the original network: {precision}")
             path = deployed_file(original, precision, calibration, Path(tmp), "original")
             variants[precision] = path
-            from exporters.onnx_check import onnx_logits
-
             logits = onnx_logits(path, selection_images)
             options[precision] = (compare(logits, reference, None).top1_agreement, prediction_kl(logits, reference))
         log(f"timing the original network in {len(variants)} precisions side by side")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.data.tiny_set import Preprocessing, TinySet, eval_tensors
-from pipeline.latency.precision import deployed_logits
+from pipeline.latency.precision import CALIBRATION_IMAGES, deployed_logits
 from pipeline.models import LoadedModel
 from pipeline.network.evaluation import (
     compare,
@@ -69,7 +69,6 @@ def stage_evaluation(ctx: RunContext) -> None:
     save_timings(ctx)
 
 
-CALIBRATION_IMAGES = 64
 
 
 def _restricted(report: dict, names: list[str]) -> dict:

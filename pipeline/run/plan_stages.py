@@ -19,6 +19,7 @@ from pipeline.latency.plans import (
     needing_blocks,
 )
 from pipeline.latency.precision import (
+    CALIBRATION_IMAGES,
     PrecisionOption,
     deployed_logits,
     survey_precisions,
@@ -33,8 +34,6 @@ from pipeline.network.evaluation import compare, predict_logits, prediction_kl
 from pipeline.network.surgery import drop_blocks
 from pipeline.run.context import RunContext, save_timings, timed
 from profilers import LatencyTable, TableStore
-
-CALIBRATION_IMAGES = 64
 
 
 def calibration_images(ctx: RunContext):
