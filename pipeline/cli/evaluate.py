@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import model_option, resolution_option, weights_option
+from pipeline.cli.options import model_option, resolution_option, trust_model_code_option, weights_option
 
 
 @click.command()
@@ -16,12 +16,14 @@ from pipeline.cli.options import model_option, resolution_option, weights_option
 @model_option
 @weights_option
 @resolution_option
+@trust_model_code_option
 @click.option("--json", "as_json", is_flag=True)
-def evaluate(run_dir, data, model, weights, resolution, as_json) -> None:
+def evaluate(run_dir, data, model, weights, resolution, trust_model_code, as_json) -> None:
     """Accuracy on a labelled folder, and agreement of a run's compressed network with the original."""
     from pipeline.run.evaluate_folder import evaluate_folder
 
-    result = evaluate_folder(Path(run_dir) if run_dir else None, Path(data), model, weights, resolution)
+    result = evaluate_folder(Path(run_dir) if run_dir else None, Path(data), model, weights, resolution,
+                             trust_model_code)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import EXPORT_FORMATS, export_options, log, progress_bar
+from pipeline.cli.options import EXPORT_FORMATS, export_options, log, progress_bar, trust_model_code_option
 
 
 @click.command("export")
@@ -14,12 +14,13 @@ from pipeline.cli.options import EXPORT_FORMATS, export_options, log, progress_b
 @click.option("--format", "formats", multiple=True, required=True, type=click.Choice(EXPORT_FORMATS),
               help="artefact format (repeatable).")
 @export_options
+@trust_model_code_option
 def export_command(run_dir: str, formats: tuple[str, ...], dynamic_batch: bool, max_batch: int,
-                   tensorrt_precision: str) -> None:
+                   tensorrt_precision: str, trust_model_code: bool) -> None:
     """Write a finished run's compressed network in more formats, each checked against PyTorch and timed."""
     from pipeline.run.export_step import export_existing_run
 
-    records = export_existing_run(Path(run_dir), list(formats), progress_bar, log, dynamic_batch=dynamic_batch,
+    records = export_existing_run(Path(run_dir), list(formats), progress_bar, log, trust_model_code, dynamic_batch=dynamic_batch,
                                   max_batch=max_batch, tensorrt_precision=tensorrt_precision)
     for fmt, art in records.items():
         check = art["check"]

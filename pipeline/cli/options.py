@@ -63,6 +63,10 @@ def export_options(command):
                         help="export ONNX with a free batch axis (and TensorRT engines with an optimization profile).")(command)
 
 
+trust_model_code_option = click.option(
+    "--trust-model-code", is_flag=True,
+    help="the run folder's settings name user code or a saved module as its model: load it (this runs that code).")
+
 batch_option = click.option("--batch", "profile_batch", type=click.IntRange(1, 4096), default=1, show_default=True,
                             help="batch size the latency is measured at.")
 

@@ -8,7 +8,8 @@ in a package load them by default.
 Trust: unpickling a whole module runs code from the file, so it happens only for a spec that is clearly a
 file (`file:PATH`, or a path ending in .pt/.pth), never for a model name that happens to match a file in
 the working directory. State_dicts always load with `weights_only=True`. User code is imported with the
-working directory on `sys.path` only while it loads.
+working directory on `sys.path` only while it loads. A run folder reopened by `export`/`evaluate` names its
+model in its settings; when that spec runs code (`runs_code`), the user must say they trust the folder.
 """
 
 from __future__ import annotations
@@ -84,6 +85,23 @@ def load_model(spec: str, weights: str | Path | None = None, resolution: int | N
         loaded.resolution = int(resolution)
     loaded.module.eval()
     return loaded
+
+
+def runs_code(spec: str) -> bool:
+    """Whether loading `spec` imports or unpickles code from outside this tool (user factory or saved module)."""
+    spec = spec.strip()
+    if spec.startswith(SAVED_MODULE_PREFIX) or Path(spec).suffix in SAVED_MODULE_SUFFIXES:
+        return True
+    return ":" in spec and not spec.startswith("timm:")
+
+
+def require_trusted_spec(spec: str, run_dir: Path, trusted: bool) -> None:
+    """Refuse to run the code a run folder's settings name unless the user said they trust that folder."""
+    if runs_code(spec) and not trusted:
+        raise UsageError(
+            f"the run folder '{run_dir}' names model '{spec}', which loading would run as code (an import or an "
+            "unpickled module); pass --trust-model-code if you made this folder or trust who did."
+        )
 
 
 def _build(spec: str) -> LoadedModel:

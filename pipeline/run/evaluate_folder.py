@@ -7,18 +7,20 @@ from pathlib import Path
 from pipeline.core.errors import UsageError
 from pipeline.data.tiny_set import Preprocessing, eval_tensors, load_image_folder
 from pipeline.models import load_model
+from pipeline.models.registry import require_trusted_spec
 from pipeline.models.preprocessing import with_preprocessing
 from pipeline.network.evaluation import compare, predict_logits, topk_accuracy
 from pipeline.run.runfolder import RunFolder
 
 
 def evaluate_folder(run_dir: Path | None, data: Path, model: str, weights: str | None,
-                    resolution: int | None) -> dict:
+                    resolution: int | None, trust_model_code: bool = False) -> dict:
     if run_dir is not None:
         folder = RunFolder(run_dir)
         if not folder.has("dropped_blocks.json") or not folder.has("compressed_state_dict.pt"):
             raise UsageError(f"'{run_dir}' holds no compressed network yet (recovery and evaluation have not finished; rerun its pipeline run command).")
         settings = folder.read_json("settings.json")["settings"]
+        require_trusted_spec(settings["model"], run_dir, trust_model_code)
         loaded = with_preprocessing(load_model(settings["model"], settings["weights"], settings["resolved_resolution"]),
                                     settings.get("mean"), settings.get("std"), settings.get("crop_fraction"),
                                     settings.get("interpolation"))  # the run's own preprocessing

@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.data.tiny_set import Preprocessing, eval_tensors
+from pipeline.models.registry import require_trusted_spec
 from pipeline.network.evaluation import predict_logits
 from pipeline.run.config import RunConfig, profile_settings
 from pipeline.run.context import RunContext, prepare, save_timings, timed
@@ -84,7 +85,7 @@ def onnx_metadata(prep: Preprocessing, class_count: int) -> dict[str, str]:
 
 
 def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFactory = silent,
-                        log: Log = quiet_log, **options) -> dict:
+                        log: Log = quiet_log, trust_model_code: bool = False, **options) -> dict:
     """`pipeline export RUN_DIR`: reopen a run with its own settings and add artefacts to it.
 
     `options` (dynamic_batch, max_batch, tensorrt_precision) apply to these artefacts only.
@@ -93,6 +94,7 @@ def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFac
     if not folder.has("settings.json") or not folder.has("compressed_state_dict.pt"):
         raise UsageError(f"'{run_dir}' holds no compressed network yet; finish it with 'pipeline run' first.")
     settings = folder.read_json("settings.json")["settings"]
+    require_trusted_spec(settings["model"], run_dir, trust_model_code)
     known = {f for f in RunConfig.__dataclass_fields__}
     config = RunConfig(**{k: v for k, v in settings.items() if k in known})
     config.out, config.export = str(run_dir), tuple(config.export)

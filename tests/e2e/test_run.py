@@ -69,7 +69,10 @@ def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder,
     assert (out / "report.json").stat().st_mtime_ns == before
 
     # evaluate: accuracy on a labelled folder and agreement with the original
-    code, stdout, _ = invoke(capsys, "evaluate", str(out), "--data", str(labelled_folder), "--json")
+    code, _, err = invoke(capsys, "evaluate", str(out), "--data", str(labelled_folder), "--json")
+    assert_clean_error(code, err, 2, "--trust-model-code")  # the folder names user code: not run unasked
+    code, stdout, _ = invoke(capsys, "evaluate", str(out), "--data", str(labelled_folder), "--json",
+                             "--trust-model-code")
     assert code == 0
     result = json.loads(stdout)
     assert result["labelled"] and result["networks"]["compressed"]["top1_agreement"] is not None

@@ -103,3 +103,23 @@ def test_a_saved_module_whose_class_cannot_be_imported(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="cannot rebuild the saved model") as info:
         load_model(str(path))
     assert isinstance(info.value.__cause__, ImportError)
+
+
+@pytest.mark.parametrize("spec, runs", [
+    ("resnet18", False), ("efficientnet_lite0", False), ("timm:resnet18", False),
+    ("tests.tiny_models:tiny_resnet", True), ("file:model.bin", True), ("net.pt", True), ("net.pth", True),
+])
+def test_specs_that_run_code_are_recognised(spec, runs):
+    from pipeline.models.registry import runs_code
+
+    assert runs_code(spec) is runs
+
+
+def test_a_folder_naming_user_code_needs_trust(tmp_path):
+    from pipeline.core.errors import UsageError
+    from pipeline.models.registry import require_trusted_spec
+
+    with pytest.raises(UsageError, match="--trust-model-code"):
+        require_trusted_spec("file:evil.pt", tmp_path, trusted=False)
+    require_trusted_spec("file:evil.pt", tmp_path, trusted=True)
+    require_trusted_spec("resnet18", tmp_path, trusted=False)
