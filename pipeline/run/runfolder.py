@@ -38,8 +38,11 @@ _REWRITTEN = (SETTINGS_FILE, "data.json", "candidates.json")
 # a damaged stage file takes these with it: the files made from it (a redone stage may choose differently)
 _RECOVERY_ON = ["recovered_state_dict.pt", "dropped_blocks.json", "recovery.json", "evaluation.json",
                 "compressed_state_dict.pt", "export.json", "report.json", "report.md"]
+_SELECTION_ON = ["selection.json", "recovery_checkpoint.pt", "synthetic_images.pt", *_RECOVERY_ON]
 _MADE_FROM = {
-    "selection.json": ["recovery_checkpoint.pt", "synthetic_images.pt", *_RECOVERY_ON],
+    # the plans are chosen from the table, the scores and the precision survey: a redone one may choose otherwise
+    **{name: _SELECTION_ON for name in ("latency_table.json", "recoverability.json", "precisions.json")},
+    "selection.json": _SELECTION_ON[1:],
     "synthetic_images.pt": ["recovery_checkpoint.pt"],
     **{name: _RECOVERY_ON[_RECOVERY_ON.index(name) + 1:] for name in _RECOVERY_ON[:3]},
     "evaluation.json": ["compressed_state_dict.pt", "export.json", "report.json", "report.md"],

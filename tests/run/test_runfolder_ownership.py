@@ -93,6 +93,19 @@ def test_a_damaged_stage_file_is_named_set_aside_and_takes_what_was_made_from_it
     assert not folder.has("recovery.json") and not folder.has("recovered_state_dict.pt")
 
 
+@pytest.mark.parametrize("damaged", ["latency_table.json", "recoverability.json", "precisions.json"])
+def test_a_damaged_input_of_the_plans_takes_the_selection_along(tmp_path, damaged):
+    folder = RunFolder.open(tmp_path / "run", {"a": 1})
+    for name in ("latency_table.json", "recoverability.json", "precisions.json", "selection.json", "recovery.json"):
+        folder.write_json(name, {"x": 1})
+    folder.file(damaged).write_text("{")
+    said = []
+    RunFolder.open(tmp_path / "run", {"a": 1}, log=said.append)
+    assert f"{damaged} is damaged" in said[0] and "selection.json" in said[0]
+    assert not folder.has("selection.json") and not folder.has("recovery.json")
+    assert all(folder.has(n) for n in ("latency_table.json", "recoverability.json", "precisions.json") if n != damaged)
+
+
 def test_a_corrupted_checkpoint_is_set_aside(tmp_path):
     folder = RunFolder.open(tmp_path / "run", {"a": 1})
     folder.save_tensors("recovery_checkpoint.pt", {"step": 3})
