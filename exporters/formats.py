@@ -28,7 +28,7 @@ from pipeline.core.errors import UsageError
 class ExportInputs:
     module: nn.Module  # the compressed network, eval mode
     resolution: int
-    check_images: torch.Tensor  # (N, 3, R, R) held-out images
+    check_images: torch.Tensor  # (N, C, R, R) held-out images (C: 3 for RGB networks, 1 for grayscale)
     reference_logits: torch.Tensor  # PyTorch logits on check_images
     calibration_images: torch.Tensor  # tiny-set images for INT8 calibration
     out_dir: Path
@@ -41,11 +41,15 @@ class ExportInputs:
     def scheme(self) -> Int8Scheme:
         return get_scheme(self.int8_scheme) if self.int8_scheme else DEFAULT_SCHEME
 
+    @property
+    def channels(self) -> int:
+        return int(self.check_images.shape[1])
+
     def example(self) -> torch.Tensor:
-        return torch.randn(1, 3, self.resolution, self.resolution)
+        return torch.randn(1, self.channels, self.resolution, self.resolution)
 
     def input_shape(self) -> list:
-        return ["batch" if self.dynamic_batch else 1, 3, self.resolution, self.resolution]
+        return ["batch" if self.dynamic_batch else 1, self.channels, self.resolution, self.resolution]
 
 
 def _record(fmt: str, path: Path, check: dict, **extra) -> dict:
@@ -150,7 +154,8 @@ def export_tensorrt(inputs: ExportInputs) -> dict:
     require_cuda("--format tensorrt")
     precision = inputs.tensorrt_precision
     source = _int8_onnx(inputs) if precision == "int8" else _onnx(inputs, precision)
-    shapes = EngineShapes(inputs.resolution, 1, 1, inputs.max_batch if inputs.dynamic_batch else 1)
+    shapes = EngineShapes(inputs.resolution, 1, 1, inputs.max_batch if inputs.dynamic_batch else 1,
+                          inputs.channels)
     engine = inputs.out_dir / f"model.{precision}.engine"
     sidecar = build_engine(source, engine, precision, shapes, timing_cache_path(paths.home() / "tensorrt", version))
     runner = EngineRunner(engine)

@@ -67,6 +67,7 @@ class EngineShapes:
     opt_batch: int = 1
     min_batch: int = 1
     max_batch: int = 1
+    channels: int = 3  # input channels: 1 for grayscale networks
 
     def __post_init__(self):
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
@@ -78,7 +79,7 @@ class EngineShapes:
         return self.min_batch != self.max_batch
 
     def shape(self, batch: int) -> tuple[int, int, int, int]:
-        return (batch, 3, self.resolution, self.resolution)
+        return (batch, self.channels, self.resolution, self.resolution)
 
 
 @dataclass
@@ -260,7 +261,7 @@ class EngineRunner:
             raise RunFailure("TensorRT failed to enqueue an inference.")
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of `images` (N, 3, R, R) as a CPU float32 tensor."""
+        """Logits of `images` (N, C, R, R) as a CPU float32 tensor."""
         stream = torch.cuda.Stream(self.device)
         inputs, outputs = self.bind(len(images))
         with torch.cuda.stream(stream):

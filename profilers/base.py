@@ -34,6 +34,7 @@ Variant = nn.Module | Path  # a PyTorch network, or an exported file the backend
 class ProfileSettings:
     batch: int = 1
     resolution: int = 224
+    channels: int = 3  # input channels: 3 for RGB networks, 1 for grayscale ones
     threads: int = 0  # 0: all cores of this machine
     precision: str = "fp32"
     # 10 warm-up runs per chunk let the previous session's spinning threads go idle; with 3 the
@@ -45,6 +46,9 @@ class ProfileSettings:
     tolerance: float = 0.02
     time_cap_s: float = 90.0
     cuda_graphs: bool = False  # torch CUDA: replay each variant as a captured CUDA graph
+
+    def input_shape(self, batch: int | None = None) -> tuple[int, int, int, int]:
+        return (self.batch if batch is None else batch, self.channels, self.resolution, self.resolution)
 
     def resolved_threads(self) -> int:
         return self.threads or os.cpu_count() or 1

@@ -75,7 +75,7 @@ class OnnxRuntimeCpuProfiler(Profiler):
         s = self.settings
         if s.precision not in self.precisions:
             raise UsageError(f"onnxruntime CPU profiling supports {', '.join(self.precisions)}, not {s.precision}.")
-        example = torch.randn(s.batch, 3, s.resolution, s.resolution)
+        example = torch.randn(s.input_shape())
         path = variant if isinstance(variant, Path) else self._file_for(variant, example)
         session = self.session(path)
         self._sessions.append(session)
@@ -86,7 +86,7 @@ class OnnxRuntimeCpuProfiler(Profiler):
         if isinstance(variant, Path):
             return variant
         s = self.settings
-        return self._file_for(variant, torch.randn(s.batch, 3, s.resolution, s.resolution))
+        return self._file_for(variant, torch.randn(s.input_shape()))
 
     def _file_for(self, module: torch.nn.Module, example: torch.Tensor) -> Path:
         """The module's ONNX file in the profiler's precision (a file given as a variant runs as it is)."""

@@ -64,7 +64,7 @@ class TensorRTProfiler(Profiler):
         work = Path(self._tmp.name) / f"variant{len(self._runners)}"
         onnx_path = variant if isinstance(variant, Path) else self._export(variant, work)
         engine = work.with_suffix(".engine")
-        build_engine(onnx_path, engine, s.precision, EngineShapes(s.resolution, s.batch, s.batch, s.batch), self._cache)
+        build_engine(onnx_path, engine, s.precision, EngineShapes(s.resolution, s.batch, s.batch, s.batch, s.channels), self._cache)
         return engine
 
     def _export(self, module: torch.nn.Module, work: Path) -> Path:
@@ -72,10 +72,10 @@ class TensorRTProfiler(Profiler):
         from exporters.onnx_int8 import quantize_onnx
 
         s = self.settings
-        example = torch.randn(s.batch, 3, s.resolution, s.resolution)
+        example = torch.randn(s.input_shape())
         if s.precision == "int8":
             fp32 = export_onnx(module, example, work.with_suffix(".fp32.onnx"))
-            calibration = torch.randn(INT8_CALIBRATION_IMAGES, 3, s.resolution, s.resolution)
+            calibration = torch.randn(s.input_shape(INT8_CALIBRATION_IMAGES))
             return quantize_onnx(fp32, work.with_suffix(".int8.onnx"), calibration)
         return export_onnx(module, example, work.with_suffix(".onnx"), precision=s.precision)
 

@@ -50,7 +50,7 @@ class TorchCpuProfiler(Profiler):
             raise UsageError(f"torch CPU profiling supports fp32 only, not {self.settings.precision}.")
         module = _for_inference(variant)
         s = self.settings
-        example = torch.randn(s.batch, 3, s.resolution, s.resolution)
+        example = torch.randn(s.input_shape())
 
         def run():
             with torch.inference_mode():
@@ -92,7 +92,7 @@ class TorchCudaProfiler(Profiler):
         dtype = torch.float16 if s.precision == "fp16" else torch.float32
         # a copy: Module.to() moves in place, and the caller's network (the teacher) must stay where it is
         module = _for_inference(copy.deepcopy(variant)).to(self._device, dtype)
-        example = torch.randn(s.batch, 3, s.resolution, s.resolution, device=self._device, dtype=dtype)
+        example = torch.randn(s.input_shape(), device=self._device, dtype=dtype)
 
         def run():
             with torch.inference_mode():

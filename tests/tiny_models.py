@@ -18,9 +18,10 @@ def _stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequentia
 class TinyResNet(nn.Module):
     """A ResNet with torchvision BasicBlocks, widths 8/16/32: 4 droppable blocks at (2, 2, 2)."""
 
-    def __init__(self, widths=(8, 16, 32), depths=(2, 2, 2), num_classes: int = 10):
+    def __init__(self, widths=(8, 16, 32), depths=(2, 2, 2), num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
         stages, inplanes = [], widths[0]
         for i, (w, d) in enumerate(zip(widths, depths)):
             stages.append(_stage(inplanes, w, d, 1 if i == 0 else 2))
@@ -35,6 +36,11 @@ class TinyResNet(nn.Module):
 
 def tiny_resnet() -> nn.Module:
     return TinyResNet()
+
+
+def tiny_grey_resnet() -> nn.Module:
+    """The tiny ResNet for one-channel (grayscale) images."""
+    return TinyResNet(in_channels=1)
 
 
 def tiny_resnet_deep() -> nn.Module:

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2 as T
 
 from pipeline.core.errors import UsageError
+from pipeline.models.registry import input_channels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"}
 # Images are stored with this much margin over the network resolution (the eval resize is 1/0.875).
@@ -126,8 +127,8 @@ def split_holdout(tiny: TinySet, fraction: float, seed: int) -> tuple[TinySet, T
 @dataclass(frozen=True)
 class Preprocessing:
     resolution: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # one value per input channel
+    std: tuple[float, ...]
     crop_fraction: float = 0.875  # evaluation: resize to resolution / crop_fraction, centre-crop resolution
     interpolation: str = "bilinear"
 
@@ -135,6 +136,15 @@ class Preprocessing:
     def of(cls, loaded) -> "Preprocessing":
         """The preprocessing a LoadedModel asks for (its own, or the user's overrides)."""
         return cls(loaded.resolution, tuple(loaded.mean), tuple(loaded.std), loaded.crop_fraction, loaded.interpolation)
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def _to_tensor(self) -> list:
+        """Decoded RGB images to normalised float tensors; a grayscale network gets ITU-R 601 luma (PIL's "L")."""
+        grey = [T.Grayscale(1)] if self.channels == 1 else []
+        return [*grey, T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std)]
 
     @property
     def decode_resolution(self) -> int:
@@ -147,26 +157,24 @@ class Preprocessing:
     def eval_transform(self) -> T.Compose:
         return T.Compose([
             T.Resize(round(self.resolution / self.crop_fraction), interpolation=self._filter(), antialias=True),
-            T.CenterCrop(self.resolution),
-            T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std),
+            T.CenterCrop(self.resolution), *self._to_tensor(),
         ])
 
     def train_transform(self, min_scale: float) -> T.Compose:
         return T.Compose([
             T.RandomResizedCrop(self.resolution, scale=(min_scale, 1.0), interpolation=self._filter(), antialias=True),
-            T.RandomHorizontalFlip(),
-            T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std),
+            T.RandomHorizontalFlip(), *self._to_tensor(),
         ])
 
 
 def eval_tensors(tiny: TinySet, prep: Preprocessing) -> torch.Tensor:
-    """All images with evaluation transforms, stacked: (N, 3, R, R)."""
+    """All images with evaluation transforms, stacked: (N, C, R, R)."""
     transform = prep.eval_transform()
     return torch.stack([transform(im) for im in tiny.images])
 
 
 def augmented_views(tiny: TinySet, prep: Preprocessing, count: int, min_scale: float, seed: int) -> torch.Tensor:
-    """`count` random training views drawn with replacement: (count, 3, R, R)."""
+    """`count` random training views drawn with replacement: (count, C, R, R)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     transform = prep.train_transform(min_scale)
@@ -179,7 +187,7 @@ def check_labels_fit(images: TinySet, model: torch.nn.Module, resolution: int, f
         return
     try:
         with torch.no_grad():
-            num_classes = int(model(torch.zeros(1, 3, resolution, resolution)).shape[-1])
+            num_classes = int(model(torch.zeros(1, input_channels(model), resolution, resolution)).shape[-1])
     except (RuntimeError, ValueError, TypeError, IndexError, AssertionError):
         return  # the block analysis that follows reports a forward that fails at this resolution, with its cause
     beyond = sorted({label for label in images.labels if label >= num_classes})

@@ -44,11 +44,15 @@ class LoadedModel:
     spec: str
     module: nn.Module
     resolution: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # per input channel (three for RGB networks, one for grayscale ones)
+    std: tuple[float, ...]
     weights_source: str  # "packaged:<path>", "file:<path>", "random" or "saved-module:<path>"
     crop_fraction: float = 0.875  # evaluation: resize to resolution / crop_fraction, then centre-crop
     interpolation: str = "bilinear"  # resize filter: bilinear, bicubic or nearest
+
+    @property
+    def channels(self) -> int:
+        return input_channels(self.module)
 
     @property
     def has_trained_weights(self) -> bool:
@@ -57,6 +61,12 @@ class LoadedModel:
     def architecture_hash(self) -> str:
         """Identifies the architecture (not the weights): latency tables are keyed by it."""
         return hashlib.sha256(repr(self.module).encode()).hexdigest()[:12]
+
+
+def input_channels(module: nn.Module) -> int:
+    """The channels a CNN takes: its first convolution's input channels (3 when it has none)."""
+    first_conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    return first_conv.in_channels if first_conv is not None else 3
 
 
 def _torchvision_names() -> list[str]:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pipeline.core.errors import UsageError
+from pipeline.models.registry import input_channels
 from pipeline.network import graph as block_graph
 
 _POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d)
@@ -172,7 +173,7 @@ def _check_drops_run(model: nn.Module, names: list[str], example: torch.Tensor) 
 def analyse(model: nn.Module, resolution: int) -> NetworkStructure:
     """Candidates, per-module call records and the feature point of `model` at `resolution` pixels."""
     model.eval()
-    example = torch.zeros(1, 3, resolution, resolution)
+    example = torch.zeros(1, input_channels(model), resolution, resolution)
     try:
         calls, leaf_macs = _record_calls(model, example)
     except FORWARD_ERRORS as exc:

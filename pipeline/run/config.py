@@ -91,8 +91,9 @@ def parse_blends(text: str | None) -> tuple[float, ...] | None:
     return weights
 
 
-def profile_settings(config: RunConfig, preset: Preset, resolution: int | None = None) -> ProfileSettings:
-    settings = replace(preset.profile, batch=config.profile_batch, threads=config.threads,
+def profile_settings(config: RunConfig, preset: Preset, resolution: int | None = None,
+                     channels: int = 3) -> ProfileSettings:
+    settings = replace(preset.profile, batch=config.profile_batch, threads=config.threads, channels=channels,
                        precision=base_precision(config.precision), cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
     return replace(settings, time_cap_s=config.profile_time_cap) if config.profile_time_cap else settings
 

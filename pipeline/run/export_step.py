@@ -62,7 +62,7 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
         if ctx.measurable:
             target_ratio = ctx.folder.read_json("selection.json")["target_ratio"]
             measure_artefacts(records, ctx.folder.path, ctx.loaded.module, config.target,
-                              profile_settings(config, ctx.preset, ctx.loaded.resolution), target_ratio, ctx.progress,
+                              profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels), target_ratio, ctx.progress,
                               ctx.log)
         else:
             for record in records.values():
@@ -81,7 +81,7 @@ def onnx_metadata(prep: Preprocessing, class_count: int) -> dict[str, str]:
     return {"mean": ",".join(f"{m:g}" for m in prep.mean), "std": ",".join(f"{s:g}" for s in prep.std),
             "resolution": str(prep.resolution), "class_count": str(class_count),
             "crop_fraction": f"{prep.crop_fraction:g}", "interpolation": prep.interpolation,
-            "input": "RGB, float32 in [0, 1] before normalisation, NCHW", "producer": "practise-pipeline"}
+            "input": f"{'RGB' if prep.channels == 3 else 'grayscale'}, float32 in [0, 1] before normalisation, NCHW", "producer": "practise-pipeline"}
 
 
 def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFactory = silent,

@@ -27,7 +27,7 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
         log(f"run folder {folder.path} already holds a finished run with these settings; see {folder.file('report.md')}")
         return folder
     ctx.timings = folder.read_json("timings.json") if folder.has("timings.json") else {}
-    settings = profile_settings(config, ctx.preset, ctx.loaded.resolution)
+    settings = profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels)
     profiler = get_profiler(config.target, config.backend, settings) if ctx.measurable else None
     with profiler or contextlib.nullcontext():
         table = stage_latency_table(ctx, profiler)

@@ -46,6 +46,7 @@ def profile_table(request: ProfileRequest, progress: ProgressFactory = silent, l
     loaded = load_model(request.model, request.weights, request.resolution)
     structure = analyse(loaded.module, loaded.resolution)
     settings = replace(get_preset(request.preset).profile, batch=request.profile_batch, resolution=loaded.resolution,
+                       channels=loaded.channels,
                        threads=request.threads, precision=request.precision, cuda_graphs=request.cuda_graphs)
     if request.profile_time_cap:
         settings = replace(settings, time_cap_s=request.profile_time_cap)

@@ -11,6 +11,7 @@ from torchvision.transforms import v2 as T
 from pipeline.core.errors import UsageError
 from pipeline.data.tiny_set import Preprocessing
 from pipeline.models import load_model
+from pipeline.models.registry import IMAGENET_MEAN
 from pipeline.models.preprocessing import preprocessing_record, with_preprocessing
 
 TINY = "tests.tiny_models:tiny_resnet"
@@ -62,19 +63,34 @@ def test_preprocessing_of_a_loaded_model_carries_its_values():
     assert prep.mean == loaded.mean and prep.std == loaded.std
 
 
-def gray_resnet():
-    from torch import nn
-
+def two_channel_resnet():
     from tests.tiny_models import TinyResNet
 
-    model = TinyResNet()
-    model.stem[0] = nn.Conv2d(1, 8, 3, padding=1, bias=False)
-    return model
+    return TinyResNet(in_channels=2)
 
 
-def test_a_one_channel_model_is_refused_with_the_way_round():
-    with pytest.raises(UsageError, match="takes 1-channel input.*average the channels"):
-        with_preprocessing(load_model("tests.models.test_preprocessing:gray_resnet", resolution=32))
+def test_a_grayscale_model_gets_one_value_per_channel_and_grey_tensors(tmp_path):
+    from PIL import Image
+
+    from pipeline.data.tiny_set import eval_tensors, load_image_folder
+
+    loaded = with_preprocessing(load_model("tests.tiny_models:tiny_grey_resnet", resolution=32))
+    assert loaded.channels == 1 and len(loaded.mean) == 1 and len(loaded.std) == 1
+    assert loaded.mean[0] == pytest.approx(sum(IMAGENET_MEAN) / 3)  # its RGB statistics averaged
+    assert preprocessing_record(loaded)["channels"] == "grayscale"
+    assert with_preprocessing(load_model("tests.tiny_models:tiny_grey_resnet"), mean="0.2", std="0.3").mean == (0.2,)
+    with pytest.raises(UsageError, match="1-channel network: give one number"):
+        with_preprocessing(load_model("tests.tiny_models:tiny_grey_resnet"), mean="0.5,0.5,0.5")
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / f"{i}.png")
+    x = eval_tensors(load_image_folder(tmp_path, 32), Preprocessing.of(loaded))
+    assert x.shape == (2, 1, 32, 32)
+    assert x[0].mean() > x[1].mean()  # luma: red is brighter than blue, not an average of equal channels
+
+
+def test_a_model_taking_neither_rgb_nor_grey_is_refused_with_the_way_round():
+    with pytest.raises(UsageError, match="takes 2-channel input.*RGB \\(3 channels\\) or grayscale"):
+        with_preprocessing(load_model("tests.models.test_preprocessing:two_channel_resnet", resolution=32))
 
 
 def test_a_models_own_filter_this_tool_lacks_is_refused_unless_the_user_chooses_one():
