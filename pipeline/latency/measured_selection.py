@@ -1,8 +1,11 @@
 """Selecting blocks until the network, measured end to end, meets the budget.
 
 The latency table predicts; the end-to-end measurement decides. A miss asks the table for more saving;
-a result far under the budget (the table overstated what was left) asks for less, as long as nothing has
-missed yet. The kept selection is the measured one closest to the budget that meets it. `pipeline run`
+a result far under the budget (the table overstated what was left) asks for less. Once one request has
+missed and another has met with much to spare, the next asks for the saving halfway between them (a
+bisection on the measured network), so a table that understates one step and overstates the next does not
+leave the run with blocks it did not need. The kept selection is the measured one closest to the budget that
+meets it. `pipeline run`
 and the Fashion-MNIST benchmark both choose this way.
 """
 
@@ -30,7 +33,9 @@ def select_by_measurement(select: Select, measure: Measure | None, budget: Budge
     `measure` None: the table is of another device, so the first selection is kept unmeasured.
     `full_ms` is the table's original latency: the ratio budget's misses are converted with it.
     """
-    extra_ms, attempts, missed = 0.0, [], False
+    extra_ms, attempts = 0.0, []
+    missed_at: float | None = None  # the largest extra saving asked whose network missed the budget
+    spare_at: float | None = None  # the smallest one whose network met it with much to spare
     for attempt in range(max_attempts):
         try:
             selection = select(extra_ms)
@@ -61,16 +66,23 @@ def select_by_measurement(select: Select, measure: Measure | None, budget: Budge
         # miss to the budget alone changes nothing when the prediction already overshot it
         overshoot_ms = budget.target_ms(full_ms) - selection.predicted_ms
         if miss_ms > 0:
-            missed = True
+            missed_at = extra_ms if missed_at is None else max(missed_at, extra_ms)
             log(f"measured latency misses the budget by {miss_ms:.3f} ms; selecting more blocks")
-            extra_ms = max(extra_ms, overshoot_ms) + miss_ms
-        elif not missed and -miss_ms > UNDERSHOOT_TO_RETRY * full_ms:
+            extra_ms = (max(extra_ms, overshoot_ms) + miss_ms if spare_at is None
+                        else _between(missed_at, spare_at))
+        elif -miss_ms > UNDERSHOOT_TO_RETRY * full_ms:
+            spare_at = extra_ms if spare_at is None else min(spare_at, extra_ms)
             log(f"measured latency is {-miss_ms:.3f} ms under the budget (the table overstated what was left); "
                 "trying fewer blocks")
-            extra_ms = overshoot_ms + miss_ms
+            extra_ms = overshoot_ms + miss_ms if missed_at is None else _between(missed_at, spare_at)
         else:
             break
     return attempts, closest_meeting(attempts)
+
+
+def _between(missed_at: float, spare_at: float) -> float:
+    """The extra saving halfway between a request that missed and one that met with much to spare."""
+    return (missed_at + spare_at) / 2
 
 
 def closest_meeting(attempts: list[dict]) -> int:

@@ -48,6 +48,23 @@ def test_a_measurement_far_under_the_budget_selects_fewer_and_keeps_the_closest_
     assert len(attempts) >= 2 and chosen == 0
 
 
+def test_after_a_miss_and_a_large_surplus_the_saving_halfway_between_is_tried():
+    from types import SimpleNamespace
+
+    from pipeline.latency.measured_selection import select_by_measurement
+
+    def select(extra_ms):  # one more block per 0.1 ms asked; each predicted to save 0.4 ms of 4.0
+        n = 1 + round(extra_ms / 0.1)
+        return SimpleNamespace(dropped=[f"b{i}" for i in range(n)], predicted_ms=4.0 - 0.4 * n,
+                               predicted_ratio=1.0 - 0.1 * n)
+
+    # 0.9: one block measures 0.95 (a miss), three measure 0.7 (far under); two, halfway, measure 0.88
+    attempts, chosen = select_by_measurement(select, _measured_by_size({1: 0.95, 3: 0.7, 2: 0.88}),
+                                             Budget.parse("0.9"), 4.0, 5)
+    assert [len(a["dropped"]) for a in attempts] == [1, 3, 2]
+    assert chosen == 2 and attempts[chosen]["measured"]["ratio_median"] == 0.88
+
+
 def test_without_a_measurement_the_first_selection_is_kept_unmeasured():
     from pipeline.latency.measured_selection import select_by_measurement
 
