@@ -47,8 +47,8 @@ def stage_evaluation(ctx: RunContext) -> None:
     networks.update(rival)
     calibration = eval_tensors(ctx.train, ctx.prep)[:CALIBRATION_IMAGES]
     with timed(ctx, "evaluation_s"):
-        result = {name: _evaluate_candidates(teacher, networks, images, ctx.prep, calibration, labelled=name == "report")
-                  for name, images in (("report", ctx.report_set), ("train", ctx.train))}
+        result = _evaluate_candidates(teacher, networks, {"report": ctx.report_set, "train": ctx.train}, ctx.prep,
+                                      calibration, labelled="report")
     report = result["report"]
     recovery_names = [n for n in networks if n not in rival]
     eligible = (recovery_names if kept == "recovered" else ["unrecovered"]) + list(rival)
@@ -117,16 +117,23 @@ def blend_name(weight: float) -> str:
     return "halfway" if weight == 0.5 else f"blend {weight:g}"
 
 
-def _evaluate_candidates(teacher, networks: dict, images: TinySet, prep: Preprocessing, calibration: torch.Tensor,
-                         labelled: bool) -> dict:
-    """Agreement (and accuracy when labelled) of every candidate in its deployed precision, KL, and what
-    changed against unrecovered."""
-    x = eval_tensors(images, prep)
-    reference = predict_logits(teacher, x)
-    logits = {name: deployed_logits(network, precision, x, calibration)
+def _evaluate_candidates(teacher, networks: dict, image_sets: dict[str, TinySet], prep: Preprocessing,
+                         calibration: torch.Tensor, labelled: str) -> dict[str, dict]:
+    """Per image set: agreement (and accuracy on the `labelled` set) of every candidate in its deployed
+    precision, KL, and what changed against unrecovered. Each candidate is converted (quantized) once for
+    all sets: its logits on every set come from one pass over the sets' images together."""
+    xs = [eval_tensors(images, prep) for images in image_sets.values()]
+    sizes = [len(x) for x in xs]
+    reference = predict_logits(teacher, torch.cat(xs)).split(sizes)
+    logits = {name: deployed_logits(network, precision, torch.cat(xs), calibration).split(sizes)
               for name, (network, precision) in networks.items()}
-    labels = images.labels if labelled else None
-    out = {"images": len(images)}
+    return {set_name: _agreement_of(reference[i], {name: lg[i] for name, lg in logits.items()},
+                                    images.labels if set_name == labelled else None, len(images))
+            for i, (set_name, images) in enumerate(image_sets.items())}
+
+
+def _agreement_of(reference: torch.Tensor, logits: dict[str, torch.Tensor], labels, count: int) -> dict:
+    out = {"images": count}
     out.update({name: compare(lg, reference, labels).to_dict() for name, lg in logits.items()})
     out["kl"] = {name: prediction_kl(lg, reference) for name, lg in logits.items()}
     out["changes"] = {name: paired_change(logits["unrecovered"], lg, reference)
