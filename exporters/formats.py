@@ -36,10 +36,12 @@ class ExportInputs:
     max_batch: int = 32  # largest batch a dynamic TensorRT engine accepts
     tensorrt_precision: str = "fp16"
     int8_scheme: str | None = None  # the INT8 scheme the run measured fastest here (None: DEFAULT_SCHEME)
+    int8_excluded_nodes: tuple[str, ...] = ()  # layers kept in FP32 (the run's mixed-precision choice)
     metadata: dict[str, str] | None = None  # ONNX metadata_props: how to feed the artefact (mean, std, resolution...)
 
     def scheme(self) -> Int8Scheme:
-        return get_scheme(self.int8_scheme) if self.int8_scheme else DEFAULT_SCHEME
+        scheme = get_scheme(self.int8_scheme) if self.int8_scheme else DEFAULT_SCHEME
+        return scheme.with_accuracy_options(excluded_nodes=self.int8_excluded_nodes) if self.int8_excluded_nodes else scheme
 
     @property
     def channels(self) -> int:

@@ -97,6 +97,24 @@ def quantize_onnx(fp32_path: Path, target: Path, calibration_images: torch.Tenso
     return target
 
 
+@contextlib.contextmanager
+def preprocessed_for_quantization(fp32_path: Path):
+    """The graph quantization works on (`quant_pre_process` output), in a temporary file: node names to keep
+    in FP32 (`excluded_nodes`) must be taken from it."""
+    import tempfile
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="practise-prep-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        chatter = io.StringIO()
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(chatter), \
+                contextlib.redirect_stderr(chatter):
+            quant_pre_process(str(fp32_path), str(prepared))
+        show_warnings(caught)
+        yield prepared
+
+
 def _quantize_static(source: Path, target: Path, images: torch.Tensor, scheme: Int8Scheme) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,

@@ -16,6 +16,7 @@ from pipeline.network.evaluation import (
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.recover import blended_state
 from pipeline.run.context import RunContext, save_timings, timed
+from pipeline.run.plan_stages import int8_options
 from pipeline.run.runfolder import RunFolder
 
 # the recovery stage's output, and the network the run deploys (recovered or not, chosen on held-out images)
@@ -47,8 +48,10 @@ def stage_evaluation(ctx: RunContext) -> None:
     networks.update(rival)
     calibration = eval_tensors(ctx.train, ctx.prep)[:CALIBRATION_IMAGES]
     with timed(ctx, "evaluation_s"):
+        options = {name: int8_options(selection, precision, [] if name in rival else dropped)
+                   for name, (_, precision) in networks.items()}
         result = _evaluate_candidates(teacher, networks, {"report": ctx.report_set, "train": ctx.train}, ctx.prep,
-                                      calibration, labelled="report")
+                                      calibration, labelled="report", options=options)
     report = result["report"]
     recovery_names = [n for n in networks if n not in rival]
     eligible = (recovery_names if kept == "recovered" else ["unrecovered"]) + list(rival)
@@ -57,7 +60,7 @@ def stage_evaluation(ctx: RunContext) -> None:
     deployed = _best_candidate(_restricted(report, eligible))
     recovery_choice = deployed if deployed not in rival else _best_candidate(_restricted(report, [
         n for n in eligible if n not in rival] or ["unrecovered"]))
-    _save_deployed(ctx, networks, deployed, [] if deployed in rival else dropped)
+    _save_deployed(ctx, networks, deployed, [] if deployed in rival else dropped, options[deployed])
     gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
     folder.write_json("evaluation.json", {
         "report_source": ctx.report_source, "candidates": list(networks), **result,
@@ -89,11 +92,13 @@ def precision_only_name(precision: str) -> str:
     return f"{precision}, no block dropped"
 
 
-def _save_deployed(ctx: RunContext, networks: dict, deployed: str, dropped: list[str]) -> None:
+def _save_deployed(ctx: RunContext, networks: dict, deployed: str, dropped: list[str],
+                   options: dict | None) -> None:
     """The deployed network's state; a precision-only plan deploys the original with no block dropped."""
     network, precision = networks[deployed]
     record = ctx.folder.read_json("dropped_blocks.json")
-    record.update(dropped=dropped, precision=precision)
+    record.update(dropped=dropped, precision=precision,
+                  int8_excluded_nodes=list((options or {}).get("excluded_nodes", ())))
     ctx.folder.save_tensors(COMPRESSED, network.state_dict())
     ctx.folder.write_json("dropped_blocks.json", record)
 
@@ -118,14 +123,16 @@ def blend_name(weight: float) -> str:
 
 
 def _evaluate_candidates(teacher, networks: dict, image_sets: dict[str, TinySet], prep: Preprocessing,
-                         calibration: torch.Tensor, labelled: str) -> dict[str, dict]:
+                         calibration: torch.Tensor, labelled: str,
+                         options: dict[str, dict | None] | None = None) -> dict[str, dict]:
     """Per image set: agreement (and accuracy on the `labelled` set) of every candidate in its deployed
     precision, KL, and what changed against unrecovered. Each candidate is converted (quantized) once for
     all sets: its logits on every set come from one pass over the sets' images together."""
     xs = [eval_tensors(images, prep) for images in image_sets.values()]
     sizes = [len(x) for x in xs]
     reference = predict_logits(teacher, torch.cat(xs)).split(sizes)
-    logits = {name: deployed_logits(network, precision, torch.cat(xs), calibration).split(sizes)
+    options = options or {}
+    logits = {name: deployed_logits(network, precision, torch.cat(xs), calibration, options.get(name)).split(sizes)
               for name, (network, precision) in networks.items()}
     return {set_name: _agreement_of(reference[i], {name: lg[i] for name, lg in logits.items()},
                                     images.labels if set_name == labelled else None, len(images))

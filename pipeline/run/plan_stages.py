@@ -163,6 +163,62 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
     save_timings(ctx)
 
 
+def stage_mixed_precision(ctx: RunContext, profiler) -> None:
+    """For each INT8 plan that may deploy (the chosen one, the precision-only one) and measured well under the
+    budget, keep the end layers in FP32 that buy agreement (measured: latency end to end, agreement on the
+    selection split). Recorded in selection.json under "mixed_precision", one entry per plan tried."""
+    from pipeline.latency.mixed_precision import MixedOption, spend_slack, worth_trying
+
+    selection = ctx.folder.read_json("selection.json")
+    if "mixed_precision" in selection:
+        return
+    indices = dict.fromkeys(i for i in (selection.get("chosen_plan"), selection.get("precision_plan")) if i is not None)
+    plans = [selection["plans"][i] for i in indices]
+    plans = [p for p in plans if _quantized_by_onnxruntime(p["precision"]) and worth_trying(
+        p["precision"], p.get("measured_ratio"), selection["target_ratio"])]
+    entries = []
+    if profiler is not None:
+        with timed(ctx, "mixed_precision_s"):
+            for plan in plans:
+                plain = MixedOption(0, [], plan["measured_ratio"], plan["agreement"], plan["kl"], True)
+                result = spend_slack(drop_blocks(ctx.loaded.module, plan["dropped"]), plan["precision"],
+                                     calibration_images(ctx), eval_tensors(ctx.selection, ctx.prep),
+                                     predict_logits(ctx.loaded.module, eval_tensors(ctx.selection, ctx.prep)),
+                                     _file_measurer(ctx, profiler, plan["precision"]), selection["target_ratio"],
+                                     plain, ctx.log)
+                ctx.log(f"mixed precision ({plan['name']}): {result['why']}")
+                entries.append({"precision": plan["precision"], "dropped": plan["dropped"], **result})
+    selection["mixed_precision"] = entries
+    ctx.folder.write_json("selection.json", selection)
+    save_timings(ctx)
+
+
+def _quantized_by_onnxruntime(precision: str) -> bool:
+    from exporters.onnx_int8 import INT8_SCHEMES
+
+    return precision in INT8_SCHEMES
+
+
+def _file_measurer(ctx: RunContext, profiler, precision: str):
+    """A deployed INT8 file's latency ratio, measured end to end beside the FP32 original."""
+    teacher = ctx.loaded.module
+
+    def measure(path) -> float:
+        return measure_end_to_end(profiler.prepared(teacher), path, profiler.at_precision(precision),
+                                  ctx.progress).ratio_median
+
+    return measure
+
+
+def int8_options(selection: dict, precision: str, dropped: list[str]) -> dict | None:
+    """Quantization options (layers kept in FP32) of a network deployed in `precision` without `dropped`: those
+    the mixed-precision step chose for that plan, none for any other network."""
+    for entry in selection.get("mixed_precision", []):
+        if entry["excluded_nodes"] and entry["precision"] == precision and sorted(entry["dropped"]) == sorted(dropped):
+            return {"excluded_nodes": tuple(entry["excluded_nodes"])}
+    return None
+
+
 def _aggressive_plan_or_refuse(ctx: RunContext, options, tables, profiler) -> Plan:
     plan = most_aggressive_plan(options, tables, ctx.budget, plan_measurer(ctx, profiler) if profiler else None)
     if plan is None:

@@ -9,7 +9,7 @@ from pipeline.run.config import RunConfig, profile_settings
 from pipeline.run.context import prepare
 from pipeline.run.deployment import stage_evaluation
 from pipeline.run.export_step import stage_export
-from pipeline.run.plan_stages import stage_plans, stage_precisions
+from pipeline.run.plan_stages import stage_mixed_precision, stage_plans, stage_precisions
 from pipeline.run.report import write_report
 from pipeline.run.runfolder import RunFolder
 from pipeline.run.stages import (
@@ -34,6 +34,7 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
         options, tables = stage_precisions(ctx, profiler, table)
         recoverability = stage_recoverability(ctx)
         stage_plans(ctx, options, tables, recoverability, profiler)
+        stage_mixed_precision(ctx, profiler if ctx.measurable else None)
     stage_recovery(ctx)
     stage_evaluation(ctx)
     stage_export(ctx)

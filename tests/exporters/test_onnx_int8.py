@@ -60,3 +60,19 @@ def test_unknown_schemes_and_calibration_methods_are_refused_with_the_choices():
         get_scheme("int8-fast")
     with pytest.raises(UsageError, match="minmax, entropy, percentile"):
         get_scheme("int8-qdq-u8s8-channel").with_accuracy_options(calibration="kl")
+
+
+def test_an_export_carries_the_runs_fp32_layers_into_the_int8_artefact(fp32_file, tmp_path):
+    from exporters.formats import ExportInputs, export_formats
+
+    network, fp32 = fp32_file
+    convs = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"]
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        reference = network(images)
+    inputs = ExportInputs(network, 32, images, reference, images, tmp_path, int8_scheme="int8-qop-u8s8-channel",
+                          int8_excluded_nodes=(convs[0],))
+    record = export_formats(inputs, ["onnx-int8"])["onnx-int8"]
+    graph = onnx.load(str(tmp_path / record["path"])).graph
+    assert [n.op_type for n in graph.node if n.name == convs[0]] == ["Conv"]  # kept in FP32
+    assert "1 nodes kept in FP32" in record["quantization"]

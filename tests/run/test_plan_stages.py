@@ -59,6 +59,8 @@ def test_auto_plans_in_each_kept_precision_and_a_winning_precision_plan_deploys_
     assert plans[FAST_INT8]["dropped"] == [] and plans[FAST_INT8]["meets_budget"]  # 0.5 alone meets 0.8
     assert plans["fp32"]["dropped"] and selection["dropped"] == plans["fp32"]["dropped"]  # recovered: the depth plan
     assert selection["plans"][selection["precision_plan"]]["precision"] == FAST_INT8
+    for entry in selection["mixed_precision"]:  # tried only for an INT8 plan measured well under the budget
+        assert entry["precision"] == FAST_INT8 and entry["tried"][0]["excluded_nodes"] == []
     assert chosen["offered"] == ["unrecovered", "recovered", f"{FAST_INT8}, no block dropped"] or \
         chosen["offered"] == ["unrecovered", f"{FAST_INT8}, no block dropped"]  # recovery kept nothing
 

@@ -1,0 +1,56 @@
+"""Spending slack on accuracy: end layers kept in FP32, each set measured, the best one that meets the budget kept."""
+
+from __future__ import annotations
+
+import onnx
+import torch
+
+from exporters.onnx_file import export_onnx
+from pipeline.latency.mixed_precision import LADDER, MixedOption, end_layers, spend_slack, worth_trying
+from tests.tiny_models import tiny_resnet
+
+SCHEME = "int8-qop-u8s8-channel"
+
+
+def _network_and_images():
+    torch.manual_seed(0)
+    network = tiny_resnet().eval()
+    images = torch.rand(12, 3, 32, 32)
+    with torch.no_grad():
+        reference = network(images)
+    return network, images, reference
+
+
+def test_end_layers_are_the_first_and_last_compute_nodes_of_the_quantized_graph(tmp_path):
+    network, images, _ = _network_and_images()
+    path = export_onnx(network, images[:1], tmp_path / "net.onnx")
+    compute = [n.name for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    two = end_layers(path, 1)
+    assert two == [compute[0], compute[-1]]  # the stem and the classifier, as quantization names them
+    assert end_layers(path, 100) == end_layers(path, len(compute))  # a small network: every compute layer
+
+
+def test_the_best_agreeing_set_within_the_budget_is_kept_and_a_set_over_it_stops_the_ladder(tmp_path):
+    network, images, reference = _network_and_images()
+    plain = MixedOption(0, [], 0.5, 0.0, 9.0, True)  # plain INT8 agreeing on nothing: any FP32 set does better
+    measured = []
+
+    def quick(path):
+        measured.append(path.name)
+        return 0.6
+
+    result = spend_slack(network, SCHEME, images, images, reference, quick, 0.8, plain)
+    assert len(result["tried"]) == 1 + len(LADDER) and len(measured) == len(LADDER)
+    best = max(result["tried"], key=lambda o: (o["agreement"], -o["kl"]))
+    assert result["excluded_nodes"] == best["excluded_nodes"] and result["excluded_nodes"]
+    assert all(len(o["excluded_nodes"]) == 2 * o["kept_fp32_per_end"] for o in result["tried"][1:])
+
+    slow = spend_slack(network, SCHEME, images, images, reference, lambda path: 0.95, 0.8, plain)
+    assert len(slow["tried"]) == 2 and not slow["tried"][1]["meets_budget"]  # the first set missed: no more tried
+    assert slow["excluded_nodes"] == [] and "plain INT8" in slow["why"]
+
+
+def test_only_a_quantized_plan_well_under_the_budget_spends_slack():
+    assert worth_trying(SCHEME, 0.5, 0.78)
+    assert not worth_trying(SCHEME, 0.75, 0.78)  # too little left
+    assert not worth_trying("fp32", 0.5, 0.78) and not worth_trying(SCHEME, None, 0.78)
