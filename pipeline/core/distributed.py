@@ -15,6 +15,8 @@ import contextlib
 import datetime
 import hashlib
 import os
+import re
+import signal
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -145,8 +147,14 @@ def init_from_env(device_type: str) -> World:
         backend = "nccl"
     timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
     _guarded(torch.distributed.init_process_group, backend=backend, timeout=timeout)
+    signal.signal(signal.SIGTERM, _stopped_by_launcher)
     _current = world
     return world
+
+
+def _stopped_by_launcher(signum, frame) -> None:
+    """torchrun stops the other ranks with SIGTERM when one fails: one line (on rank 0), not a silent death."""
+    raise PeerLost(f"stopped by the launcher (signal {signum}), because another rank failed; {RESUMABLE}")
 
 
 def shutdown() -> None:
@@ -167,11 +175,9 @@ def _guarded(fn: Callable[..., T], *args, **kwargs) -> T:
     try:
         return fn(*args, **kwargs)
     except RuntimeError as exc:  # DistBackendError, DistNetworkError and gloo's "Connection closed by peer"
-        first = (str(exc).splitlines() or [""])[0][:200]
-        rank = f"rank {_current.rank}/{_current.size}" if _current.distributed else "this rank"
-        raise PeerLost(f"{rank} lost contact with another rank, which died or did not answer within "
-                       f"{TIMEOUT_ENV}={os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)} s ({type(exc).__name__}: "
-                       f"{first}); {RESUMABLE}") from exc
+        cause = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).splitlines() or [""])[0]).split(". ")[0][:120]
+        raise PeerLost(f"lost contact with another rank, which died or did not answer within "
+                       f"{os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)} s ({cause}); {RESUMABLE}") from exc
 
 
 @contextlib.contextmanager
