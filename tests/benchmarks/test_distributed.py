@@ -7,7 +7,8 @@ def _run(procs, scoring, recovery, scores=None, dropped=("b1",)):
     return {"repeat": 0, "procs": procs, "wall_s": 10.0, "scoring_s": scoring, "recovery_s": recovery,
             "dropped": list(dropped), "scores": scores or {"b1": 0.1, "b2": 0.2}, "effective_batch": 16 * procs,
             "kept": "recovered", "best_step": 20, "selection_kl_after": 0.1, "report_images": 10,
-            "agreement": {"unrecovered": 0.8, "recovered": 0.9}, "accuracy": {"unrecovered": None, "recovered": None}}
+            "agreement": {"unrecovered": 0.8, "recovered": 0.9}, "accuracy": {"unrecovered": None, "recovered": None},
+            "teacher_accuracy": None}
 
 
 def test_scaling_efficiency_and_identity_checks():

@@ -54,7 +54,7 @@ def settings(tmp_path, image_folder) -> dict:
     return {**SETTINGS, "data": str(image_folder), "latency_table": str(_gpu_table(tmp_path))}
 
 
-def _torchrun(ranks: int, args: list[str], module: str = "pipeline", devices: str = "cpu") -> subprocess.CompletedProcess:
+def _torchrun(ranks: int, args: list[str], module: str = "pipeline") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # PRACTISE_HOME: the isolated home
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
                "-m", module, "run", *args]
@@ -68,7 +68,7 @@ def _one_process(settings: dict, out: Path, monkeypatch) -> None:
 
     torch.set_num_threads(1)  # as each rank: the same arithmetic, bit for bit
     monkeypatch.setattr(runner, "_finish", lambda ctx: None)
-    runner.run(RunConfig(**{k: v for k, v in settings.items()}, out=str(out)))
+    runner.run(RunConfig(**settings, out=str(out)))
 
 
 def _read(folder: Path, name: str) -> dict:
