@@ -116,16 +116,16 @@ def _run(procs: int, case: dict, common: list[str], out: Path) -> dict:
                 [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
                  "-m", "pipeline"])
     command = [*launcher, "run", "--model", case["model"], *case["args"], *common, "--out", str(out), "--overwrite"]
-    start = time.monotonic()
+    start, load_before = time.monotonic(), os.getloadavg()[0]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - start
+    wall, load_after = time.monotonic() - start, os.getloadavg()[0]
     if done.returncode != 0:
         raise SystemExit(f"{procs}-process run failed ({done.returncode}):\n{done.stderr[-4000:]}")
     read = lambda name: json.loads((out / name).read_text())  # noqa: E731
     timings, recovery, report = read("timings.json"), read("recovery.json"), read("report.json")
     ev = report["evaluation"]["report"]
     return {
-        "procs": procs, "wall_s": round(wall, 1), "scoring_s": timings["recoverability_s"],
+        "procs": procs, "wall_s": round(wall, 1), "load_1min": [round(load_before, 1), round(load_after, 1)], "scoring_s": timings["recoverability_s"],
         "recovery_s": timings["recovery_s"], "dropped": read("selection.json")["dropped"],
         "scores": {b: r["recoverability"] for b, r in read("recoverability.json")["blocks"].items()},
         "effective_batch": recovery.get("effective_batch", recovery["settings"]["fit"]["batch_size"]),
@@ -153,7 +153,8 @@ def run_case(name: str, args) -> dict:
         for procs in ((1, 2) if repeat % 2 == 0 else (2, 1)):  # interleaved: the load falls on both alike
             print(f"{name}: repeat {repeat + 1}/{args.repeats}, {procs} process(es)", flush=True)
             runs.append({"repeat": repeat, **_run(procs, case, common, work / f"run{procs}")})
-    return {"about": case["about"], "settings": common, "runs": runs, "summary": summarise(runs)}
+    return {"about": case["about"], "command": args.command, "settings": common, "runs": runs,
+            "summary": summarise(runs)}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -172,10 +173,17 @@ def summarise(runs: list[dict]) -> dict:
 
 def render(result: dict) -> str:
     lines = [f"# {NAME}: one process against `torchrun --nproc_per_node 2` (gloo, 1 thread per process)", "",
-             f"Command: `{result['command']}`. Machine: {result['machine_text']}. {result['load_note']}", ""]
+             f"Machine: {result['machine_text']}. {result['load_note']}", "",
+             "Each run is the real command line (`python -m pipeline run ...`, or `python -m torch.distributed.run "
+             "--standalone --nproc_per_node 2 -m pipeline run ...`), OMP_NUM_THREADS=1, the 1-process and 2-process "
+             "runs alternating their order per repeat. Scoring and recovery seconds are the run folder's timings "
+             "(rank 0's, which include waiting for the slowest rank). The latency table is one 'recorded "
+             "elsewhere' (a GPU fingerprint, each block's saving proportional to its MACs), so nothing is timed and "
+             "no rank profiles. Scaling efficiency: scoring t1 / (2 t2); recovery runs the same steps with twice the "
+             "images per step on 2 processes, so its throughput efficiency is t1 / t2.", ""]
     for name, case in result["cases"].items():
         s = case["summary"]
-        lines += [f"## {name}: {case['about']}", "",
+        lines += [f"## {name}: {case['about']}", "", f"Command: `{case.get('command', result['command'])}`.", "",
                   "| repeat | processes | scoring s | recovery s | run wall s | effective batch | dropped | kept "
                   "(best step) | agreement unrecovered -> recovered | accuracy unrecovered -> recovered |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
@@ -213,12 +221,13 @@ def main(argv: list[str] | None = None) -> dict:
                         "are not representative; the ratios come from interleaved runs.")
     parser.add_argument("--replot", action="store_true", help="only rewrite the .md from the saved .json")
     args = parser.parse_args(argv)
+    args.command = "python -m benchmarks.distributed " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.replot:
         result = json.loads((args.out / f"{NAME}.json").read_text())
     else:
         existing = json.loads((args.out / f"{NAME}.json").read_text()) if (args.out / f"{NAME}.json").exists() else {}
         machine = machine_info()
-        result = {"benchmark": NAME, "command": "python -m benchmarks.distributed " + " ".join(argv or sys.argv[1:]),
+        result = {"benchmark": NAME, "command": args.command,
                   "machine": machine, "machine_text": _machine_text(machine), "load_note": args.load_note,
                   "cases": existing.get("cases", {})}
         for name in args.models:
