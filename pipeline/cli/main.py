@@ -19,6 +19,7 @@ from pipeline.cli.profile import profile
 from pipeline.cli.run import run
 from pipeline.cli.runs import runs
 from pipeline.cli.tables import tables
+from pipeline.core import distributed
 from pipeline.core.errors import PipelineError
 from pipeline.core.extras import install_hint
 
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     except PipelineError as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        if not _quiet_on_this_rank(exc):
+            click.echo(f"error: {distributed.current().tag()}{exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted; rerun the same command to resume from the last finished stage", err=True)
@@ -67,8 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against raw tracebacks
         if debug:
             raise
-        click.echo(f"error: {_describe_unexpected(exc)}", err=True)
+        click.echo(f"error: {distributed.current().tag()}{_describe_unexpected(exc)}", err=True)
         sys.exit(1)
+
+
+def _quiet_on_this_rank(exc: PipelineError) -> bool:
+    """Under torchrun one line says why the run stopped: rank 0's (or the failing rank's), not every rank's."""
+    if getattr(exc, "quiet", False):
+        return True
+    return getattr(exc, "quiet_on_followers", False) and not distributed.current().is_main
 
 
 def _describe_unexpected(exc: Exception) -> str:

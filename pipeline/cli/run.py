@@ -87,11 +87,16 @@ from pipeline.cli.options import (
               help="print the final summary as one JSON object on stdout (the log stays on stderr).")
 def run(as_json: bool = False, **kwargs) -> None:
     """Compress a model under a latency budget: profile, score, select, recover, evaluate, export."""
+    from pipeline.core import distributed
     from pipeline.run.config import RunConfig
     from pipeline.run.runner import run as run_pipeline
 
     kwargs["export"] = tuple(kwargs["export"])
     folder = run_pipeline(RunConfig(**kwargs), progress_bar, log)
+    world = distributed.current()
+    distributed.shutdown()
+    if not world.is_main:  # under torchrun rank 0 prints the summary
+        return
     report = json.loads((folder.path / "report.json").read_text())
     if as_json:
         click.echo(json.dumps(json_summary(report, folder.path)))

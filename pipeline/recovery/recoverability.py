@@ -3,6 +3,10 @@
 Drop the block, insert identity-initialised 1x1 adaptors around it, train only the adaptors (both
 networks in eval mode) to mimic the teacher's features on augmented views of the tiny set, then
 measure the remaining feature MSE with evaluation transforms. Lower means easier to recover.
+
+Each candidate's fit is seeded from (seed, block name), never from its position or rank, so a block
+scores the same whichever process scores it and in whatever order (torchrun shards candidates by
+`scoring_cost`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pipeline.core.distributed import derived_seed
 from pipeline.core.progress import ProgressFactory, silent
 from pipeline.network.adaptors import Adaptors, adaptor_sites
 from pipeline.network.blocks import NetworkStructure
@@ -47,14 +52,34 @@ def recoverability_of(block: str, teacher: nn.Module, structure: NetworkStructur
     }
 
 
+def scoring_cost(teacher: nn.Module, structure: NetworkStructure, settings: FitSettings, eval_images: int) -> dict:
+    """Each candidate's expected scoring work in MACs, to balance ranks (not the count of blocks).
+
+    The fit runs the student forward (the network less the block) and backward to the earliest adaptor
+    (about twice the MACs after it; counted as everything but the candidates before the block) for
+    steps x batch images; a block without adaptor sites is only evaluated, twice, on the eval images.
+    """
+    costs, before = {}, 0
+    for candidate in structure.candidates:
+        forward = structure.macs_total - candidate.macs
+        cost = 2 * eval_images * forward
+        if adaptor_sites(teacher, structure, [candidate.name]):
+            backward = 2 * (structure.macs_total - before - candidate.macs)
+            cost += settings.steps * settings.batch_size * (forward + backward)
+        costs[candidate.name] = float(cost)
+        before += candidate.macs
+    return costs
+
+
 def score_recoverability(teacher: nn.Module, structure: NetworkStructure, pool_images: torch.Tensor,
                          eval_images: torch.Tensor, settings: FitSettings, done: dict[str, dict],
                          on_block: Callable[[str, dict], None] | None = None,
-                         progress: ProgressFactory = silent) -> dict[str, dict]:
-    """Recoverability of every candidate not already in `done` (resumable block by block)."""
+                         progress: ProgressFactory = silent, seed: int = 0,
+                         blocks: list[str] | None = None) -> dict[str, dict]:
+    """Recoverability of every candidate (or of `blocks`) not already in `done` (resumable block by block)."""
     teacher.eval()
     results = dict(done)
-    todo = [b for b in structure.candidate_names() if b not in results]
+    todo = [b for b in (structure.candidate_names() if blocks is None else blocks) if b not in results]
     if not todo:
         return results
     with FeatureTap(teacher, structure.feature_point) as teacher_tap:
@@ -62,7 +87,10 @@ def score_recoverability(teacher: nn.Module, structure: NetworkStructure, pool_i
         eval_features, _ = teacher_targets(teacher_tap, eval_images)
     with progress(len(todo), f"recoverability of {len(todo)} blocks") as bar:
         for block in todo:
-            results[block] = recoverability_of(block, teacher, structure, pool, eval_images, eval_features, settings)
+            with torch.random.fork_rng(devices=[]):  # per candidate: the same score on any rank, in any order
+                torch.manual_seed(derived_seed(seed, block))
+                results[block] = recoverability_of(block, teacher, structure, pool, eval_images, eval_features,
+                                                   settings)
             if on_block is not None:
                 on_block(block, results[block])
             bar.update(1)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.core.distributed import SINGLE, World
 from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.data.tiny_set import (
@@ -28,7 +29,7 @@ from pipeline.network.compute import resolve_train_device
 from pipeline.recovery.synthetic import BatchNormStatistics
 from pipeline.run.config import RunConfig, default_out, parse_blends, profile_settings
 from pipeline.run.presets import Preset, get_preset, with_overrides
-from pipeline.run.runfolder import RunFolder, settings_hash
+from pipeline.run.runfolder import FollowerRunFolder, RunFolder, settings_hash
 from profilers import default_backend, get_profiler
 
 
@@ -52,6 +53,10 @@ class RunContext:
     measurable: bool = True  # False when --latency-table names a device that is not present here
     train_device: torch.device = torch.device("cpu")
     timings: dict = field(default_factory=dict)
+    world: World = SINGLE  # the torchrun ranks (rank 0 writes the folder), or this process alone
+
+
+PARTIAL_SCORES = "recoverability.rank*.json"  # what ranks other than 0 write: their own scored blocks
 
 
 def _data_fingerprint(folder: Path) -> str:
@@ -108,11 +113,12 @@ def check_profiler(config: RunConfig, preset: Preset, log: Log) -> bool:
 
 
 def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log,
-            trains: bool = True) -> RunContext:
+            trains: bool = True, world: World = SINGLE) -> RunContext:
     """Validate everything cheap before any long work, then open (or reopen) the run folder.
 
     `trains=False` (adding exports to a finished run) skips the training device: a run trained on a GPU can
-    be exported on a machine without one.
+    be exported on a machine without one. Under torchrun only rank 0 opens (owns) and writes the folder; the
+    other ranks, prepared after it, follow it.
     """
     budget = Budget.parse(config.budget)
     if config.selector not in SELECTORS:
@@ -147,13 +153,16 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         "weights_source": loaded.weights_source,
     }
     out = Path(config.out) if config.out else default_out(config, settings_hash(identity))
-    folder = RunFolder.open(out, identity, overwrite=config.overwrite, log=log)
+    folder = (RunFolder.open(out, identity, overwrite=config.overwrite, log=log) if world.is_main
+              else FollowerRunFolder(out, PARTIAL_SCORES))
     structure = analyse(loaded.module, loaded.resolution)
     if not structure.candidates:
         raise UsageError(f"model '{config.model}' has no droppable block (no residual block keeps its shape).")
     train, selection, report_set, report_source = _splits(tiny, val, preset.holdout_fraction, config.seed)
     ctx = RunContext(config, preset, budget, loaded, structure, prep, train, selection, report_set, report_source,
-                     folder, progress, log, measurable=measurable, train_device=train_device)
+                     folder, progress, log, measurable=measurable, train_device=train_device, world=world)
+    if not world.is_main:
+        return ctx
     folder.write_json("data.json", {
         "train_folder": str(data_dir), "validation_folder": str(val_dir) if val_dir else None,
         "tiny_set": tiny.summary(), "validation": val.summary() if val else None,

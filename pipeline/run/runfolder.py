@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fnmatch
 import hashlib
 import json
 import os
@@ -223,6 +224,34 @@ class RunFolder:
 
     def save_tensors(self, name: str, state: dict) -> Path:
         return save_torch_atomic(self.path / name, state)
+
+
+class FollowerRunFolder(RunFolder):
+    """The run folder as a rank other than 0 of a torchrun launch sees it: read, never written (rank 0 owns
+    and writes it), except the files matching `own` (the rank's partial scores, so a kill loses at most a block)."""
+
+    def __init__(self, path: Path, own: str):
+        super().__init__(path)
+        self.own = own
+
+    def _may_write(self, name: str) -> None:
+        if not fnmatch.fnmatchcase(name, self.own):
+            raise RuntimeError(f"only rank 0 writes the run folder, and another rank tried to write {name}")
+
+    def write_json(self, name: str, data: dict) -> Path:
+        self._may_write(name)
+        return super().write_json(name, data)
+
+    def write_text(self, name: str, text: str) -> Path:
+        self._may_write(name)
+        return super().write_text(name, text)
+
+    def save_tensors(self, name: str, state: dict) -> Path:
+        self._may_write(name)
+        return super().save_tensors(name, state)
+
+    def take_ownership(self, log: Log = quiet_log) -> None:
+        raise RuntimeError("only rank 0 owns the run folder")
 
 
 def is_run_settings(recorded) -> bool:

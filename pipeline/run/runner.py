@@ -1,15 +1,21 @@
-"""`pipeline run`: profile, score, select under the budget, recover, evaluate, export, report."""
+"""`pipeline run`: profile, score, select under the budget, recover, evaluate, export, report.
+
+Under torchrun (pipeline/run/ranks.py) every rank runs this; the stages that are not distributed run on
+rank 0 (`main_only`) while the others wait; in a single process `main_only` simply calls through.
+"""
 
 from __future__ import annotations
 
 import contextlib
 
+from pipeline.core.distributed import World
 from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.run.config import RunConfig, profile_settings
-from pipeline.run.context import prepare
+from pipeline.run.context import RunContext, prepare
 from pipeline.run.deployment import stage_evaluation
 from pipeline.run.export_step import stage_export
 from pipeline.run.plan_stages import stage_mixed_precision, stage_plans, stage_precisions
+from pipeline.run.ranks import join_ranks, rank_log, rank_progress
 from pipeline.run.report import write_report
 from pipeline.run.runfolder import RunFolder
 from pipeline.run.stages import (
@@ -21,24 +27,53 @@ from profilers import get_profiler
 
 
 def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log) -> RunFolder:
-    ctx = prepare(config, progress, log)
+    world = join_ranks(config, log)
+    log, progress = rank_log(world, log), rank_progress(world, progress)
+    ctx = _prepare(config, progress, log, world)
     folder = ctx.folder
-    if folder.is_complete:
-        log(f"run folder {folder.path} already holds a finished run with these settings; see {folder.file('report.md')}")
+    if world.on_main(lambda: folder.is_complete, "is the run already finished?"):
+        if world.is_main:
+            log(f"run folder {folder.path} already holds a finished run with these settings; see "
+                f"{folder.file('report.md')}")
         return folder
-    ctx.timings = folder.read_json("timings.json") if folder.has("timings.json") else {}
+    ctx.timings = folder.read_json("timings.json") if world.is_main and folder.has("timings.json") else {}
     settings = profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels)
-    profiler = get_profiler(config.target, config.backend, settings) if ctx.measurable else None
+    measures = ctx.measurable and world.is_main
+    profiler = get_profiler(config.target, config.backend, settings) if measures else None
     with profiler or contextlib.nullcontext():
-        table = stage_latency_table(ctx, profiler)
-        options, tables = stage_precisions(ctx, profiler, table)
+        profiled = world.main_only(lambda: _profile(ctx, profiler), "latency table and precisions (profiling is "
+                                   "not distributed: ranks would disturb each other's timings)", log)
         recoverability = stage_recoverability(ctx)
-        stage_plans(ctx, options, tables, recoverability, profiler)
-        stage_mixed_precision(ctx, profiler if ctx.measurable else None)
+        world.main_only(lambda: _plan(ctx, profiled, recoverability, profiler),
+                        "plans and their end-to-end measurements (timing runs on one rank)", log)
     stage_recovery(ctx)
-    stage_evaluation(ctx)
-    stage_export(ctx)
-    folder.write_json("timings.json", ctx.timings)
-    write_report(folder, ctx.timings)
+    world.main_only(lambda: _finish(ctx), "evaluation, export and the report", log)
     return folder
 
+
+def _prepare(config: RunConfig, progress: ProgressFactory, log: Log, world: World) -> RunContext:
+    """Rank 0 validates and opens the run folder first (one error line if anything is wrong); then the others."""
+    prepared = world.main_only(lambda: prepare(config, progress, log, world=world),
+                               "checking the settings and opening the run folder", log)
+    if prepared is not None:
+        return prepared
+    ctx = prepare(config, progress, quiet_log, world=world)  # rank 0 has said what prepare says
+    ctx.log = log
+    return ctx
+
+
+def _profile(ctx: RunContext, profiler):
+    table = stage_latency_table(ctx, profiler)
+    return stage_precisions(ctx, profiler, table)
+
+
+def _plan(ctx: RunContext, profiled, recoverability: dict, profiler) -> None:
+    stage_plans(ctx, *profiled, recoverability, profiler)
+    stage_mixed_precision(ctx, profiler)
+
+
+def _finish(ctx: RunContext) -> None:
+    stage_evaluation(ctx)
+    stage_export(ctx)
+    ctx.folder.write_json("timings.json", ctx.timings)
+    write_report(ctx.folder, ctx.timings)

@@ -6,17 +6,20 @@ skips finished stages (and, inside scoring and recovery, finished blocks and ste
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
 
 from pipeline.core import paths
-from pipeline.core.errors import UsageError
+from pipeline.core.distributed import averaged_gradients, balanced_shards
+from pipeline.core.errors import RunFailure, UsageError
 from pipeline.data.tiny_set import augmented_views, eval_tensors
 from pipeline.latency.profiling import obtain_table
 from pipeline.network.compute import on_device
 from pipeline.network.surgery import drop_blocks
-from pipeline.recovery.recover import recover
-from pipeline.recovery.recoverability import score_recoverability
-from pipeline.run.context import RunContext, save_timings, timed
+from pipeline.recovery.recover import RecoveryResult, recover
+from pipeline.recovery.recoverability import score_recoverability, scoring_cost
+from pipeline.run.context import PARTIAL_SCORES, RunContext, save_timings, timed
 from pipeline.run.deployment import COMPRESSED, RECOVERED
 from profilers import LatencyTable, TableStore
 
@@ -51,9 +54,14 @@ def _discard_table_for_reprofile(ctx: RunContext) -> None:
 
 
 def stage_recoverability(ctx: RunContext) -> dict[str, float]:
-    """Each candidate's recoverability (feature MSE after the adaptor fit), scored block by block."""
-    folder = ctx.folder
-    done = folder.read_json("recoverability.json")["blocks"] if folder.has("recoverability.json") else {}
+    """Each candidate's recoverability (feature MSE after the adaptor fit), scored block by block.
+
+    Under torchrun the blocks left to score are split over the ranks by expected cost; each rank saves
+    every block it finishes (rank 0 in recoverability.json, the others in recoverability.rank<r>.json),
+    so a kill loses at most one block per rank, and a rerun with any number of processes reads them all.
+    """
+    folder, world = ctx.folder, ctx.world
+    done = _scored_so_far(ctx)
     if len(done) < len(ctx.structure.candidates):
         scoring = ctx.preset.scoring
         with timed(ctx, "recoverability_s"):
@@ -64,41 +72,144 @@ def stage_recoverability(ctx: RunContext) -> dict[str, float]:
             pool = augmented_views(ctx.train, ctx.prep, ctx.preset.scoring_pool_views, scoring.min_crop_scale,
                                    ctx.config.seed)
             train_eval = eval_tensors(ctx.train, ctx.prep)
+            mine = _my_blocks(ctx, [b for b in ctx.structure.candidate_names() if b not in done], len(train_eval))
+            own_file = "recoverability.json" if world.is_main else f"recoverability.rank{world.rank}.json"
 
             def save_partial(block: str, result: dict) -> None:
                 done[block] = result
-                folder.write_json("recoverability.json", {"settings": scoring.to_dict(), "blocks": done,
-                                                          "train_device": ctx.train_device.type})
+                folder.write_json(own_file, _scores_record(ctx, done))
 
             with on_device(ctx.loaded.module, ctx.train_device) as teacher:
                 score_recoverability(teacher, ctx.structure, pool, train_eval, scoring, done,
-                                     on_block=save_partial, progress=ctx.progress)
-        save_timings(ctx)
+                                     on_block=save_partial, progress=ctx.progress, seed=ctx.config.seed, blocks=mine)
+            if world.distributed:
+                for scored in world.gather({b: done[b] for b in mine}):
+                    done.update(scored)
+        world.main_only(lambda: save_timings(ctx), "timings")
+    world.main_only(lambda: _consolidate_scores(ctx, done), "gathering the scores into recoverability.json")
+    _remove_partial_scores(ctx.folder, f"recoverability.rank{world.rank}.json")
     return {b: done[b]["recoverability"] for b in ctx.structure.candidate_names()}
 
 
-def stage_recovery(ctx: RunContext) -> None:
+def _scored_so_far(ctx: RunContext) -> dict[str, dict]:
+    """Blocks scored before, from recoverability.json and every rank's partial file (any earlier world size)."""
+    folder, done = ctx.folder, {}
+    for name in ["recoverability.json", *sorted(p.name for p in folder.path.glob(PARTIAL_SCORES))]:
+        if folder.has(name):
+            done.update(folder.read_json(name)["blocks"])
+    for seen in ctx.world.gather(done) if ctx.world.distributed else []:  # a rank may see files others cannot
+        done.update(seen)
+    return {b: done[b] for b in ctx.structure.candidate_names() if b in done}
+
+
+def _my_blocks(ctx: RunContext, todo: list[str], eval_images: int) -> list[str]:
+    """This rank's share of `todo`, balanced by expected cost over the ranks (all of it in a single process)."""
+    world = ctx.world
+    if not world.distributed:
+        return todo
+    costs = scoring_cost(ctx.loaded.module, ctx.structure, ctx.preset.scoring, eval_images)
+    shards = balanced_shards({b: costs[b] for b in todo}, world.size)
+    share = sum(costs[b] for b in shards[world.rank]) / max(sum(costs[b] for b in todo), 1.0)
+    ctx.log(f"scoring {len(shards[world.rank])} of the {len(todo)} blocks left ({100 * share:.0f}% of the expected "
+            f"work): {', '.join(shards[world.rank]) or 'none'}")
+    return shards[world.rank]
+
+
+def _scores_record(ctx: RunContext, done: dict) -> dict:
+    ordered = {b: done[b] for b in ctx.structure.candidate_names() if b in done}
+    return {"settings": ctx.preset.scoring.to_dict(), "blocks": ordered, "train_device": ctx.train_device.type}
+
+
+def _consolidate_scores(ctx: RunContext, done: dict) -> None:
+    """Rank 0: every block's score in recoverability.json, then the partial files are no longer needed."""
     folder = ctx.folder
-    if folder.has("recovery.json") and (folder.has(RECOVERED) or folder.has(COMPRESSED)):
-        return
-    selection = folder.read_json("selection.json")
-    dropped = selection["dropped"]
-    if not dropped:
-        _skip_recovery(ctx, selection)
+    if not folder.has("recoverability.json") or len(folder.read_json("recoverability.json")["blocks"]) < len(done):
+        folder.write_json("recoverability.json", _scores_record(ctx, done))
+    _remove_partial_scores(folder, PARTIAL_SCORES)
+
+
+def _remove_partial_scores(folder, pattern: str) -> None:
+    for path in folder.path.glob(pattern):
+        path.unlink(missing_ok=True)
+
+
+def stage_recovery(ctx: RunContext) -> None:
+    """Recover the chosen plan's network; under torchrun data-parallel (see `_recover`), rank 0 saving."""
+    world = ctx.world
+    todo = world.on_main(lambda: _recovery_todo(ctx), "the chosen plan", ctx.log)
+    if todo is None:
         return
     selection_images = eval_tensors(ctx.selection, ctx.prep)
-    ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})")
-    with timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher:
-        result = recover(teacher, drop_blocks(teacher, dropped), dropped, ctx.structure, ctx.train, selection_images,
-                         ctx.prep, ctx.preset.recovery, ctx.config.seed, folder.file("recovery_checkpoint.pt"),
-                         progress=ctx.progress, log=ctx.log)
+    ctx.log(f"recovering the network without {len(todo['dropped'])} blocks (training on {ctx.train_device.type})")
+    with timed(ctx, "recovery_s"), _rank_checkpoint(ctx, todo["checkpoint"]) as checkpoint, \
+            on_device(ctx.loaded.module, ctx.train_device) as teacher:
+        student = drop_blocks(teacher, todo["dropped"])
+        syncing = student if ctx.preset.recovery.batchnorm == "train" else None  # running statistics: rank 0's
+        with averaged_gradients(world, buffers_of=syncing):
+            result = recover(teacher, student, todo["dropped"], ctx.structure, ctx.train, selection_images,
+                             ctx.prep, ctx.preset.recovery, world.seed(ctx.config.seed), checkpoint,
+                             progress=ctx.progress, log=ctx.log)
+    _check_ranks_agree(world, result)
+    world.main_only(lambda: _save_recovery(ctx, todo["dropped"], todo["precision"], result), "saving the recovery")
+
+
+def _recovery_todo(ctx: RunContext) -> dict | None:
+    """Rank 0: None when recovery is done or not needed, else the blocks to recover without (and, for the
+    other ranks of a resumed torchrun launch, the recovery checkpoint's bytes)."""
+    folder = ctx.folder
+    if folder.has("recovery.json") and (folder.has(RECOVERED) or folder.has(COMPRESSED)):
+        return None
+    selection = folder.read_json("selection.json")
+    if not selection["dropped"]:
+        _skip_recovery(ctx, selection)
+        return None
+    checkpoint = folder.file("recovery_checkpoint.pt")
+    shared = checkpoint.read_bytes() if ctx.world.distributed and checkpoint.exists() else None
+    return {"dropped": selection["dropped"], "precision": selection.get("precision", "fp32"), "checkpoint": shared}
+
+
+@contextlib.contextmanager
+def _rank_checkpoint(ctx: RunContext, saved: bytes | None):
+    """Rank 0 checkpoints in the run folder; the other ranks in a private folder, started from rank 0's
+    checkpoint so every rank resumes from the same step, weights and optimizer state."""
+    if ctx.world.is_main:
+        yield ctx.folder.file("recovery_checkpoint.pt")
+        return
+    with tempfile.TemporaryDirectory(prefix=f"practise-rank{ctx.world.rank}-") as private:
+        path = Path(private) / "recovery_checkpoint.pt"
+        if saved is not None:
+            path.write_bytes(saved)
+        yield path
+
+
+def _check_ranks_agree(world, result: RecoveryResult) -> None:
+    """Every rank held the same weights at every check, so they must have kept the same state; say so if not."""
+    if not world.distributed:
+        return
+    decisions = world.gather((result.kept, result.best_step, round(result.selection_kl_after, 6)))
+    if any(d != decisions[0] for d in decisions):
+        raise RunFailure(f"the ranks disagree about the recovered network (kept, best step, selection KL per rank: "
+                         f"{decisions}); this is a bug: rerun in one process to resume, and report it")
+
+
+def _save_recovery(ctx: RunContext, dropped: list[str], precision: str, result: RecoveryResult) -> None:
+    folder = ctx.folder
     folder.save_tensors(RECOVERED, result.state_dict)
-    _write_dropped_blocks(ctx, dropped, selection.get("precision", "fp32"))
+    _write_dropped_blocks(ctx, dropped, precision)
     folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,
-                                        "train_device": ctx.train_device.type, **result.summary()})
+                                        "train_device": ctx.train_device.type, **_world_record(ctx),
+                                        **result.summary()})
     folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
     folder.file("synthetic_images.pt").unlink(missing_ok=True)
     save_timings(ctx)
+
+
+def _world_record(ctx: RunContext) -> dict:
+    """How many ranks recovered, and the batch that made each step (the learning rate is not scaled)."""
+    if not ctx.world.distributed:
+        return {}
+    batch = ctx.preset.recovery.fit.batch_size
+    return {"ranks": ctx.world.size, "batch_per_rank": batch, "effective_batch": batch * ctx.world.size}
 
 
 def _skip_recovery(ctx: RunContext, selection: dict) -> None:

@@ -61,3 +61,28 @@ def test_a_bug_is_reported_as_internal_error_and_debug_shows_the_traceback(capsy
     assert_clean_error(code, err, 1, "internal error ZeroDivisionError")
     with pytest.raises(ZeroDivisionError):
         invoke(capsys, "--debug", "blocks", "--model", TINY)
+
+
+@pytest.mark.parametrize("rank,error,printed", [
+    (0, "peer", "error: rank 0/2: lost contact"),  # rank 0 says why the run stopped
+    (1, "peer", None),  # the other ranks do not repeat it
+    (1, "main", None),  # rank 0 failed and said why
+    (1, "usage", "error: rank 1/2: bad thing"),  # a rank's own error is its own line, tagged
+])
+def test_under_torchrun_one_line_says_why_the_run_stopped(capsys, monkeypatch, rank, error, printed):
+    import pipeline.run.runner as runner
+    from pipeline.core import distributed
+    from pipeline.core.errors import UsageError
+
+    errors = {"peer": distributed.PeerLost("lost contact with another rank"), "main": distributed.MainStopped(2),
+              "usage": UsageError("bad thing")}
+
+    def failing(*args, **kwargs):
+        raise errors[error]
+
+    monkeypatch.setattr(distributed, "_current", distributed.World(rank, 2))
+    monkeypatch.setattr(runner, "run", failing)
+    code, _, err = invoke(capsys, "run", "--model", TINY)
+    assert code == errors[error].exit_code
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert lines == ([] if printed is None else [lines[0]]) and (printed is None or lines[0].startswith(printed))

@@ -123,3 +123,20 @@ def test_a_damaged_file_of_a_finished_run_reopens_it(tmp_path):
     folder.file("recoverability.json").write_text("{")
     RunFolder.open(tmp_path / "run", {"a": 1})
     assert not folder.is_complete and not folder.has("recoverability.json")
+
+
+def test_ranks_other_than_0_never_write_the_run_folder_except_their_partial_scores(tmp_path):
+    from pipeline.run.context import PARTIAL_SCORES
+    from pipeline.run.runfolder import FollowerRunFolder
+
+    owner = RunFolder.open(tmp_path / "run", {"a": 1})
+    follower = FollowerRunFolder(tmp_path / "run", PARTIAL_SCORES)
+    assert follower.read_json("settings.json")["settings"] == {"a": 1}
+    follower.write_json("recoverability.rank1.json", {"blocks": {}})
+    assert (tmp_path / "run" / "recoverability.rank1.json").exists()
+    for write in (lambda: follower.write_json("selection.json", {}), lambda: follower.write_text("report.md", ""),
+                  lambda: follower.save_tensors("recovered_state_dict.pt", {}), follower.take_ownership):
+        with pytest.raises(RuntimeError, match="only rank 0"):
+            write()
+    assert not (tmp_path / "run" / "selection.json").exists()
+    owner.release()
