@@ -91,10 +91,11 @@ def _residual(drop: Drop, fractions: dict[str, float]) -> float:
     return (1.0 - drop.measured_ratio) - sum(fractions[b] for b in drop.dropped)
 
 
-def _fit_terms(drops: list[Drop], fractions: dict[str, float], pairs: list[str]) -> np.ndarray:
+def _fit_terms(drops: list[Drop], fractions: dict[str, float], pairs: list[str],
+               pair_ridge: float = PAIR_RIDGE) -> np.ndarray:
     x = np.array([_features(d.dropped, pairs) for d in drops])  # (drops, 1 + pairs)
     y = np.array([_residual(d, fractions) for d in drops])
-    ridge = np.diag([EXTRA_RIDGE] + [PAIR_RIDGE] * len(pairs))
+    ridge = np.diag([EXTRA_RIDGE] + [pair_ridge] * len(pairs))
     return np.linalg.solve(x.T @ x + ridge, x.T @ y)
 
 
@@ -114,14 +115,15 @@ def _errors_summary(errors: list[float]) -> dict:
             "relative_errors": [float(e) for e in errors]}
 
 
-def held_out_errors(drops: list[Drop], fractions: dict[str, float]) -> tuple[list[float], list[float]]:
+def held_out_errors(drops: list[Drop], fractions: dict[str, float],
+                    pair_ridge: float = PAIR_RIDGE) -> tuple[list[float], list[float]]:
     """Relative errors (predicted - measured) / measured of the additive and the fitted model on each drop,
-    the fitted one each time fitted without any drop of the same blocks."""
+    the fitted one each time fitted without any drop of the same blocks (`pair_ridge`: for sensitivity)."""
     pairs = neighbour_pairs(list(fractions))
     additive, fitted = [], []
     for drop in drops:
         training = [d for d in drops if set(d.dropped) != set(drop.dropped)]
-        model = _model(_fit_terms(training, fractions, pairs), pairs)
+        model = _model(_fit_terms(training, fractions, pairs, pair_ridge), pairs)
         for errors, used in ((additive, LatencyModel()), (fitted, model)):
             predicted = predicted_ratio(fractions, used, drop.dropped)
             errors.append((predicted - drop.measured_ratio) / drop.measured_ratio)
