@@ -21,7 +21,7 @@ def log(message: str) -> None:
     click.echo(message, err=True)
 
 
-EXPORT_FORMATS = ["onnx", "onnx-int8", "torchscript", "exported-program", "tensorrt"]
+EXPORT_FORMATS = ["onnx", "onnx-int8", "torchscript", "exported-program", "aoti", "tensorrt"]
 
 
 model_option = click.option("--model", "model", default="efficientnet_lite0", show_default=True,
