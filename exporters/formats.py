@@ -223,7 +223,7 @@ class ExportFormat:
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("onnx", export_onnx_fp32, Path, {"cpu": "onnxruntime"}),
+    ExportFormat("onnx", export_onnx_fp32, Path, {"cpu": "onnxruntime", "gpu": "onnxruntime"}),
     ExportFormat("onnx-int8", export_onnx_int8, Path, {"cpu": "onnxruntime"}),
     ExportFormat("torchscript", export_torchscript, _load_torchscript, {"cpu": "torch", "gpu": "torch"},
                  lambda module, example, target: _traced(module, example)),

@@ -17,6 +17,7 @@ _BACKENDS = {
     },
     "gpu": {
         "inductor": "profilers.inductor_backend:InductorCudaProfiler",
+        "onnxruntime": "profilers.onnxruntime_backend:OnnxRuntimeCudaProfiler",
         "tensorrt": "profilers.tensorrt_backend:TensorRTProfiler",
         "torch": "profilers.torch_backend:TorchCudaProfiler",
     },
