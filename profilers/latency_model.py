@@ -120,7 +120,8 @@ def held_out_errors(drops: list[Drop], fractions: dict[str, float],
     """Relative errors (predicted - measured) / measured of the additive and the fitted model on each drop,
     the fitted one each time fitted without any drop of the same blocks (`pair_ridge`: for sensitivity)."""
     pairs = neighbour_pairs(list(fractions))
-    additive, fitted = [], []
+    additive: list[float] = []
+    fitted: list[float] = []
     for drop in drops:
         training = [d for d in drops if set(d.dropped) != set(drop.dropped)]
         model = _model(_fit_terms(training, fractions, pairs, pair_ridge), pairs)
