@@ -28,6 +28,10 @@ TABLES = [
     ("EfficientNet-Lite0, onnxruntime CPU FP32", "latency_table_efficientnet_lite0_cpu.json",
      "latency_table_validation.json",
      "a 2-core AMD EPYC machine of this project (shared), onnxruntime 1.32.0, 2 threads; latency_table_validation.md"),
+    ("EfficientNet-Lite0, onnxruntime CPU FP32, loaded machine", "latency_table_efficientnet_lite0_cpu_loaded.json",
+     "latency_table_efficientnet_lite0_cpu_loaded.validation.json",
+     "this 2-core AMD EPYC machine on 2026-12-02 while other jobs used both cores (full network 62.8 ms instead of "
+     "about 3.5; 5 rounds; two blocks measured with negative savings): `pipeline profile --validate 12`"),
     ("EfficientNet-Lite0, torch CUDA eager FP32", "latency_table_efficientnet_lite0_h100_torch.json",
      "latency_table_efficientnet_lite0_h100_torch.validation.json",
      "a lent NVIDIA H100 80GB HBM3 (torch 2.11.0+cu130), 2026-11-25; gpu_h100.md"),
@@ -103,8 +107,11 @@ def render(result: dict) -> str:
     for row in result["tables"]:
         lines.append(f"| {row['name']} | " + " | ".join(f"{100 * v:.1f}%" for v in row["pair_ridge_sensitivity"].values()) + " |")
     lines += ["", "## Reading", ""] + [f"- {_reading(row)}" for row in result["tables"]] + [
-        "- Every table here has 5 distinct validation drops (seed 0 drew one drop twice): few, so a GPU session "
-        "should measure `pipeline profile --validate 20` and refit (`pipeline tables fit TABLE VALIDATION`).", ""]
+        "- The recorded tables have 5 distinct validation drops each (seed 0 drew one drop twice), the loaded CPU "
+        "table 10 of 12: few, so a GPU session should measure `pipeline profile --validate 20` and refit "
+        "(`pipeline tables fit TABLE VALIDATION`).",
+        "- The loaded-machine table shows what noise does: neither model predicts well when the single-block "
+        "savings themselves are blurred; the fitted terms absorb part of it. Profile on an idle machine.", ""]
     return "\n".join(lines)
 
 
