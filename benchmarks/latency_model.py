@@ -30,8 +30,8 @@ TABLES = [
      "a 2-core AMD EPYC machine of this project (shared), onnxruntime 1.32.0, 2 threads; latency_table_validation.md"),
     ("EfficientNet-Lite0, onnxruntime CPU FP32, loaded machine", "latency_table_efficientnet_lite0_cpu_loaded.json",
      "latency_table_efficientnet_lite0_cpu_loaded.validation.json",
-     "this 2-core AMD EPYC machine on 2026-12-02 while other jobs used both cores (full network 62.8 ms instead of "
-     "about 3.5; 5 rounds; two blocks measured with negative savings): `pipeline profile --validate 12`"),
+     "this 2-core AMD EPYC machine on 2026-12-02 while other jobs used both cores (full network 62.8 ms against 5.2 ms "
+     "in the table above; 5 rounds; two blocks measured with negative savings): `pipeline profile --validate 12`"),
     ("EfficientNet-Lite0, torch CUDA eager FP32", "latency_table_efficientnet_lite0_h100_torch.json",
      "latency_table_efficientnet_lite0_h100_torch.validation.json",
      "a lent NVIDIA H100 80GB HBM3 (torch 2.11.0+cu130), 2026-11-25; gpu_h100.md"),
