@@ -97,13 +97,13 @@ class TorchCudaProfiler(Profiler):
             raise UsageError(f"torch CUDA profiling supports {', '.join(self.precisions)}, not {s.precision}.")
         dtype = torch.float16 if s.precision == "fp16" else torch.float32
         # a copy: Module.to() moves in place, and the caller's network (the teacher) must stay where it is
-        module = _for_inference(copy.deepcopy(variant)).to(self._device, dtype)
+        on_device = _for_inference(copy.deepcopy(variant)).to(self._device, dtype)
         example = torch.randn(s.batch, 3, s.resolution, s.resolution, device=self._device, dtype=dtype)
-        module = self._runnable(module, example)
+        runnable = self._runnable(on_device, example)
 
         def run():
             with torch.inference_mode():
-                return module(example)
+                return runnable(example)
 
         return self._capture(run) if s.cuda_graphs else run
 
