@@ -38,6 +38,7 @@ class ExportInputs:
     int8_scheme: str | None = None  # the INT8 scheme the run measured fastest here (None: DEFAULT_SCHEME)
     int8_excluded_nodes: tuple[str, ...] = ()  # layers kept in FP32 (the run's mixed-precision choice)
     metadata: dict[str, str] | None = None  # ONNX metadata_props: how to feed the artefact (mean, std, resolution...)
+    target: str = "cpu"  # the device compiled formats (aoti) are built for: "cpu" or "gpu"
 
     def scheme(self) -> Int8Scheme:
         scheme = get_scheme(self.int8_scheme) if self.int8_scheme else DEFAULT_SCHEME
@@ -135,6 +136,26 @@ def export_exported_program(inputs: ExportInputs) -> dict:
     return _record("exported-program", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
 
 
+# largest error tolerated relative to the largest logit; CUDA kernels may use TF32 in convolutions
+_AOTI_TOLERANCE = {"cpu": 1e-4, "gpu": 1e-3}
+
+
+def export_aoti(inputs: ExportInputs) -> dict:
+    """An AOTInductor package compiled for the run's target, run without Python model code, checked on real images."""
+    from exporters.aoti_package import compile_package, load_package
+
+    path = inputs.out_dir / "model.aoti.pt2"
+    built = compile_package(inputs.module, inputs.example(), path, inputs.target)
+    package = load_package(path)
+    device = torch.device(built["device"])
+    with torch.no_grad():
+        outputs = torch.cat([package(inputs.check_images[i : i + 1].to(device)).cpu()
+                             for i in range(len(inputs.check_images))]).numpy()
+    check = compare_outputs(outputs, inputs.reference_logits, _AOTI_TOLERANCE[inputs.target])
+    return _record("aoti", path, check, device=built["device"], compile_s=built["compile_s"],
+                   compiled_from_cache=built["from_cache"], input_shape=[1, 3, inputs.resolution, inputs.resolution])
+
+
 # largest error tolerated relative to the largest logit, by the precision an engine computes in
 _TENSORRT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": float("inf")}
 
@@ -180,28 +201,42 @@ def _load_exported_program(path: Path) -> nn.Module:
     return torch.export.load(str(path)).module()
 
 
+def _load_aoti(path: Path) -> nn.Module:
+    from exporters.aoti_package import load_package
+
+    return load_package(path)
+
+
+def _compiled_like(module: nn.Module, example: torch.Tensor, target: str) -> nn.Module:
+    from exporters.aoti_package import compiled_like
+
+    return compiled_like(module, example, target)
+
+
 @dataclass(frozen=True)
 class ExportFormat:
     """How to write a format, how to load its file for timing, and which profiler runs it per target.
 
-    `same_form` turns the original network into what the artefact is (a traced or exported module),
-    so the latency ratio compares like with like; None where the profiler backend already runs both
-    in one form (onnxruntime and TensorRT build their own ONNX or engine from the original).
+    `same_form` turns the original network into what the artefact is (a traced, exported or compiled
+    module) for a target, so the latency ratio compares like with like; None where the profiler backend
+    already runs both in one form (onnxruntime and TensorRT build their own ONNX or engine from the original).
     """
 
     name: str
     export: Callable[[ExportInputs], dict]
     load: Callable[[Path], Path | nn.Module]
     runtimes: dict[str, str]  # target -> profiler backend
-    same_form: Callable[[nn.Module, torch.Tensor], nn.Module] | None = None
+    same_form: Callable[[nn.Module, torch.Tensor, str], nn.Module] | None = None  # (original, example, target)
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("onnx", export_onnx_fp32, Path, {"cpu": "onnxruntime"}),
+    ExportFormat("onnx", export_onnx_fp32, Path, {"cpu": "onnxruntime", "gpu": "onnxruntime"}),
     ExportFormat("onnx-int8", export_onnx_int8, Path, {"cpu": "onnxruntime"}),
-    ExportFormat("torchscript", export_torchscript, _load_torchscript, {"cpu": "torch", "gpu": "torch"}, _traced),
+    ExportFormat("torchscript", export_torchscript, _load_torchscript, {"cpu": "torch", "gpu": "torch"},
+                 lambda module, example, target: _traced(module, example)),
     ExportFormat("exported-program", export_exported_program, _load_exported_program, {"cpu": "torch", "gpu": "torch"},
-                 lambda module, example: _exported(module, example).module()),
+                 lambda module, example, target: _exported(module, example).module()),
+    ExportFormat("aoti", export_aoti, _load_aoti, {"cpu": "torch", "gpu": "torch"}, _compiled_like),
     ExportFormat("tensorrt", export_tensorrt, Path, {"gpu": "tensorrt"}),
 )}
 

@@ -11,10 +11,13 @@ from profilers.table import LatencyTable, TableStore
 # target -> backend name -> "module:Class" (imported only when chosen, so optional runtimes stay optional)
 _BACKENDS = {
     "cpu": {
+        "inductor": "profilers.inductor_backend:InductorCpuProfiler",
         "onnxruntime": "profilers.onnxruntime_backend:OnnxRuntimeCpuProfiler",
         "torch": "profilers.torch_backend:TorchCpuProfiler",
     },
     "gpu": {
+        "inductor": "profilers.inductor_backend:InductorCudaProfiler",
+        "onnxruntime": "profilers.onnxruntime_backend:OnnxRuntimeCudaProfiler",
         "tensorrt": "profilers.tensorrt_backend:TensorRTProfiler",
         "torch": "profilers.torch_backend:TorchCudaProfiler",
     },

@@ -114,3 +114,92 @@ def _network_digest(module: torch.nn.Module, example: torch.Tensor) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def require_cuda_provider() -> str:
+    """onnxruntime's version when its CUDA execution provider is available, else a one-line error saying how
+    to get it (the usual case: the CPU-only `onnxruntime` package is installed)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if CUDA_PROVIDER not in available:
+        raise UsageError(
+            f"--target gpu --backend onnxruntime needs onnxruntime's {CUDA_PROVIDER}, but the installed onnxruntime "
+            f"{ort.__version__} offers only {', '.join(available)}; install the GPU package instead of the CPU one "
+            "(pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu>=1.21,<2'; README: "
+            "onnxruntime on a GPU), "
+            "or use --backend torch."
+        )
+    return ort.__version__
+
+
+class OnnxRuntimeCudaProfiler(OnnxRuntimeCpuProfiler):
+    """onnxruntime's CUDA execution provider: each variant exported to ONNX in FP32 or FP16 (an FP16 graph
+    behind FP32 inputs and outputs) and run with its input and output bound on the GPU (no host copies
+    in the timed run; onnxruntime synchronises its CUDA stream before `run` returns)."""
+
+    name = "onnxruntime-cuda"
+    target = "gpu"
+    precisions = ("fp32", "fp16")
+    auto_precisions = ("fp32",)
+
+    def activate(self) -> None:
+        require_cuda_provider()
+        from pipeline.core.devices import require_cuda
+
+        self._device = require_cuda("--target gpu --backend onnxruntime")
+        super().activate()
+
+    def fingerprint(self) -> DeviceFingerprint:
+        import onnxruntime
+
+        from pipeline.core.devices import gpu_identity
+
+        s = self.settings
+        return DeviceFingerprint(
+            **gpu_identity(), backend="onnxruntime-cuda", backend_version=onnxruntime.__version__,
+            precision=s.precision, batch=s.batch, resolution=s.resolution, threads=s.resolved_threads(),
+        )
+
+    def session(self, path: Path):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), options,
+                                       providers=[(CUDA_PROVIDER, {"device_id": self._device.index or 0})])
+        if session.get_providers()[0] != CUDA_PROVIDER:  # never time a CPU fallback as the GPU
+            raise UsageError(f"onnxruntime did not place {path.name} on {CUDA_PROVIDER} (providers: "
+                             f"{', '.join(session.get_providers())}); check the CUDA and cuDNN libraries "
+                             "onnxruntime-gpu needs.")
+        return session
+
+    def _load(self, name: str, variant: Variant) -> Callable[[], object]:
+        import onnxruntime as ort
+
+        s = self.settings
+        example = torch.randn(s.input_shape())
+        path = variant if isinstance(variant, Path) else self._file_for(variant, example)
+        session = self.session(path)
+        self._sessions.append(session)
+        index = self._device.index or 0
+        images = ort.OrtValue.ortvalue_from_numpy(example.numpy().astype(np.float32), "cuda", index)
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(session.get_inputs()[0].name, images)
+        binding.bind_output(session.get_outputs()[0].name, "cuda", index)
+        self._sessions.append(images)  # keeps the GPU input alive as long as the session
+        return lambda: session.run_with_iobinding(binding)
+
+    def _file_for(self, module: torch.nn.Module, example: torch.Tensor) -> Path:
+        """The module's ONNX file in the profiler's precision (FP16: half-precision weights and arithmetic)."""
+        from exporters.onnx_file import export_onnx
+
+        precision = self.settings.precision
+        digest = _network_digest(module, example)
+        path = Path(self._tmp.name) / f"{digest}.{precision}.onnx"
+        if not path.exists():
+            export_onnx(module, example, path, precision=precision)
+        return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +18,7 @@ from pipeline.core.atomic import write_json_atomic
 from pipeline.core.errors import UsageError
 from pipeline.core.locks import exclusive_lock
 from profilers.fingerprint import DeviceFingerprint
+from profilers.latency_model import Drop, LatencyModel, fit_latency_model, predicted_ratio
 from profilers.stats import TimingStats
 
 FORMAT_VERSION = 1
@@ -32,13 +33,31 @@ class LatencyTable:
     savings: dict[str, TimingStats]  # candidate block -> latency saved by dropping it alone
     method: dict = field(default_factory=dict)  # how it was measured: warm-up, repeats, rounds, ...
     created_at: str = ""
+    latency_model: LatencyModel = field(default_factory=LatencyModel)  # additive unless fitted on measured drops
 
     def predicted_ms(self, dropped: list[str] | tuple[str, ...]) -> float:
-        """Full latency minus the summed single-block savings (additivity is checked end to end later)."""
-        return self.full.median_ms - sum(self.savings[b].median_ms for b in dropped)
+        """Full latency minus the summed single-block savings, corrected by the table's latency model (its
+        interactions, when it carries one fitted on measured multi-block drops); checked end to end later."""
+        return self.predicted_ratio(dropped) * self.full.median_ms
 
     def predicted_ratio(self, dropped) -> float:
-        return self.predicted_ms(dropped) / self.full.median_ms
+        return predicted_ratio(self.saving_fractions(), self.latency_model, dropped)
+
+    def additive_ratio(self, dropped) -> float:
+        """The prediction of summed single-block savings alone, whatever model the table carries."""
+        return predicted_ratio(self.saving_fractions(), LatencyModel(), dropped)
+
+    def saving_fractions(self) -> dict[str, float]:
+        return {b: s.median_ms / self.full.median_ms for b, s in self.savings.items()}
+
+    def with_model_fitted(self, checks: list[dict]) -> "LatencyTable":
+        """This table carrying the latency model fitted on validation `checks` (dropped, measured_ratio)."""
+        drops = [Drop(tuple(c["dropped"]), float(c["measured_ratio"])) for c in checks]
+        unknown = sorted({b for d in drops for b in d.dropped} - set(self.savings))
+        if unknown:
+            raise UsageError(f"the validation drops name blocks the table does not have ({', '.join(unknown)}); "
+                             "fit a table with the validation file measured beside it.")
+        return replace(self, latency_model=fit_latency_model(self.saving_fractions(), drops))
 
     def saving_fraction(self, block: str) -> float:
         return self.savings[block].median_ms / self.full.median_ms
@@ -53,6 +72,7 @@ class LatencyTable:
             "savings": {k: v.to_dict() for k, v in self.savings.items()},
             "method": self.method,
             "created_at": self.created_at,
+            "latency_model": self.latency_model.to_dict(),
         }
 
     @classmethod
@@ -65,6 +85,7 @@ class LatencyTable:
             savings={k: TimingStats.from_dict(v) for k, v in data["savings"].items()},
             method=data.get("method", {}),
             created_at=data.get("created_at", ""),
+            latency_model=LatencyModel.from_dict(data.get("latency_model")),
         )
 
     @classmethod

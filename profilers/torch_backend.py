@@ -26,6 +26,7 @@ def _for_inference(module: torch.nn.Module) -> torch.nn.Module:
 class TorchCpuProfiler(Profiler):
     name = "torch"
     target = "cpu"
+    fingerprint_backend = "torch-cpu"
 
     def activate(self) -> None:
         self._previous_threads = torch.get_num_threads()
@@ -38,7 +39,7 @@ class TorchCpuProfiler(Profiler):
         s = self.settings
         return DeviceFingerprint(
             device_name=cpu_model_name(), device_kind="cpu", compute_capability="", driver="",
-            backend="torch-cpu", backend_version=torch.__version__.split("+")[0], precision=s.precision,
+            backend=self.fingerprint_backend, backend_version=torch.__version__.split("+")[0], precision=s.precision,
             batch=s.batch, resolution=s.resolution, threads=s.resolved_threads(),
             torch_version=torch.__version__.split("+")[0], machine=platform.machine(),
         )
@@ -48,15 +49,19 @@ class TorchCpuProfiler(Profiler):
             raise UsageError(f"the torch backend runs PyTorch networks, not the file {variant}.")
         if self.settings.precision != "fp32":
             raise UsageError(f"torch CPU profiling supports fp32 only, not {self.settings.precision}.")
-        module = _for_inference(variant)
         s = self.settings
         example = torch.randn(s.input_shape())
+        module = self._runnable(_for_inference(variant), example)
 
         def run():
             with torch.inference_mode():
                 return module(example)
 
         return run
+
+    def _runnable(self, module: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
+        """The module as this backend runs it (eager here; compiled in the inductor backend)."""
+        return module
 
 
 class TorchCudaProfiler(Profiler):
@@ -66,6 +71,7 @@ class TorchCudaProfiler(Profiler):
     target = "gpu"
     precisions = ("fp32", "fp16")
     supports_cuda_graphs = True
+    fingerprint_backend = "torch-cuda"
 
     def activate(self) -> None:
         self._device = require_cuda("--target gpu")
@@ -78,7 +84,7 @@ class TorchCudaProfiler(Profiler):
     def fingerprint(self) -> DeviceFingerprint:
         s = self.settings
         return DeviceFingerprint(
-            **gpu_identity(), backend="torch-cuda", backend_version=torch.__version__.split("+")[0],
+            **gpu_identity(), backend=self.fingerprint_backend, backend_version=torch.__version__.split("+")[0],
             precision=s.precision, batch=s.batch, resolution=s.resolution, threads=s.resolved_threads(),
             options="cuda-graphs" if s.cuda_graphs else "",
         )
@@ -91,14 +97,19 @@ class TorchCudaProfiler(Profiler):
             raise UsageError(f"torch CUDA profiling supports {', '.join(self.precisions)}, not {s.precision}.")
         dtype = torch.float16 if s.precision == "fp16" else torch.float32
         # a copy: Module.to() moves in place, and the caller's network (the teacher) must stay where it is
-        module = _for_inference(copy.deepcopy(variant)).to(self._device, dtype)
+        on_device = _for_inference(copy.deepcopy(variant)).to(self._device, dtype)
         example = torch.randn(s.input_shape(), device=self._device, dtype=dtype)
+        runnable = self._runnable(on_device, example)
 
         def run():
             with torch.inference_mode():
-                return module(example)
+                return runnable(example)
 
         return self._capture(run) if s.cuda_graphs else run
+
+    def _runnable(self, module: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
+        """The module as this backend runs it (eager here; compiled in the inductor backend)."""
+        return module
 
     def _capture(self, run: Callable[[], object]) -> Callable[[], object]:
         """Record `run` once as a CUDA graph (after warm-up on a side stream, as capture requires)."""

@@ -21,7 +21,7 @@ def log(message: str) -> None:
     click.echo(message, err=True)
 
 
-EXPORT_FORMATS = ["onnx", "onnx-int8", "torchscript", "exported-program", "tensorrt"]
+EXPORT_FORMATS = ["onnx", "onnx-int8", "torchscript", "exported-program", "aoti", "tensorrt"]
 
 
 model_option = click.option("--model", "model", default="efficientnet_lite0", show_default=True,
@@ -33,7 +33,8 @@ resolution_option = click.option("--resolution", type=click.IntRange(16, 4096), 
                                  help="input resolution in pixels (default: the model's own).")
 target_option = click.option("--target", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 backend_option = click.option("--backend", default=None,
-                              help="profiling backend: onnxruntime (default) or torch on cpu; tensorrt or torch on gpu "
+                              help="profiling backend: onnxruntime (default), torch or inductor (torch.compile) on cpu; "
+                                   "tensorrt, torch, inductor or onnxruntime (CUDA provider, needs onnxruntime-gpu) on gpu "
                                    "(default: tensorrt when installed, else torch).")
 _MEASURED_PRECISIONS = ["fp32", "fp16", "int8", *INT8_SCHEMES]
 precision_option = click.option("--precision", type=click.Choice(_MEASURED_PRECISIONS), default="fp32",

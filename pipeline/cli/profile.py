@@ -51,6 +51,7 @@ def profile(**options) -> None:
 def print_table(table) -> None:
     click.echo(f"{table.model} on [{table.fingerprint.describe()}]")
     click.echo(f"full network: {table.full.median_ms:.3f} ms (IQR {table.full.spread_ms:.3f} ms, {table.full.rounds} rounds)")
+    click.echo(f"latency model: {table.latency_model.describe()}")
     click.echo(f"{'block':<40} {'saved (ms)':>11} {'saved %':>8} {'IQR (ms)':>9}")
     for block, s in table.savings.items():
         click.echo(f"{block:<40} {s.median_ms:>11.3f} {100 * s.median_ms / table.full.median_ms:>7.1f}% {s.spread_ms:>9.3f}")

@@ -53,3 +53,17 @@ def tables_show(path: str) -> None:
     from profilers import LatencyTable
 
     print_table(LatencyTable.read(Path(path)))
+
+
+@tables.command("fit")
+@click.argument("table_file", type=click.Path(dir_okay=False))
+@click.argument("validation_file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="write the table with its fitted latency model here (default: TABLE_FILE itself).")
+def tables_fit(table_file: str, validation_file: str, output: str | None) -> None:
+    """Fit a table's latency model (interactions between dropped blocks) on its validation drops."""
+    from pipeline.run.tables import fit_table_model
+
+    table, path = fit_table_model(Path(table_file), Path(validation_file), Path(output) if output else None)
+    click.echo(f"latency model: {table.latency_model.describe()}")
+    click.echo(f"table: {path}")

@@ -33,7 +33,7 @@ def measure_artefact(fmt: str, path: Path, original: nn.Module, target: str, set
         settings = replace(settings, precision="fp32", cuda_graphs=False)
     if spec.same_form is not None:  # e.g. a traced original beside a traced artefact, not eager beside traced
         try:
-            original = spec.same_form(original, torch.randn(settings.input_shape(1)))
+            original = spec.same_form(original, torch.randn(settings.input_shape(1)), target)
         except Exception as exc:  # the artefact exists and passed its check; only its timing is lost
             return {"measured": False, "reason": f"the original network could not be put in {fmt} form to time it "
                                                  f"beside the artefact ({type(exc).__name__}: {exc})"[:500]}

@@ -154,10 +154,12 @@ def validate_table(loaded: LoadedModel, structure: NetworkStructure, table: Late
         measured = float(np.median([rounds[j] / full[j] for j in range(min(len(rounds), len(full)))]))
         predicted = table.predicted_ratio(subset)
         checks.append({"dropped": subset, "predicted_ratio": predicted, "measured_ratio": measured,
-                       "relative_error": (predicted - measured) / measured})
+                       "relative_error": (predicted - measured) / measured,
+                       "additive_ratio": table.additive_ratio(subset)})
     errors = [abs(c["relative_error"]) for c in checks]
     return {
         "table_fingerprint": table.fingerprint.to_dict(),
+        "latency_model": table.latency_model.kind,  # the model whose prediction "predicted_ratio" is
         "checks": checks,
         "median_abs_relative_error": float(np.median(errors)),
         "worst_abs_relative_error": float(max(errors)),

@@ -3,12 +3,15 @@
 PRACTISE scores a block by recoverability / latency saved (in percent) and drops the best-scored ones.
 Under a budget that becomes greedy: take blocks in score order until the predicted saving covers what
 the budget requires. `knapsack` instead solves the covering problem exactly: minimise the summed
-recoverability subject to the summed saving covering the requirement.
+recoverability subject to the summed saving covering the requirement. Predicted savings come from the
+table's latency model: summed single-block savings, or, when the table carries one fitted on measured
+multi-block drops, those plus the learned interactions (the knapsack's cover is then adjusted to that model).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from pipeline.core.errors import UsageError
@@ -71,33 +74,58 @@ def select_blocks(scores: list[BlockScore], table: LatencyTable, budget: Budget,
     target = budget.target_ms(full) - extra_saving_ms
     required = full - target
     usable = [s for s in scores if s.saving_ms > 0]
-    if sum(s.saving_ms for s in usable) < required - 1e-9:
+
+    def saving(blocks: list[str]) -> float:  # the table's latency model: additive, or with learned interactions
+        return full - table.predicted_ms(blocks)
+
+    if saving([s.block for s in usable]) < required - 1e-9:
         raise UsageError(
             f"latency budget {budget.describe()} cannot be reached: dropping every candidate block is predicted to "
             f"keep {best_reachable_ratio(table):.3f} of the original latency ({full:.3f} ms on "
             f"[{table.fingerprint.describe()}]). Choose a budget of at least {smallest_budget_text(best_reachable_ratio(table))}."
         )
     if selector == "greedy":
-        dropped = _greedy(usable, required)
+        dropped = _greedy(usable, required, saving)
     elif selector == "knapsack":
-        dropped = _knapsack(usable, required, full)
+        dropped = _knapsack(usable, required, full, saving)
+        if table.latency_model.kind != "additive":
+            dropped = _cover_under_model(dropped, usable, required, saving)
     else:
         raise UsageError(f"unknown selector '{selector}'; choose one of: {', '.join(SELECTORS)}.")
     return Selection(dropped, table.predicted_ms(dropped), table.predicted_ratio(dropped), target, selector,
                      extra_saving_ms)
 
 
-def _greedy(usable: list[BlockScore], required_ms: float) -> list[str]:
-    chosen, saved = [], 0.0
+Saving = Callable[[list[str]], float]  # blocks -> latency the table predicts dropping them saves (ms)
+
+
+def _greedy(usable: list[BlockScore], required_ms: float, saving: Saving) -> list[str]:
+    chosen: list[str] = []
     for s in usable:  # already sorted by score
-        if saved >= required_ms - 1e-12:
+        if saving(chosen) >= required_ms - 1e-12:
             break
         chosen.append(s.block)
-        saved += s.saving_ms
     return chosen
 
 
-def _knapsack(usable: list[BlockScore], required_ms: float, full_ms: float) -> list[str]:
+def _cover_under_model(chosen: list[str], usable: list[BlockScore], required_ms: float, saving: Saving) -> list[str]:
+    """The knapsack's cover (solved on single-block savings) made a cover under a model with interactions:
+    blocks added in score order while it falls short, then the least recoverable ones removed while it holds."""
+    chosen = list(chosen)
+    for s in usable:
+        if saving(chosen) >= required_ms - 1e-12:
+            break
+        if s.block not in chosen:
+            chosen.append(s.block)
+    by_cost = sorted((s for s in usable if s.block in chosen), key=lambda s: (-s.recoverability, s.block))
+    for s in by_cost:
+        rest = [b for b in chosen if b != s.block]
+        if saving(rest) >= required_ms - 1e-12:
+            chosen = rest
+    return chosen
+
+
+def _knapsack(usable: list[BlockScore], required_ms: float, full_ms: float, saving: Saving) -> list[str]:
     """Exact covering knapsack on a discretised saving axis (rounded down, so the cover stays a cover)."""
     if required_ms <= 0:
         return []
@@ -105,7 +133,7 @@ def _knapsack(usable: list[BlockScore], required_ms: float, full_ms: float) -> l
     need = math.ceil(required_ms / unit - 1e-9)
     weights = [max(0, math.floor(s.saving_ms / unit)) for s in usable]
     if sum(weights) < need:  # rounding down lost the cover: fall back to exact greedy coverage
-        return _greedy(usable, required_ms)
+        return _greedy(usable, required_ms, saving)
     best = [math.inf] * (need + 1)
     picks: list[int] = [0] * (need + 1)  # bitset of chosen items per state
     best[0] = 0.0

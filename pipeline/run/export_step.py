@@ -64,6 +64,7 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
                           eval_tensors(ctx.train, ctx.prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
                           config.tensorrt_precision, int8_scheme(ctx.folder), int8_excluded_nodes(ctx.folder))
     inputs.metadata = onnx_metadata(ctx.prep, int(inputs.reference_logits.shape[1]))
+    inputs.target = config.target  # compiled formats (aoti) are built for the run's target
     with timed(ctx, "export_s"):
         records = export_formats(inputs, formats)
     with timed(ctx, "artefact_latency_s"):

@@ -44,6 +44,7 @@ def latency_summary(data: dict) -> dict:
         "measured_ratio": final.get("measured_ratio_vs_fp32", measured["ratio_median"]) if measured else None,
         "target_ratio": data["selection"]["target_ratio"],
         "meets_budget": final.get("meets_budget"),
+        "latency_model": table.get("latency_model", {}).get("kind", "additive"),  # tables before it: additive
     }
 
 
@@ -173,7 +174,8 @@ def _latency_section(data: dict) -> list[str]:
         f"{_ratio(lat['measured_ratio'])} |",
         "",
         f"Target ratio {lat['target_ratio']:.3f}: " + _BUDGET_OUTCOME[lat["meets_budget"]]
-        + f" Latency table: {lat['table_source']} ({lat['table_path']}).",
+        + f" Latency table: {lat['table_source']} ({lat['table_path']}), predicting with the "
+        f"{lat.get('latency_model', 'additive')} latency model.",
         *[f"\n{a['table_disagreement'].replace('warning: ', 'Warning: ', 1)}" for a in sel["attempts"][:1]
           if "table_disagreement" in a],
         "",

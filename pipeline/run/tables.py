@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.core import paths
 from pipeline.core.atomic import write_json_atomic
+from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.latency.profiling import TableChoice, obtain_table, validate_table
 from pipeline.models import load_model
 from pipeline.network.blocks import analyse
 from pipeline.run.presets import get_preset
-from profilers import LatencyTable, TableStore, default_backend, get_profiler
+from profilers import DeviceFingerprint, LatencyTable, TableStore, default_backend, get_profiler
 
 
 @dataclass
@@ -58,7 +60,39 @@ def profile_table(request: ProfileRequest, progress: ProgressFactory = silent, l
         validation = validate_table(loaded, structure, choice.table, profiler, request.validate, progress=progress)
     validation_path = choice.path.with_name(choice.path.stem + ".validation.json")
     write_json_atomic(validation_path, validation)
-    return ProfileResult(choice, validation, validation_path)
+    fitted = choice.table.with_model_fitted(validation["checks"])
+    TableStore(paths.table_store_dir()).save(fitted)
+    log(f"latency model: {fitted.latency_model.describe()}")
+    return ProfileResult(replace(choice, table=fitted), validation, validation_path)
+
+
+def fit_table_model(table_file: Path, validation_file: Path, destination: Path | None = None) -> tuple[LatencyTable, Path]:
+    """Fit a table's latency model on a validation file measured beside it (`profile --validate`); write it
+    to `destination` (default: the table file itself)."""
+    table = LatencyTable.read(table_file)
+    validation = _read_validation(validation_file)
+    measured_on = DeviceFingerprint.from_dict(validation["table_fingerprint"])
+    if measured_on != table.fingerprint:
+        raise UsageError(f"'{validation_file}' validates a table measured on other settings or another device "
+                         f"than '{table_file}' [{table.fingerprint.describe()}]; pass the validation file written "
+                         "beside this table by 'pipeline profile --validate'.")
+    fitted = table.with_model_fitted(validation["checks"])
+    target = Path(destination) if destination is not None else Path(table_file)
+    write_json_atomic(target, fitted.to_dict())
+    return fitted, target
+
+
+def _read_validation(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data.get("checks"), list) or not isinstance(data.get("table_fingerprint"), dict):
+            raise KeyError("checks or table_fingerprint")
+        return data
+    except FileNotFoundError as exc:
+        raise UsageError(f"validation file '{path}' does not exist.") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"'{path}' is not a validation file from 'pipeline profile --validate' "
+                         f"({type(exc).__name__}: {exc}).") from exc
 
 
 def stored_tables() -> list[tuple[Path, LatencyTable]]:

@@ -24,7 +24,9 @@ def _registered_formats() -> list:
     """Every format of the registry; one with no CPU runtime needs a GPU (and TensorRT, checked in the test)."""
     from exporters.formats import FORMATS
 
-    return [pytest.param(name, marks=[] if "cpu" in fmt.runtimes else [pytest.mark.gpu], id=name)
+    # aoti compiles C++: about 20 s on 2 idle cores for the tiny network (its package is cached for later tests)
+    return [pytest.param(name, marks=([] if "cpu" in fmt.runtimes else [pytest.mark.gpu])
+                         + ([pytest.mark.slow] if name == "aoti" else []), id=name)
             for name, fmt in FORMATS.items()]
 
 
@@ -64,7 +66,7 @@ def test_each_format_writes_a_described_checked_artefact_that_loads_for_timing(t
     else:
         assert torch.allclose(_one_by_one(loaded, inputs.check_images), inputs.reference_logits, atol=1e-4)
     if entry.same_form is not None:  # the original turned into the artefact's form computes the same
-        same = entry.same_form(inputs.module, inputs.example())
+        same = entry.same_form(inputs.module, inputs.example(), "cpu")
         assert torch.allclose(_one_by_one(same, inputs.check_images), inputs.reference_logits, atol=1e-4)
 
 

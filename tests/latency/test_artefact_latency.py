@@ -68,3 +68,30 @@ def test_an_artefact_without_a_runtime_on_the_target_says_why(tmp_path):
     original = load_model("tests.tiny_models:tiny_resnet").module
     latency = measure_artefact("tensorrt", tmp_path / "model.fp16.engine", original, "cpu", ProfileSettings(), 0.8)
     assert latency == {"measured": False, "reason": "no cpu runtime for tensorrt in this tool"}
+
+
+@pytest.mark.slow  # compiles C++ (about 20 s on 2 idle cores; 70 s on a loaded machine); shared with the format test
+def test_an_aoti_package_is_timed_beside_the_original_compiled_the_same_way(tmp_path, monkeypatch):
+    from exporters.aoti_package import AotiModule
+    from exporters.formats import export_formats
+    from pipeline.latency import artefact_latency
+    from profilers import ProfileSettings
+
+    seen = []
+    real = artefact_latency.measure_end_to_end
+
+    def spy(original, artefact, profiler, progress):
+        seen.append((original, artefact))
+        return real(original, artefact, profiler, progress)
+
+    monkeypatch.setattr(artefact_latency, "measure_end_to_end", spy)
+    inputs = _inputs(tmp_path)  # the same program as the format conformance test: its package is reused
+    record = export_formats(inputs, ["aoti"])["aoti"]
+    quick = ProfileSettings(resolution=32, threads=2, warmup_runs=1, runs_per_round=3, min_rounds=3, max_rounds=5)
+    latency = artefact_latency.measure_artefact("aoti", tmp_path / record["path"], inputs.module, "cpu", quick, 0.8)
+    assert latency["measured"] and latency["backend"] == "torch-cpu" and latency["original_form"] == "aoti"
+    (timed_original, artefact), = seen
+    assert isinstance(timed_original, AotiModule) and isinstance(artefact, AotiModule)
+    images = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(timed_original(images), inputs.module(images), atol=1e-4)
+    assert 0.3 < latency["ratio"] < 3.0  # the same network compiled twice: no form gap between the two

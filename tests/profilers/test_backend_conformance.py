@@ -28,6 +28,8 @@ def _registered() -> list:
     for target, backends in sorted(_BACKENDS.items()):
         for backend in sorted(backends):
             marks = [pytest.mark.gpu] if target == "gpu" else []
+            if backend == "inductor":  # compiles each network: about 15 s on 2 idle cores, a minute when loaded
+                marks.append(pytest.mark.slow)
             params.append(pytest.param(target, backend, marks=marks, id=f"{target}-{backend}"))
     return params
 

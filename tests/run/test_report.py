@@ -67,7 +67,8 @@ def test_report_shows_latency_dropped_blocks_recovery_and_wall_time():
             "Preset `fast`, selector `greedy`.") in lines
     assert "| predicted from the table | 4.200 ms | 3.600 ms | 0.857 |" in lines
     assert "| measured end to end | 4.000 ms | 3.500 ms | 0.875 |" in lines
-    assert "Target ratio 0.900: **met**. Latency table: measured (/home/tables/t.json)." in lines
+    assert ("Target ratio 0.900: **met**. Latency table: measured (/home/tables/t.json), predicting with the additive "
+            "latency model.") in lines  # a table written before latency models
     assert "## Dropped blocks (2 of 4)" in lines
     assert "| layers.0.1 | 0.0123 | 0.300 ms (7.1%) | 0.0017 | yes |" in lines
     assert "| layers.1.1 | 0.5 | 0.200 ms (4.8%) | 0.104 |  |" in lines
@@ -103,7 +104,8 @@ def test_report_states_unmeasured_latency_tiny_set_images_skips_blends_and_expor
     md = render_markdown(data)
     lines = md.splitlines()
     assert "| measured end to end | n/a | n/a | n/a |" in lines
-    assert "Target ratio 0.900: not measured on this machine. Latency table: measured (/home/tables/t.json)." in lines
+    assert ("Target ratio 0.900: not measured on this machine. Latency table: measured (/home/tables/t.json), "
+            "predicting with the additive latency model.") in lines
     assert "Warning: the original network measures 30% faster" in lines
     assert TINY_SET_REPORT_CAUTION in lines and "keeps half of recovery's change." in md
     assert "| halfway | 62.5% | 100.0% | 40.0% | 90.0% |" in lines
