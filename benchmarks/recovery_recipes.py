@@ -56,7 +56,7 @@ REPORT_IMAGES = 300
 
 def _teacher(family: str, data: dict, log):
     if family == "resnet":
-        return obtain_teacher(data, (8, 16, 32), 9, 3, None, log)
+        return obtain_teacher(data, (8, 16, 32), 9, 1, None, log)  # 3 epochs did not fit this session (see notes)
     if family == "mbv2":
         return obtain_mobilenet_teacher(data, 2, log)
     raise SystemExit(f"unknown family {family}; choose resnet or mbv2")
@@ -139,16 +139,18 @@ def run_family(family: str, args, data: dict, result: dict, save) -> None:
                 cell = _cell(family, teacher, structure, table, profile, data, x_test, y_test, Budget.parse(str(ratio)),
                              size, seed, args, measured, log)
                 fam["cells"].append(cell)
-                key = ",".join(sorted(cell["dropped"]))
-                if args.ceiling_epochs and key not in fam["ceilings"]:
-                    start = time.monotonic()
-                    x_train = padded(data["train_images"])
-                    y_train = torch.from_numpy(data["train_labels"].astype(np.int64))
-                    net = ceiling(teacher, cell["dropped"], x_train, y_train, args.ceiling_epochs, 0, log)
-                    fam["ceilings"][key] = {"test_accuracy": accuracy(net, x_test, y_test),
-                                            "epochs": args.ceiling_epochs, "seconds": round(time.monotonic() - start, 1)}
-                    log(f"ceiling {100 * fam['ceilings'][key]['test_accuracy']:.2f}%")
                 save()
+    # the ceiling after every cell (a run stopped early keeps the cells): once for the block set chosen most often
+    keys = [",".join(sorted(c["dropped"])) for c in fam["cells"]]
+    key = max(set(keys), key=keys.count) if keys else None
+    if args.ceiling_epochs and key is not None and key not in fam["ceilings"]:
+        start = time.monotonic()
+        x_train, y_train = padded(data["train_images"]), torch.from_numpy(data["train_labels"].astype(np.int64))
+        net = ceiling(teacher, key.split(","), x_train, y_train, args.ceiling_epochs, 0, log)
+        fam["ceilings"][key] = {"test_accuracy": accuracy(net, x_test, y_test), "epochs": args.ceiling_epochs,
+                                "seconds": round(time.monotonic() - start, 1)}
+        log(f"ceiling {100 * fam['ceilings'][key]['test_accuracy']:.2f}%")
+        save()
 
 
 def _cell(family, teacher, structure, table, profile, data, x_test, y_test, budget, size, seed, args, measured,
@@ -248,7 +250,7 @@ def _stats(values):
 
 def render(result: dict) -> str:
     lines = [f"# {NAME}: recovery recipes and the automatic choice, two block families (Fashion-MNIST)", "",
-             f"Machine: {result['machine'].get('summary', result['machine'])}. Command: `{result['command']}`. "
+             f"Machine: {_machine(result['machine'])}. Command(s): `{result['command']}`. "
              f"Wall time {result.get('wall_s', 0):.0f} s. {result.get('note', '')}", "",
              "Test accuracy (%) on the 10,000 Fashion-MNIST test images (mean ± sd over seeds, n = seeds); gap = "
              "teacher minus row, in points. `auto` is what `pipeline run` deploys: among unrecovered and the recipes "
@@ -296,6 +298,22 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine(m: dict) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores, shared with other jobs (loaded); torch {m['torch']}, "
+            f"onnxruntime {m['onnxruntime']}, {m.get('torch_threads', 1)} torch thread(s)")
+
+
+def merge(out: Path, names: list[str]) -> dict:
+    """One result from several (families run as separate processes): families side by side, commands joined."""
+    parts = [json.loads((out / f"{n}.json").read_text()) for n in names]
+    result = {"families": {}, "machine": parts[0]["machine"], "command": "`; `".join(p["command"] for p in parts),
+              "wall_s": max(p.get("wall_s", 0) for p in parts), "note": " ".join(p.get("note", "") for p in parts)}
+    for p in parts:
+        result["families"].update(p["families"])
+    write_result(out, NAME, result, render, 1)
+    return result
+
+
 def _goal(cells: list[dict], teacher: float) -> str:
     auto = statistics.mean(100 * c["rows"]["auto"]["test_accuracy"] for c in cells)
     recipes = {n for c in cells for n in c["rows"] if n not in ("auto", "unrecovered")}
@@ -324,7 +342,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default=NAME, help="result file name (families run in parallel: one each)")
     parser.add_argument("--replot", action="store_true")
+    parser.add_argument("--note", default="", help="a sentence for the .md (e.g. what else ran on the machine)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="NAME",
+                        help="only merge the named results in --out into recovery_recipes.{md,json}")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.out, args.merge)
     if replot(argparse.Namespace(replot=args.replot, out=args.out), args.name, render):
         return {}
     from pipeline.recovery.recipes import DEFAULT_RECIPES
@@ -334,7 +357,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     path = args.out / f"{args.name}.json"
     result = json.loads(path.read_text()) if path.exists() else {"families": {}}
-    result.update(machine=machine_info(), command="python -m benchmarks.recovery_recipes " + " ".join(
+    result.update(machine=machine_info() | {"torch_threads": args.threads}, note=args.note, command="python -m benchmarks.recovery_recipes " + " ".join(
         argv if argv is not None else __import__("sys").argv[1:]))
     start = time.monotonic()
     earlier = result.get("wall_s", 0.0)
