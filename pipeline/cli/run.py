@@ -39,8 +39,11 @@ from pipeline.cli.options import (
               help="run folder (default: runs/<model>-<target>-<budget>-<settings hash>).")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True)
 @click.option("--selector", type=click.Choice(["greedy", "knapsack"]), default="greedy", show_default=True)
-@click.option("--recovery", "recovery_method", type=click.Choice(["adaptors", "mimic", "none"]), default=None,
-              help="recovery method (default: the preset's).")
+@click.option("--recovery", "--recovery-method", "recovery_method", type=click.Choice(["adaptors", "mimic", "none"]),
+              default=None, help="one recovery method, on the preset's fixed steps (default: the fast preset tries "
+                                 "every recipe within --recovery-time and the report images choose).")
+@click.option("--recovery-time", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="time the recovery recipes share (default: 120 s with the fast preset).")
 @click.option("--scoring-steps", type=click.IntRange(0, 10**6), default=None, help="adaptor-fit steps per candidate.")
 @click.option("--recovery-steps", type=click.IntRange(0, 10**6), default=None, help="recovery steps.")
 @click.option("--recovery-points", "recovery_point_weight", type=click.FloatRange(0), default=None,

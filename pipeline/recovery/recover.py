@@ -11,12 +11,15 @@ Methods:
 Every `eval_every` steps the student is checked on a selection split (never trained on) by the KL
 divergence of its predictions from the teacher's; the best state is kept, and if no state beats the
 unrecovered network, the unrecovered network is kept and the result says so.
+
+With a `Schedule` (schedule.py: range test, patience, deadline, divergence) the step count is a cap and the
+learning rate is measured; without one, the fixed steps and learning rate of the settings apply.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +37,7 @@ from pipeline.network.features import FeatureTap, OutputTaps
 from pipeline.recovery.confident_views import ViewSettings, confident_views
 from pipeline.recovery.mimic import FitSettings, LiveBatches, Objective, fit
 from pipeline.recovery.mixing import MIXING
+from pipeline.recovery.schedule import RangeTest, Schedule, StopTraining
 from pipeline.recovery.synthetic import (
     SyntheticSettings,
     bn_matched_images,
@@ -90,15 +94,20 @@ class RecoveryResult:
     selection_kl_after: float
     losses: list[float]
     checks: list[dict]  # held-out checks during training
+    stopped: str | None = None  # why a scheduled recovery stopped before its step cap (patience, time)
+    lr_search: dict | None = None  # the learning-rate range test: lrs, losses, the lr chosen
 
     def summary(self) -> dict:
-        return {
+        out = {
             "kept": self.kept,
             "best_step": self.best_step,
             "selection_kl_before": self.selection_kl_before,
             "selection_kl_after": self.selection_kl_after,
             "checks": self.checks,
         }
+        if self.stopped is not None or self.lr_search is not None:
+            out.update(stopped=self.stopped, lr_search=self.lr_search)
+        return out
 
 
 def blended_state(unrecovered: dict, recovered: dict, weight: float) -> dict:
@@ -149,13 +158,19 @@ class _Progress:
     checks: list[dict]
     best: dict  # kl, step (None: the unrecovered network), state
     optimizer_state: dict | None = None
+    lr: float | None = None  # the learning rate a scheduled recovery started from (its range test's choice)
+    lr_search: dict | None = None
 
 
 def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structure: NetworkStructure,
             train_set: TinySet, selection_images: torch.Tensor, prep: Preprocessing, settings: RecoverySettings,
             seed: int = 0, checkpoint_path: Path | None = None, checkpoint_every: int = 20,
-            progress: ProgressFactory = silent, log: Log = quiet_log) -> RecoveryResult:
-    """Recover `student` (the teacher with `dropped` replaced by identities); returns the state to keep."""
+            progress: ProgressFactory = silent, log: Log = quiet_log, schedule: Schedule | None = None) -> RecoveryResult:
+    """Recover `student` (the teacher with `dropped` replaced by identities); returns the state to keep.
+
+    With `schedule`, the lr comes from a range test and training stops on patience or the deadline; a
+    diverging loss raises schedule.Diverged (the adaptors are detached first).
+    """
     teacher.eval()
     teacher_sel = predict_logits(teacher, selection_images)
     student.eval()
@@ -166,18 +181,51 @@ def recover(teacher: nn.Module, student: nn.Module, dropped: list[str], structur
     adaptors, params = _trainable(teacher, student, structure, dropped, settings.method)
     checkpoints = _Checkpoints(checkpoint_path)
     state = _resume(checkpoints, adaptors or student, kl_before, unrecovered, settings.fit.steps, log)
-    on_step = _StepHook(student, adaptors, selection_images, teacher_sel, settings, checkpoints, checkpoint_every,
-                        state)
     synthetic = _synthetic_pool(teacher, train_set, prep, settings, seed, checkpoint_path, progress, log)
     views = _view_pool(teacher, train_set, prep, settings, seed, progress, log)
-    _mimic(teacher, student, structure, dropped, train_set, prep, settings, seed, params, state, on_step,
-           synthetic, views, progress)
-    student.eval()
-    if adaptors is not None:
-        adaptors.detach()
+    stopped = None
+    try:
+        if schedule is not None and schedule.settings.range_steps and state.lr is None:
+            state.lr, state.lr_search = _range_test(teacher, student, adaptors, structure, dropped, train_set, prep,
+                                                    settings, seed, params, synthetic, views, schedule, progress)
+            log(f"learning-rate range test: lr {state.lr:.3g}")
+        if state.lr is not None:
+            settings = replace(settings, fit=replace(settings.fit, lr=state.lr, lr_milestones=()))
+        on_step = _StepHook(student, adaptors, selection_images, teacher_sel, settings, checkpoints, checkpoint_every,
+                            state, schedule, kl_before)
+        _mimic(teacher, student, structure, dropped, train_set, prep, settings, seed, params, on_step, synthetic,
+               views, progress, settings.fit, state.start, state.optimizer_state)
+    except StopTraining as stop:
+        stopped = stop.reason
+    finally:
+        student.eval()
+        if adaptors is not None:
+            adaptors.detach()
     best = state.best
     kept = "recovered" if best["step"] is not None else "unrecovered"
-    return RecoveryResult(best["state"], kept, best["step"], kl_before, best["kl"], state.losses, state.checks)
+    return RecoveryResult(best["state"], kept, best["step"], kl_before, best["kl"], state.losses, state.checks,
+                          stopped, state.lr_search)
+
+
+def _range_test(teacher, student, adaptors, structure, dropped, train_set, prep, settings, seed, params, synthetic,
+                views, schedule: Schedule, progress) -> tuple[float, dict]:
+    """The learning rate to train at, from a short range test on a copy of the trainable state (restored after)."""
+    saved_student = copy.deepcopy(student.state_dict())
+    saved_adaptors = copy.deepcopy(adaptors.state_dict()) if adaptors is not None else None
+    test = RangeTest(schedule.settings)
+    fit_settings = replace(settings.fit, steps=schedule.settings.range_steps, lr=schedule.settings.range_lr_min,
+                           lr_milestones=())
+    try:
+        _mimic(teacher, student, structure, dropped, train_set, prep, settings, seed + 104_729, params, test,
+               synthetic, views, progress, fit_settings, same_batch=True)
+    except StopTraining:
+        pass
+    finally:
+        student.load_state_dict(saved_student)
+        if adaptors is not None:
+            adaptors.load_state_dict(saved_adaptors)
+    lr = test.chosen_lr()
+    return lr, test.to_dict() | {"chosen_lr": lr}
 
 
 def _trainable(teacher: nn.Module, student: nn.Module, structure: NetworkStructure, dropped: list[str],
@@ -213,7 +261,8 @@ def _resume(checkpoints: _Checkpoints, trainable: nn.Module, kl_before: float, u
     if saved is None:
         return _Progress(0, [], [], {"kl": kl_before, "step": None, "state": unrecovered})
     trainable.load_state_dict(saved["trainable"])
-    state = _Progress(saved["step"] + 1, saved["losses"], saved["checks"], saved["best"], saved["optimizer"])
+    state = _Progress(saved["step"] + 1, saved["losses"], saved["checks"], saved["best"], saved["optimizer"],
+                      saved.get("lr"), saved.get("lr_search"))
     log(f"resuming recovery from its checkpoint at step {state.start} of {steps}")
     return state
 
@@ -224,32 +273,40 @@ class _StepHook:
 
     def __init__(self, student: nn.Module, adaptors: Adaptors | None, selection_images: torch.Tensor,
                  teacher_logits: torch.Tensor, settings: RecoverySettings, checkpoints: _Checkpoints,
-                 checkpoint_every: int, state: _Progress):
+                 checkpoint_every: int, state: _Progress, schedule: Schedule | None = None, kl_before: float = 0.0):
         self.student, self.adaptors = student, adaptors
         self.selection_images, self.teacher_logits = selection_images, teacher_logits
         self.settings, self.checkpoints, self.checkpoint_every = settings, checkpoints, checkpoint_every
-        self.state = state
+        self.state, self.schedule, self.kl_before = state, schedule, kl_before
 
     def __call__(self, step: int, loss: float, optimizer, scheduler) -> None:
         self.state.losses.append(loss)
+        if self.schedule is not None:
+            self.schedule.check_loss(step, loss)
         done, last = step + 1, self.settings.fit.steps
         if done % self.settings.eval_every == 0 or done == last:
-            self._check(done, loss)
+            self._check(done, loss, optimizer)
         if done % self.checkpoint_every == 0 or done == last:
             trainable = self.adaptors or self.student
             self.checkpoints.save({
                 "step": step, "trainable": trainable.state_dict(), "losses": self.state.losses,
                 "checks": self.state.checks, "best": self.state.best,
                 "optimizer": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                "lr": self.state.lr, "lr_search": self.state.lr_search,
             })
+        if self.schedule is not None:
+            self.schedule.check_deadline(step)
 
-    def _check(self, done: int, loss: float) -> None:
+    def _check(self, done: int, loss: float, optimizer=None) -> None:
         self.student.eval()
         kl = prediction_kl(predict_logits(self.student, self.selection_images), self.teacher_logits)
         self.state.checks.append({"step": done, "selection_kl": kl, "train_loss": loss})
         if kl < self.state.best["kl"]:
             self.state.best.update(kl=kl, step=done, state=_folded_state(self.student, self.adaptors))
         set_batchnorm_mode(self.student, self.settings.batchnorm)
+        if self.schedule is not None and optimizer is not None:
+            self.schedule.after_check([c["selection_kl"] for c in self.state.checks], self.kl_before, optimizer,
+                                      self.state.lr if self.state.lr is not None else self.settings.fit.lr)
 
 
 def _view_pool(teacher: nn.Module, train_set: TinySet, prep: Preprocessing, settings: RecoverySettings, seed: int,
@@ -264,8 +321,9 @@ def _view_pool(teacher: nn.Module, train_set: TinySet, prep: Preprocessing, sett
 
 def _mimic(teacher: nn.Module, student: nn.Module, structure: NetworkStructure, dropped: list[str],
            train_set: TinySet, prep: Preprocessing, settings: RecoverySettings, seed: int,
-           params: list[nn.Parameter], state: _Progress, on_step: _StepHook, synthetic: torch.Tensor | None,
-           views, progress: ProgressFactory) -> None:
+           params: list[nn.Parameter], on_step, synthetic: torch.Tensor | None,
+           views, progress: ProgressFactory, fit_settings: FitSettings, start: int = 0,
+           optimizer_state: dict | None = None, same_batch: bool = False) -> None:
     """Train `params` so the student's features (and dropped blocks' outputs, if asked) mimic the teacher's."""
     points = dropped if settings.point_weight else []
     with FeatureTap(teacher, structure.feature_point) as teacher_tap, \
@@ -273,10 +331,22 @@ def _mimic(teacher: nn.Module, student: nn.Module, structure: NetworkStructure, 
             OutputTaps(teacher, points) as teacher_points, OutputTaps(student, points) as student_points:
         source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale,
                              seed, settings.mixing, teacher_points, synthetic, views)
+        if same_batch:  # the range test: one batch throughout, so the loss moves with the lr, not the views
+            source = _OneBatch(source.batch(0))
         set_batchnorm_mode(student, settings.batchnorm)
-        fit(tap, source, params, settings.fit, progress, "recovery (feature mimicking)", start_step=state.start,
-            optimizer_state=state.optimizer_state, on_step=on_step, objective=settings.objective,
+        fit(tap, source, params, fit_settings, progress, "recovery (feature mimicking)", start_step=start,
+            optimizer_state=optimizer_state, on_step=on_step, objective=settings.objective,
             student_points=student_points)
+
+
+class _OneBatch:
+    """A batch source that serves the same batch at every step."""
+
+    def __init__(self, batch):
+        self._batch = batch
+
+    def batch(self, step: int):
+        return self._batch
 
 
 def _synthetic_pool(teacher: nn.Module, train_set: TinySet, prep: Preprocessing, settings: RecoverySettings,

@@ -30,6 +30,7 @@ class RunConfig:
     recovery_synthetic: int | None = None  # BatchNorm-matched images mixed into recovery batches
     recovery_blends: str | None = None  # "0.5", "0.25,0.5" or "none": blends offered for deployment
     recovery_views: str | None = None  # "random" or "confident": which tiny-set views recovery mimics on
+    recovery_time: float | None = None  # seconds the recipes share (None: the preset's)
     batch_size: int | None = None
     latency_table: str | None = None
     threads: int = 0
@@ -71,7 +72,7 @@ class RunConfig:
 _ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
                 "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
                 "train_device": "auto", "recovery_synthetic": None,
-                "recovery_blends": None, "recovery_views": None, "mean": None, "std": None, "crop_fraction": None,
+                "recovery_blends": None, "recovery_views": None, "recovery_time": None, "mean": None, "std": None, "crop_fraction": None,
                 "interpolation": None}
 
 

@@ -126,7 +126,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
                             config.recovery_method, config.batch_size, config.recovery_point_weight,
                             config.recovery_mixing, config.recovery_synthetic, parse_blends(config.recovery_blends),
-                            config.recovery_views)
+                            config.recovery_views, config.recovery_time)
     if config.backend is None:
         log(default_backend(config.target)[1])
     measurable = check_profiler(config, preset, log)

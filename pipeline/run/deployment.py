@@ -15,6 +15,7 @@ from pipeline.network.evaluation import (
 )
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.recover import blended_state
+from pipeline.recovery.trials import recipe_files
 from pipeline.run.context import RunContext, save_timings, timed
 from pipeline.run.plan_stages import int8_options
 from pipeline.run.runfolder import RunFolder
@@ -115,7 +116,34 @@ def _candidate_networks(ctx: RunContext, dropped: list[str], recovered: torch.nn
             blend.load_state_dict(blended_state(unrecovered.state_dict(), recovered.state_dict(), weight))
             networks[blend_name(weight)] = (blend, precision)
     networks["recovered"] = (recovered, precision)
+    if kept == "recovered":
+        networks.update(_other_recipes(ctx, dropped, precision))
     return networks
+
+
+def _other_recipes(ctx: RunContext, dropped: list[str], precision: str) -> dict:
+    """Each finished recipe that beat the unrecovered network on the selection split, other than the one
+    called "recovered" (the lowest selection KL): the report images choose among them all."""
+    recovery = ctx.folder.read_json("recovery.json")
+    networks = {}
+    for trial in recovery.get("recipes", []):
+        if trial["status"] != "finished" or trial["kept"] != "recovered" or trial["recipe"] == recovery["recipe"]:
+            continue
+        network = drop_blocks(ctx.loaded.module, dropped)
+        network.load_state_dict(torch.load(recipe_files(ctx.folder.path, trial["recipe"])[1], map_location="cpu",
+                                           weights_only=True))
+        networks[recipe_name(trial["recipe"])] = (network.eval(), precision)
+    return networks
+
+
+def recipe_name(recipe: str) -> str:
+    """The candidate name of a recipe other than the one recovery.json calls "recovered"."""
+    return f"recovered by {recipe}"
+
+
+def recipe_candidate(recovery: dict, recipe: str) -> str:
+    """The candidate network a recipe of recovery.json became."""
+    return "recovered" if recipe == recovery.get("recipe") else recipe_name(recipe)
 
 
 def blend_name(weight: float) -> str:
@@ -165,18 +193,21 @@ def _verdict(report: dict, kept: str, deployed: str, skipped: bool = False) -> s
         change = report["changes"]["recovered"]
         how = (f"LOWERED top-1 agreement on held-out report images by {-100 * recovered_gain:.1f} points"
                if recovered_gain < 0 else "did not raise top-1 agreement on held-out report images (nor lower their KL)")
-        blends = ", and no blend did better" if len(report["kl"]) > 2 else ""
+        blends = ", and no other recovered network did better" if len(report["kl"]) > 2 else ""
         return (f"recovery {how}{_counted(change)}, although it improved the selection split{blends}; "
                 "the UNRECOVERED network was kept (the tiny set may not represent the report images)")
     gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
-    what = "recovery" if deployed == "recovered" else f"the {deployed} blend of the recovered and unrecovered weights"
+    what = ("recovery" if deployed == "recovered" else deployed.replace("recovered by", "recovery by recipe")
+            if deployed.startswith("recovered by ") else f"the {deployed} blend of the recovered and unrecovered weights")
     if gain > 0:
         text = f"{what} raised top-1 agreement on held-out images by {100 * gain:.1f} points"
     else:
         text = f"{what} did not change top-1 agreement on held-out report images but lowered their KL"
     text += _counted(report["changes"][deployed])
     if deployed != "recovered":
-        text += (f"; the fully recovered network agreed {100 * (report['recovered']['top1_agreement'] - report[deployed]['top1_agreement']):+.1f}"
+        other = ("the recipe with the lowest selection-split KL (`recovered`)" if deployed.startswith("recovered by ")
+                 else "the fully recovered network")
+        text += (f"; {other} agreed {100 * (report['recovered']['top1_agreement'] - report[deployed]['top1_agreement']):+.1f}"
                  " points against it")
     return text
 

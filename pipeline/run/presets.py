@@ -10,7 +10,9 @@ from dataclasses import dataclass, replace
 
 from pipeline.core.errors import UsageError
 from pipeline.recovery.mimic import FitSettings
+from pipeline.recovery.recipes import DEFAULT_RECIPES
 from pipeline.recovery.recover import RecoverySettings
+from pipeline.recovery.schedule import ScheduleSettings
 from profilers import ProfileSettings
 
 
@@ -22,7 +24,15 @@ class Preset:
     recovery: RecoverySettings
     profile: ProfileSettings
     holdout_fraction: float = 0.3
+    # recipes tried (recipes.py) within recovery_time_s, each on the schedule; () = the single recipe `recovery`
+    recipes: tuple[str, ...] = ()
+    recovery_time_s: float = 0.0
+    schedule: ScheduleSettings = ScheduleSettings()
 
+
+# the embedded default's 200 adaptor steps took about 100 s on 2 CPU cores (benchmarks/results/gpu_h100.md): the
+# recipes share about that time, so trying them does not lengthen the default run
+DEFAULT_RECOVERY_TIME_S = 120.0
 
 PRESETS = {
     "fast": Preset(
@@ -34,6 +44,8 @@ PRESETS = {
         ),
         profile=ProfileSettings(warmup_runs=10, runs_per_round=20, min_rounds=10, max_rounds=60, tolerance=0.02,
                                 time_cap_s=90),
+        recipes=DEFAULT_RECIPES,
+        recovery_time_s=DEFAULT_RECOVERY_TIME_S,
     ),
     "paper": Preset(
         name="paper",
@@ -58,9 +70,23 @@ def with_overrides(preset: Preset, scoring_steps: int | None = None, recovery_st
                    recovery_method: str | None = None, batch_size: int | None = None,
                    point_weight: float | None = None, mixing: str | None = None,
                    synthetic_images: int | None = None, blends: tuple[float, ...] | None = None,
-                   views: str | None = None) -> Preset:
-    """The preset with the user's explicit overrides applied."""
+                   views: str | None = None, recovery_time: float | None = None) -> Preset:
+    """The preset with the user's explicit overrides applied.
+
+    An explicit recovery method or step count means that one recipe, as before recipes were tried.
+    """
     scoring, recovery = preset.scoring, preset.recovery
+    recipes, recovery_time_s = preset.recipes, preset.recovery_time_s
+    if recovery_method is not None or recovery_steps is not None:
+        if recovery_time is not None:
+            raise UsageError("--recovery-time shares time among the recipes the run tries; with --recovery or "
+                             "--recovery-steps one recipe runs for its steps: drop one of them.")
+        recipes = ()
+    elif recovery_time is not None:
+        if not recipes:
+            raise UsageError(f"--recovery-time: the '{preset.name}' preset runs one recipe; use --preset fast to "
+                             "try the recipes within a time.")
+        recovery_time_s = recovery_time
     if scoring_steps is not None:
         scoring = replace(scoring, steps=scoring_steps)
     if batch_size is not None:
@@ -82,4 +108,5 @@ def with_overrides(preset: Preset, scoring_steps: int | None = None, recovery_st
     if views is not None:
         recovery = replace(recovery, views=replace(recovery.views, source=views))
     pool = min(preset.scoring_pool_views, scoring.steps * scoring.batch_size)
-    return replace(preset, scoring=scoring, recovery=recovery, scoring_pool_views=max(pool, scoring.batch_size))
+    return replace(preset, scoring=scoring, recovery=recovery, scoring_pool_views=max(pool, scoring.batch_size),
+                   recipes=recipes, recovery_time_s=recovery_time_s)

@@ -204,8 +204,9 @@ def _recovery_section(data: dict) -> list[str]:
         "",
         "## Recovery on held-out images",
         "",
-        f"Method `{rec['settings']['method']}`, {rec['steps_run']} steps; recovery kept the **{rec['kept']}** state "
-        f"(selection-split KL {rec['selection_kl_before']:.4f} before, {rec['selection_kl_after']:.4f} kept).",
+        *(_recipes_lines(rec, ev) if "recipes" in rec else [
+            f"Method `{rec['settings']['method']}`, {rec['steps_run']} steps; recovery kept the **{rec['kept']}** "
+            f"state (selection-split KL {rec['selection_kl_before']:.4f} before, {rec['selection_kl_after']:.4f} kept)."]),
         "",
         f"Report images: {ev['report']['images']} ({ev['report_source']}), never trained on. They choose one thing: "
         "the deployed network is the row below that agrees best with the original on them (KL breaks ties), so its "
@@ -229,6 +230,30 @@ def _recovery_section(data: dict) -> list[str]:
         f"{_pct(train['unrecovered']['top1_agreement'])} to {_pct(train['recovered']['top1_agreement'])} "
         "(a rise there alone would only show fitting).",
     ]
+
+
+def _recipes_lines(rec: dict, ev: dict) -> list[str]:
+    """Every recipe tried: how it ended, its learning rate and steps, its held-out figures and its time."""
+    from pipeline.run.deployment import recipe_candidate
+
+    report = ev["report"]
+    lines = [f"Recipes tried within {rec['recovery_time_s']:g} s of recovery time (each stops when the selection "
+             "split stops improving; learning rate from a range test). `recovered` below is the recipe with the "
+             f"lowest selection-split KL: **{rec['recipe'] or 'none (no recipe beat the unrecovered network)'}**.",
+             "",
+             "| recipe | outcome | lr | steps | selection KL (before -> kept) | report top-1 agreement | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for t in rec["recipes"]:
+        if t["status"] != "finished":
+            lines.append(f"| {t['recipe']} | {t['status']}: {t['reason']} | | | | | {t['seconds']:.1f} |")
+            continue
+        name = recipe_candidate(rec, t["recipe"])
+        agreement = _pct(report[name]["top1_agreement"]) + (" (deployed)" if ev.get("deployed") == name else "") \
+            if t["kept"] == "recovered" and name in report else "unrecovered kept"
+        lines.append(f"| {t['recipe']} | {t['stopped']} | {t['lr']:.3g} | {t['steps']} | "
+                     f"{t['selection_kl_before']:.4g} -> {t['selection_kl_after']:.4g} | {agreement} | "
+                     f"{t['seconds']:.1f} |")
+    return lines
 
 
 def _agreement_table(report: dict, candidates: list[str]) -> list[str]:

@@ -15,10 +15,12 @@ from pipeline.core.distributed import averaged_gradients, balanced_shards
 from pipeline.core.errors import RunFailure, UsageError
 from pipeline.data.tiny_set import augmented_views, eval_tensors
 from pipeline.latency.profiling import obtain_table
-from pipeline.network.compute import on_device
+from pipeline.network.compute import cpu_state, on_device
 from pipeline.network.surgery import drop_blocks
+from pipeline.recovery.recipes import get_recipes
 from pipeline.recovery.recover import RecoveryResult, recover
 from pipeline.recovery.recoverability import score_recoverability, scoring_cost
+from pipeline.recovery.trials import best_by_selection, try_recipes
 from pipeline.run.context import PARTIAL_SCORES, RunContext, save_timings, timed
 from pipeline.run.deployment import COMPRESSED, RECOVERED
 from profilers import LatencyTable, TableStore
@@ -139,6 +141,11 @@ def stage_recovery(ctx: RunContext) -> None:
     todo = world.on_main(lambda: _recovery_todo(ctx), "the chosen plan", ctx.log)
     if todo is None:
         return
+    if ctx.preset.recipes:  # each recipe's share of --recovery-time is wall time: ranks would not agree on it
+        world.main_only(lambda: _recover_by_recipes_and_save(ctx, todo["dropped"], todo["precision"]),
+                        "recovery recipes (tried on one rank; an explicit --recovery-method recovers data-parallel)",
+                        ctx.log)
+        return
     selection_images = eval_tensors(ctx.selection, ctx.prep)
     ctx.log(f"recovering the network without {len(todo['dropped'])} blocks (training on {ctx.train_device.type})")
     with timed(ctx, "recovery_s"), _rank_checkpoint(ctx, todo["checkpoint"]) as checkpoint, \
@@ -210,6 +217,46 @@ def _world_record(ctx: RunContext) -> dict:
         return {}
     batch = ctx.preset.recovery.fit.batch_size
     return {"ranks": ctx.world.size, "batch_per_rank": batch, "effective_batch": batch * ctx.world.size}
+
+
+def _recover_by_recipes_and_save(ctx: RunContext, dropped: list[str], precision: str) -> None:
+    selection_images = eval_tensors(ctx.selection, ctx.prep)
+    ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})")
+    with timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher:
+        state, record = _recover_by_recipes(ctx, teacher, dropped, selection_images)
+    folder = ctx.folder
+    folder.save_tensors(RECOVERED, state)
+    _write_dropped_blocks(ctx, dropped, precision)
+    folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(),
+                                        "train_device": ctx.train_device.type, **record})
+    folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
+    folder.file("synthetic_images.pt").unlink(missing_ok=True)
+    save_timings(ctx)
+
+
+def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_images) -> tuple[dict, dict]:
+    """Every recipe within the recovery time; the state recovery.json calls "recovered" is the recipe with the
+    lowest selection-split KL; every finished recipe's state stays in the folder for the report images to judge."""
+    preset = ctx.preset
+    ctx.log(f"trying {len(preset.recipes)} recovery recipes within {preset.recovery_time_s:g} s: "
+            + ", ".join(preset.recipes))
+    trials = try_recipes(teacher, lambda: drop_blocks(teacher, dropped), dropped, ctx.structure, ctx.train,
+                         selection_images, ctx.prep, preset.recovery, get_recipes(preset.recipes),
+                         preset.recovery_time_s, ctx.folder.path, preset.schedule, ctx.config.seed, ctx.progress,
+                         ctx.log)
+    best = best_by_selection(trials)
+    summaries = [{k: v for k, v in t.summary.items() if k != "settings"} for t in trials]
+    record = {"recipes": summaries, "recipe": best.name if best else None, "recovery_time_s": preset.recovery_time_s,
+              "schedule": preset.schedule.to_dict()}
+    if best is None:
+        kl = next((t.summary["selection_kl_before"] for t in trials if t.finished), None)
+        return cpu_state(drop_blocks(teacher, dropped).state_dict()), record | {
+            "losses": [], "kept": "unrecovered", "best_step": None, "selection_kl_before": kl,
+            "selection_kl_after": kl, "checks": []}
+    chosen = best.summary
+    return best.state_dict, record | {"losses": best.losses or [], "kept": "recovered", "best_step": chosen["best_step"],
+                                      "selection_kl_before": chosen["selection_kl_before"],
+                                      "selection_kl_after": chosen["selection_kl_after"], "checks": chosen["checks"]}
 
 
 def _skip_recovery(ctx: RunContext, selection: dict) -> None:

@@ -44,3 +44,17 @@ def test_the_scoring_pool_holds_at_least_one_batch():
 def test_an_override_that_makes_no_sense_is_refused_by_the_settings_it_reaches():
     with pytest.raises(UsageError, match="unknown mixing 'blur'"):
         with_overrides(get_preset("fast"), mixing="blur")
+
+
+def test_the_fast_preset_tries_the_recipes_unless_one_method_or_step_count_is_named():
+    from pipeline.recovery.recipes import DEFAULT_RECIPES
+
+    fast = get_preset("fast")
+    assert fast.recipes == DEFAULT_RECIPES and fast.recovery_time_s == 120 and get_preset("paper").recipes == ()
+    assert with_overrides(fast, recovery_method="adaptors").recipes == ()
+    assert with_overrides(fast, recovery_steps=50).recipes == ()
+    assert with_overrides(fast, recovery_time=30).recovery_time_s == 30
+    with pytest.raises(UsageError, match="--recovery-time shares time among the recipes"):
+        with_overrides(fast, recovery_method="mimic", recovery_time=30)
+    with pytest.raises(UsageError, match="the 'paper' preset runs one recipe"):
+        with_overrides(get_preset("paper"), recovery_time=30)

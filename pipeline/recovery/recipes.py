@@ -1,0 +1,51 @@
+"""The recovery recipes a run tries when the user does not name one, and the registry that holds them.
+
+A recipe fixes what trains and what the student mimics (method, BatchNorm handling, logit term); its
+length and learning rate come from the schedule (schedule.py), and which recipe ships is decided by
+measurement (trials.py, then the report images in pipeline/run/deployment.py). Order matters: under a
+tight recovery time the first recipes get their share first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from pipeline.core.errors import UsageError
+from pipeline.recovery.recover import RecoverySettings
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    method: str  # "adaptors" or "mimic"
+    batchnorm: str = "frozen"  # "frozen" (running statistics) or "train" (batch statistics, re-estimated)
+    logit_weight: float = 0.0  # logit MSE beside the final features
+
+    def settings(self, base: RecoverySettings, max_steps: int) -> RecoverySettings:
+        """`base` (the preset's options: batch, views, mixing ...) with this recipe's choices and a step cap."""
+        return replace(base, method=self.method, batchnorm=self.batchnorm, logit_weight=self.logit_weight,
+                       fit=replace(base.fit, steps=max_steps, lr_milestones=()))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "method": self.method,
+                "batchnorm": self.batchnorm, "logit_weight": self.logit_weight}
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("adaptors", "1x1 adaptors around the dropped blocks, folded afterwards; BatchNorm frozen", "adaptors"),
+    Recipe("all-bn-frozen", "every parameter trains; BatchNorm keeps the original's running statistics", "mimic"),
+    Recipe("all-bn-reestimated", "every parameter trains with BatchNorm in training mode: batch statistics, "
+           "running statistics re-estimated on the tiny set (the paper's recovery)", "mimic", batchnorm="train"),
+    Recipe("all-logits", "every parameter trains, BatchNorm frozen; the logits are mimicked beside the features",
+           "mimic", logit_weight=1.0),
+)}
+
+DEFAULT_RECIPES = tuple(RECIPES)
+
+
+def get_recipes(names: tuple[str, ...] | list[str]) -> list[Recipe]:
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise UsageError(f"unknown recovery recipe(s) {', '.join(unknown)}; choose from: {', '.join(RECIPES)}.")
+    return [RECIPES[n] for n in names]
