@@ -136,7 +136,8 @@ def _remove_partial_scores(folder, pattern: str) -> None:
 
 
 def stage_recovery(ctx: RunContext) -> None:
-    """Recover the chosen plan's network; under torchrun data-parallel (see `_recover`), rank 0 saving."""
+    """Recover the chosen plan's network; under torchrun data-parallel (each rank its own views, gradients
+    averaged by `averaged_gradients`), rank 0 saving the result."""
     world = ctx.world
     todo = world.on_main(lambda: _recovery_todo(ctx), "the chosen plan", ctx.log)
     if todo is None:
