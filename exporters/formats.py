@@ -36,13 +36,13 @@ class ExportInputs:
     max_batch: int = 32  # largest batch a dynamic TensorRT engine accepts
     tensorrt_precision: str = "fp16"
     int8_scheme: str | None = None  # the INT8 scheme the run measured fastest here (None: DEFAULT_SCHEME)
-    int8_excluded_nodes: tuple[str, ...] = ()  # layers kept in FP32 (the run's mixed-precision choice)
+    int8_fp32_end_layers: int = 0  # first and last N compute layers kept in FP32 (the run's mixed-precision choice)
     metadata: dict[str, str] | None = None  # ONNX metadata_props: how to feed the artefact (mean, std, resolution...)
     target: str = "cpu"  # the device compiled formats (aoti) are built for: "cpu" or "gpu"
 
     def scheme(self) -> Int8Scheme:
         scheme = get_scheme(self.int8_scheme) if self.int8_scheme else DEFAULT_SCHEME
-        return scheme.with_accuracy_options(excluded_nodes=self.int8_excluded_nodes) if self.int8_excluded_nodes else scheme
+        return scheme.with_accuracy_options(fp32_end_layers=self.int8_fp32_end_layers) if self.int8_fp32_end_layers else scheme
 
     @property
     def channels(self) -> int:

@@ -35,19 +35,25 @@ class Int8Scheme:
     per_channel: bool  # per-channel weight scales (else one scale per tensor)
     calibration: str = "minmax"
     excluded_nodes: tuple[str, ...] = field(default=())  # kept in FP32 (mixed precision)
+    # the first and last N compute nodes kept in FP32, found in each file's own graph when it is quantized
+    # (node names differ between two exports of one architecture, so a choice travels as N, not as names)
+    fp32_end_layers: int = 0
 
     def describe(self) -> str:
         weights = "per-channel" if self.per_channel else "per-tensor"
         kept = f", {len(self.excluded_nodes)} nodes kept in FP32" if self.excluded_nodes else ""
+        kept += f", first and last {self.fp32_end_layers} compute layers kept in FP32" if self.fp32_end_layers else ""
         return (f"static {self.quant_format.upper()}, {self.activations} activations, {weights} int8 weights, "
                 f"{self.calibration} calibration{kept}")
 
     def with_accuracy_options(self, calibration: str | None = None,
-                              excluded_nodes: tuple[str, ...] | None = None) -> "Int8Scheme":
+                              excluded_nodes: tuple[str, ...] | None = None,
+                              fp32_end_layers: int | None = None) -> "Int8Scheme":
         if calibration is not None and calibration not in CALIBRATION_METHODS:
             raise UsageError(f"unknown calibration method '{calibration}'; choose one of: {', '.join(CALIBRATION_METHODS)}.")
         return replace(self, calibration=calibration or self.calibration,
-                       excluded_nodes=self.excluded_nodes if excluded_nodes is None else tuple(excluded_nodes))
+                       excluded_nodes=self.excluded_nodes if excluded_nodes is None else tuple(excluded_nodes),
+                       fp32_end_layers=self.fp32_end_layers if fp32_end_layers is None else int(fp32_end_layers))
 
 
 INT8_SCHEMES: dict[str, Int8Scheme] = {s.name: s for s in (
@@ -84,6 +90,9 @@ def quantize_onnx(fp32_path: Path, target: Path, calibration_images: torch.Tenso
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(chatter), \
                 contextlib.redirect_stderr(chatter):
             quant_pre_process(str(fp32_path), str(prepared))
+            if scheme.fp32_end_layers:
+                scheme = replace(scheme, excluded_nodes=scheme.excluded_nodes
+                                 + tuple(end_layer_names(prepared, scheme.fp32_end_layers)))
             with atomic_path(target) as tmp:
                 _quantize_static(prepared, tmp, calibration_images, scheme)
     except Exception as exc:
@@ -95,6 +104,17 @@ def quantize_onnx(fp32_path: Path, target: Path, calibration_images: torch.Tenso
             leftover.unlink(missing_ok=True)
     show_warnings(caught)
     return target
+
+
+COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def end_layer_names(onnx_path: Path, per_end: int) -> list[str]:
+    """The first and last `per_end` compute nodes of a graph, in graph order (all of them in a small graph)."""
+    import onnx
+
+    names = [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type in COMPUTE_OPS]
+    return names if len(names) <= 2 * per_end else names[:per_end] + names[-per_end:]
 
 
 @contextlib.contextmanager

@@ -25,15 +25,14 @@ from pipeline.network.evaluation import compare, prediction_kl
 
 LADDER = (1, 3, 6)  # compute layers kept in FP32 at each end of the network
 SLACK_TO_SPEND = 0.05  # only when the plan measured this far (fraction of the original) under the budget
-COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
 
 MeasureFile = Callable[[Path], float]  # a deployed INT8 file -> its latency ratio against the FP32 original
 
 
 @dataclass
 class MixedOption:
-    kept_fp32_per_end: int
-    excluded_nodes: list[str]
+    kept_fp32_per_end: int  # the choice, as it travels: names are found in each file's own graph
+    excluded_nodes: list[str]  # what that meant in this network's graph (for the record)
     measured_ratio: float | None
     agreement: float
     kl: float
@@ -49,21 +48,16 @@ def worth_trying(precision: str, measured_ratio: float | None, target_ratio: flo
 
 def end_layers(fp32_onnx: Path, per_end: int) -> list[str]:
     """The first and last `per_end` compute nodes, named as quantization sees them (after its pre-processing)."""
-    import onnx
-
-    from exporters.onnx_int8 import preprocessed_for_quantization
+    from exporters.onnx_int8 import end_layer_names, preprocessed_for_quantization
 
     with preprocessed_for_quantization(fp32_onnx) as prepared:
-        names = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in COMPUTE_OPS]
-    if len(names) <= 2 * per_end:
-        return names
-    return names[:per_end] + names[-per_end:]
+        return end_layer_names(prepared, per_end)
 
 
 def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, images: torch.Tensor,
                 reference: torch.Tensor, measure: MeasureFile | None, target_ratio: float,
                 plain: MixedOption, log: Log = quiet_log) -> dict:
-    """Try each FP32 set of the ladder; return every option tried and the one to deploy (`plain`: none kept)."""
+    """Try each rung of the ladder; return every option tried and the one to deploy (`plain`: none kept)."""
     from exporters.onnx_check import onnx_logits
 
     tried = [plain]
@@ -74,7 +68,7 @@ def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, i
             if tried[-1].excluded_nodes == nodes:
                 break  # a small network: every compute layer already kept
             path = deployed_file(network, precision, calibration, Path(tmp), f"mixed{per_end}",
-                                 {"excluded_nodes": tuple(nodes)})
+                                 {"fp32_end_layers": per_end})
             logits = onnx_logits(path, images)
             ratio = measure(path) if measure is not None else None
             option = MixedOption(per_end, nodes, ratio, compare(logits, reference, None).top1_agreement,
@@ -86,6 +80,8 @@ def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, i
             if not option.meets_budget:
                 break  # more FP32 layers only cost more time
     chosen = max((o for o in tried if o.meets_budget), key=lambda o: (o.agreement, -o.kl, -o.kept_fp32_per_end))
-    return {"tried": [o.to_dict() for o in tried], "excluded_nodes": chosen.excluded_nodes,
-            "why": (f"{len(chosen.excluded_nodes)} end layers kept in FP32 agree most on the selection split and meet "
-                    "the budget" if chosen.excluded_nodes else "no FP32 set agreed more within the budget: plain INT8")}
+    return {"tried": [o.to_dict() for o in tried], "fp32_end_layers": chosen.kept_fp32_per_end,
+            "excluded_nodes": chosen.excluded_nodes,
+            "why": (f"the first and last {chosen.kept_fp32_per_end} compute layers kept in FP32 agree most on the "
+                    "selection split and meet the budget" if chosen.kept_fp32_per_end
+                    else "no FP32 set agreed more within the budget: plain INT8")}

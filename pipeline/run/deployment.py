@@ -99,7 +99,7 @@ def _save_deployed(ctx: RunContext, networks: dict, deployed: str, dropped: list
     network, precision = networks[deployed]
     record = ctx.folder.read_json("dropped_blocks.json")
     record.update(dropped=dropped, precision=precision,
-                  int8_excluded_nodes=list((options or {}).get("excluded_nodes", ())))
+                  int8_fp32_end_layers=int((options or {}).get("fp32_end_layers", 0)))
     ctx.folder.save_tensors(COMPRESSED, network.state_dict())
     ctx.folder.write_json("dropped_blocks.json", record)
 

@@ -44,12 +44,12 @@ def int8_scheme(folder: RunFolder) -> str | None:
     return min(kept, key=lambda o: o["latency_ratio"])["precision"] if kept else None
 
 
-def int8_excluded_nodes(folder: RunFolder) -> tuple[str, ...]:
-    """The layers the deployed INT8 network keeps in FP32 (the run's measured mixed-precision choice)."""
+def int8_fp32_end_layers(folder: RunFolder) -> int:
+    """How many compute layers at each end the deployed INT8 network keeps in FP32 (the run's measured choice)."""
     record = folder.read_json("dropped_blocks.json")
     if not record.get("precision", "fp32").startswith("int8"):
-        return ()
-    return tuple(record.get("int8_excluded_nodes", ()))
+        return 0
+    return int(record.get("int8_fp32_end_layers", 0))
 
 
 def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
@@ -62,7 +62,7 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     images = eval_tensors(ctx.report_set, ctx.prep)
     inputs = ExportInputs(compressed, ctx.loaded.resolution, images, predict_logits(compressed, images),
                           eval_tensors(ctx.train, ctx.prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
-                          config.tensorrt_precision, int8_scheme(ctx.folder), int8_excluded_nodes(ctx.folder))
+                          config.tensorrt_precision, int8_scheme(ctx.folder), int8_fp32_end_layers(ctx.folder))
     inputs.metadata = onnx_metadata(ctx.prep, int(inputs.reference_logits.shape[1]))
     inputs.target = config.target  # compiled formats (aoti) are built for the run's target
     with timed(ctx, "export_s"):

@@ -214,8 +214,9 @@ def int8_options(selection: dict, precision: str, dropped: list[str]) -> dict | 
     """Quantization options (layers kept in FP32) of a network deployed in `precision` without `dropped`: those
     the mixed-precision step chose for that plan, none for any other network."""
     for entry in selection.get("mixed_precision", []):
-        if entry["excluded_nodes"] and entry["precision"] == precision and sorted(entry["dropped"]) == sorted(dropped):
-            return {"excluded_nodes": tuple(entry["excluded_nodes"])}
+        if entry.get("fp32_end_layers") and entry["precision"] == precision and \
+                sorted(entry["dropped"]) == sorted(dropped):
+            return {"fp32_end_layers": entry["fp32_end_layers"]}
     return None
 
 

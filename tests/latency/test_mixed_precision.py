@@ -43,6 +43,7 @@ def test_the_best_agreeing_set_within_the_budget_is_kept_and_a_set_over_it_stops
     assert len(result["tried"]) == 1 + len(LADDER) and len(measured) == len(LADDER)
     best = max(result["tried"], key=lambda o: (o["agreement"], -o["kl"]))
     assert result["excluded_nodes"] == best["excluded_nodes"] and result["excluded_nodes"]
+    assert result["fp32_end_layers"] == best["kept_fp32_per_end"] > 0  # the choice travels as a count
     assert all(len(o["excluded_nodes"]) == 2 * o["kept_fp32_per_end"] for o in result["tried"][1:])
 
     slow = spend_slack(network, SCHEME, images, images, reference, lambda path: 0.95, 0.8, plain)
@@ -54,3 +55,18 @@ def test_only_a_quantized_plan_well_under_the_budget_spends_slack():
     assert worth_trying(SCHEME, 0.5, 0.78)
     assert not worth_trying(SCHEME, 0.75, 0.78)  # too little left
     assert not worth_trying("fp32", 0.5, 0.78) and not worth_trying(SCHEME, None, 0.78)
+
+
+def test_the_choice_applies_to_each_export_by_position_since_names_differ_between_exports(tmp_path):
+    """Chosen on the unrecovered network, applied to the recovered one: two exports of one architecture name
+    their nodes differently (seen: node_Conv_193 / node_Conv_194), so the end layers are found in each file."""
+    from exporters.onnx_int8 import get_scheme, quantize_onnx
+    from pipeline.network.surgery import drop_blocks
+
+    network, images, _ = _network_and_images()
+    scheme = get_scheme(SCHEME).with_accuracy_options(fp32_end_layers=1)
+    for name in ("unrecovered", "recovered"):
+        fp32 = export_onnx(drop_blocks(network, ["layers.0.1"]), images[:1], tmp_path / f"{name}.onnx")
+        quantized = quantize_onnx(fp32, tmp_path / f"{name}.int8.onnx", images, scheme)
+        kept = [n for n in onnx.load(str(quantized)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+        assert [n.name for n in kept] == end_layers(fp32, 1)  # this file's own first and last, in FP32
