@@ -42,7 +42,7 @@ def test_the_recipe_that_agrees_most_on_the_report_images_is_deployed(image_fold
     folder = _recipe_folder(tmp_path, loaded)
     wrong_by_marker = {marker: wrong for marker, wrong in RECIPES.values()}
 
-    def fake_logits(network, precision, x, calibration):
+    def fake_logits(network, precision, x, calibration, scheme_options=None):
         """The original's predictions, with the first k images moved to another class (k by the recipe's marker)."""
         logits = loaded.module.eval()(x).detach().clone()
         wrong = wrong_by_marker.get(float(network.fc.bias.detach()[0]), 3)
