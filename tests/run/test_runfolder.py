@@ -51,7 +51,7 @@ def test_settings_added_later_keep_older_run_folders_reopenable(tmp_path):
     older = asdict(config)  # what the first version stored: no precision, CUDA-graph or export options
     for key in ("out", "overwrite", "reprofile", "precision", "cuda_graphs", "profile_time_cap", "dynamic_batch",
                 "max_batch", "tensorrt_precision", "recovery_point_weight", "recovery_mixing", "train_device",
-                "recovery_synthetic", "recovery_blends", "recovery_views", "mean", "std", "crop_fraction",
+                "recovery_synthetic", "recovery_blends", "recovery_views", "recovery_time", "mean", "std", "crop_fraction",
                 "interpolation"):
         older.pop(key)
     older["export"] = list(config.export)
