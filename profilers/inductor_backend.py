@@ -34,6 +34,17 @@ class _Compiling:
 
         dynamo.recompile_limit = self._previous_limit
 
+    def activate(self) -> None:
+        super().activate()  # type: ignore[misc]  # the profiler class this mixes into
+        self._raise_recompile_limit()
+
+    def deactivate(self) -> None:
+        self._restore_recompile_limit()
+        super().deactivate()  # type: ignore[misc]
+
+    def _runnable(self, module: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
+        return self._compiled(module, example)
+
     def _compiled(self, module: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
         compiled = torch.compile(module, backend="inductor", fullgraph=True, dynamic=False)
         try:
@@ -50,30 +61,8 @@ class InductorCpuProfiler(_Compiling, TorchCpuProfiler):
     name = "inductor"
     fingerprint_backend = "torch-inductor-cpu"
 
-    def activate(self) -> None:
-        super().activate()
-        self._raise_recompile_limit()
-
-    def deactivate(self) -> None:
-        self._restore_recompile_limit()
-        super().deactivate()
-
-    def _runnable(self, module: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
-        return self._compiled(module, example)
-
 
 class InductorCudaProfiler(_Compiling, TorchCudaProfiler):
     name = "inductor-cuda"
     supports_cuda_graphs = False  # torch.compile's own CUDA graphs ("reduce-overhead") are not measured yet
     fingerprint_backend = "torch-inductor-cuda"
-
-    def activate(self) -> None:
-        super().activate()
-        self._raise_recompile_limit()
-
-    def deactivate(self) -> None:
-        self._restore_recompile_limit()
-        super().deactivate()
-
-    def _runnable(self, module: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
-        return self._compiled(module, example)
