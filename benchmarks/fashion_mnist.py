@@ -201,24 +201,35 @@ def train_teacher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: in
 def obtain_teacher(data: dict, widths, depth: int, epochs: int, train_subset: int | None, log=print) -> tuple[nn.Module, dict]:
     """Train the teacher once and cache its weights (outside git); later runs reuse the cache."""
     key = f"fashion_resnet_w{'-'.join(map(str, widths))}_d{depth}_e{epochs}" + (f"_n{train_subset}" if train_subset else "")
-    folder = cache_dir()
-    weights, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     model = CifarResNet(widths, depth)
     x_train, y_train = padded(data["train_images"]), torch.from_numpy(data["train_labels"].astype(np.int64))
-    fingerprint = {"train_images": int(len(x_train)), "train_sum": int(x_train.sum()) % 1_000_000_007}
+    fingerprint = data_fingerprint(x_train)
+    if train_subset:
+        keep = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:train_subset]
+        x_train, y_train = x_train[keep], y_train[keep]
+    return cached_teacher(key, model, fingerprint, x_train, y_train, epochs,
+                          {"widths": list(widths), "depth_per_stage": depth}, log)
+
+
+def data_fingerprint(x_train: torch.Tensor) -> dict:
+    return {"train_images": int(len(x_train)), "train_sum": int(x_train.sum()) % 1_000_000_007}
+
+
+def cached_teacher(key: str, model: nn.Module, fingerprint: dict, x_train: torch.Tensor, y_train: torch.Tensor,
+                   epochs: int, describe: dict, log=print) -> tuple[nn.Module, dict]:
+    """The cached weights under `key` when they were trained on the same data, else train and cache them."""
+    folder = cache_dir()
+    weights, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     if weights.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if meta.get("data_fingerprint") == fingerprint:
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             log(f"reusing the cached teacher {weights} (trained in {meta['train_s']:.0f} s)")
             return model.eval(), meta | {"cached": True, "path": str(weights)}
-    if train_subset:
-        keep = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:train_subset]
-        x_train, y_train = x_train[keep], y_train[keep]
     log(f"training the teacher ({key}) on {len(x_train)} images for {epochs} epochs")
     start = time.monotonic()
     losses = train_teacher(model, x_train, y_train, epochs, log=log)
-    meta = {"key": key, "widths": list(widths), "depth_per_stage": depth, "epochs": epochs,
+    meta = {"key": key, **describe, "epochs": epochs,
             "train_images": int(len(x_train)), "train_s": round(time.monotonic() - start, 1), "losses": losses,
             "optimizer": "SGD nesterov momentum 0.9, wd 5e-4, batch 128, lr 0.1 with linear warm-up (15%) and cosine decay; shifts <= 2 px, flips",
             "data_fingerprint": fingerprint}

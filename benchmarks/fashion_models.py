@@ -6,16 +6,12 @@ zero-padded to 32, gray replicated to 3 channels), trained the same way and cach
 
 from __future__ import annotations
 
-import json
-import time
-
 import numpy as np
 import torch
 from torch import nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 
-from benchmarks.fashion_mnist import cache_dir, padded, train_teacher
-from pipeline.core.atomic import save_torch_atomic, write_json_atomic
+from benchmarks.fashion_mnist import cached_teacher, data_fingerprint, padded
 
 # (expansion, channels, blocks, stride) per stage; blocks after the first of a stage are droppable
 MBV2_STAGES = ((1, 8, 1, 1), (6, 16, 4, 2), (6, 24, 4, 2), (6, 32, 3, 1))
@@ -50,25 +46,7 @@ def fashion_mobilenet_v2() -> nn.Module:
 def obtain_mobilenet_teacher(data: dict, epochs: int, log=print) -> tuple[nn.Module, dict]:
     """Train the inverted-residual teacher once (as fashion_mnist trains the ResNet) and cache it."""
     key = f"fashion_mbv2_e{epochs}"
-    folder = cache_dir()
-    weights, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     model = CifarMobileNetV2()
     x_train, y_train = padded(data["train_images"]), torch.from_numpy(data["train_labels"].astype(np.int64))
-    fingerprint = {"train_images": int(len(x_train)), "train_sum": int(x_train.sum()) % 1_000_000_007}
-    if weights.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("data_fingerprint") == fingerprint:
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-            log(f"reusing the cached teacher {weights} (trained in {meta['train_s']:.0f} s)")
-            return model.eval(), meta | {"cached": True, "path": str(weights)}
-    log(f"training the teacher ({key}) on {len(x_train)} images for {epochs} epochs")
-    start = time.monotonic()
-    losses = train_teacher(model, x_train, y_train, epochs, log=log)
-    meta = {"key": key, "architecture": "CifarMobileNetV2", "stages": [list(s) for s in MBV2_STAGES],
-            "epochs": epochs, "train_images": int(len(x_train)), "train_s": round(time.monotonic() - start, 1),
-            "losses": losses,
-            "optimizer": "SGD nesterov momentum 0.9, wd 5e-4, batch 128, lr 0.1 with linear warm-up (15%) and cosine decay; shifts <= 2 px, flips",
-            "data_fingerprint": fingerprint}
-    save_torch_atomic(weights, model.state_dict())
-    write_json_atomic(meta_path, meta)
-    return model.eval(), meta | {"cached": False, "path": str(weights)}
+    return cached_teacher(key, model, data_fingerprint(x_train), x_train, y_train, epochs,
+                          {"architecture": "CifarMobileNetV2", "stages": [list(s) for s in MBV2_STAGES]}, log)
