@@ -178,12 +178,13 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
         p["precision"], p.get("measured_ratio"), selection["target_ratio"])]
     entries = []
     if profiler is not None:
+        images = eval_tensors(ctx.selection, ctx.prep)
+        reference = predict_logits(ctx.loaded.module, images) if plans else None
         with timed(ctx, "mixed_precision_s"):
             for plan in plans:
                 plain = MixedOption(0, [], plan["measured_ratio"], plan["agreement"], plan["kl"], True)
                 result = spend_slack(drop_blocks(ctx.loaded.module, plan["dropped"]), plan["precision"],
-                                     calibration_images(ctx), eval_tensors(ctx.selection, ctx.prep),
-                                     predict_logits(ctx.loaded.module, eval_tensors(ctx.selection, ctx.prep)),
+                                     calibration_images(ctx), images, reference,
                                      _file_measurer(ctx, profiler, plan["precision"]), selection["target_ratio"],
                                      plain, ctx.log)
                 ctx.log(f"mixed precision ({plan['name']}): {result['why']}")
