@@ -5,8 +5,10 @@ benchmarks/results/embedded_default.{json,md}. Usage:
 
     python -m benchmarks.embedded_default [--budget 0.78] [--smoke]
 
---smoke runs a reduced version (2 scoring and 4 recovery steps at 128 px, 20 s per latency
-measurement) that only checks the benchmark still works.
+--smoke runs a reduced version that only checks the benchmark's own code still works (2 scoring and 4
+recovery steps at 128 px, FP32 only, 1 s per latency measurement): the default's precision survey and
+plans are tested on a tiny network (tests/run/test_plan_stages.py); an INT8 survey of Lite0 costs minutes
+that a smoke test should not spend.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def run_benchmark(budget: str, smoke: bool, results_dir: Path) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="practise-bench-") as tmp:
         os.environ["PRACTISE_HOME"] = str(Path(tmp) / "home")
-        overrides = dict(scoring_steps=2, recovery_steps=4, resolution=128, profile_time_cap=20) if smoke else {}
+        overrides = dict(scoring_steps=2, recovery_steps=4, resolution=128, profile_time_cap=1,
+                         precision="fp32") if smoke else {}
         config = RunConfig(budget=budget, out=str(Path(tmp) / "run"), **overrides)
         start = time.monotonic()
         folder = run(config, log=lambda m: print(m, flush=True))
@@ -66,13 +69,15 @@ def _pct(x):
 
 def render(r: dict) -> str:
     m, lat = r["machine"], r["latency"]
+    device = lat["device"]
     un, rec = r["agreement_report_images"]["unrecovered"], r["agreement_report_images"]["recovered"]
     lines = [
         f"# {r['benchmark']}: `pipeline run` on the embedded default",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['machine']}); torch {m['torch']}, onnxruntime {m['onnxruntime']}. "
-        f"EfficientNet-Lite0 (packaged ImageNet weights), budget {r['budget']}, preset fast, onnxruntime CPU, batch 1, "
-        f"{r['latency']['device']['resolution']} px. Measured from scratch (latency table not reused).",
+        f"EfficientNet-Lite0 (packaged ImageNet weights), budget {r['budget']}, preset fast, {device['backend']} "
+        f"{device['precision'].upper()} timing, batch {device['batch']}, {device['resolution']} px. Measured from scratch "
+        "(latency table not reused).",
         "",
         "| quantity | value |",
         "|---|---|",

@@ -6,7 +6,7 @@ TINY = "tests.tiny_models:tiny_resnet"
 
 
 FAST_RUN = ["--resolution", "32", "--allow-random-weights", "--scoring-steps", "3", "--recovery-steps", "4",
-            "--batch-size", "4", "--profile-time-cap", "5", "--precision", "fp32"]
+            "--batch-size", "4", "--profile-time-cap", "1", "--precision", "fp32"]
 # --precision fp32: these tests are about other stages; tests/run/test_plan_stages.py runs --precision auto
 
 

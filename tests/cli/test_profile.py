@@ -8,7 +8,7 @@ from tests.cli.invoke import TINY, invoke
 
 def test_profile_validate_compares_predicted_and_measured_drops(capsys):
     code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
-                            "--validate", "2", "--profile-time-cap", "5")
+                            "--validate", "2", "--profile-time-cap", "1")
     assert code == 0, err
     assert "median |error|" in out
     assert "latency model: additive (not fitted: 2 distinct multi-block drops" in out or \

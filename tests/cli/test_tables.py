@@ -7,7 +7,7 @@ from tests.cli.invoke import TINY, assert_clean_error, invoke
 
 def test_tables_export_and_import_move_a_table_between_machines(capsys, tmp_path, monkeypatch):
     code, out, _ = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
-                            "--profile-time-cap", "5")
+                            "--profile-time-cap", "1")
     assert code == 0
     stored = out.strip().splitlines()[-1].split("table: ")[1].split(" (")[0]
     exported = tmp_path / "device.json"

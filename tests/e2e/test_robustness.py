@@ -103,7 +103,7 @@ def _long_recovery_run(tmp_path: Path, out: Path) -> list[str]:
     data = write_images(tmp_path / "data", 12)
     return ["run", "--model", TINY, "--resolution", "32", "--allow-random-weights", "--scoring-steps", "3",
             "--recovery-steps", "600", "--batch-size", "4", "--recovery", "mimic", "--data", str(data),
-            "--backend", "torch", "--profile-time-cap", "5", "--latency-budget", "0.9", "--out", str(out)]
+            "--backend", "torch", "--profile-time-cap", "1", "--latency-budget", "0.9", "--out", str(out)]
 
 
 # written before recovery and never again on a resumed run (data.json is rewritten by every run: not a stage)
@@ -197,7 +197,7 @@ def test_two_profile_processes_for_the_same_table_at_once_leave_one_whole_table(
     env = _env(tmp_path / "home")
     procs = [
         subprocess.Popen(_cli("profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
-                              "--profile-time-cap", "3", home=tmp_path),  # the store is under test, not the timing
+                              "--profile-time-cap", "1", home=tmp_path),  # the store is under test, not the timing
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]

@@ -147,7 +147,7 @@ def test_console_script_runs_end_to_end_with_onnxruntime(tmp_path):
 
 def test_a_table_from_another_device_selects_without_measuring_here(capsys, image_folder, tmp_path, even_savings):
     code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
-                            "--profile-time-cap", "5")
+                            "--profile-time-cap", "1")
     assert code == 0, err
     stored = Path(out.strip().splitlines()[-1].split("table: ")[1].split(" (")[0])
     table = json.loads(stored.read_text())
@@ -172,7 +172,7 @@ def test_a_gpu_table_selects_on_a_machine_without_the_gpu(capsys, image_folder, 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     code, out, err = invoke(capsys, "profile", "--model", TINY, "--resolution", "32", "--backend", "torch",
-                            "--profile-time-cap", "5")
+                            "--profile-time-cap", "1")
     stored = Path(out.strip().splitlines()[-1].split("table: ")[1].split(" (")[0])
     table = json.loads(stored.read_text())
     table["fingerprint"].update(device_name="NVIDIA L4", device_kind="gpu", compute_capability="8.9",

@@ -22,7 +22,7 @@ def test_a_measured_miss_makes_the_next_attempt_drop_more_even_when_the_predicti
     monkeypatch.setattr(run_module, "measure_end_to_end", always_missing)
     config = RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
                                   allow_random_weights=True, backend="torch", budget="0.9", scoring_steps=2,
-                                  recovery_steps=2, batch_size=4, profile_time_cap=3, out=str(tmp_path / "run"),
+                                  recovery_steps=2, batch_size=4, profile_time_cap=1, out=str(tmp_path / "run"),
                                   export=())
     run(config)
     attempts = json.loads((tmp_path / "run" / "selection.json").read_text())["attempts"]
@@ -57,7 +57,7 @@ def test_a_measurement_far_under_the_budget_tries_fewer_blocks_and_keeps_the_clo
     monkeypatch.setattr(run_module, "measure_end_to_end", faster_than_the_table_says)
     config = RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
                                   allow_random_weights=True, backend="torch", budget="0.65", scoring_steps=2,
-                                  recovery_steps=2, batch_size=4, profile_time_cap=3, out=str(out), export=())
+                                  recovery_steps=2, batch_size=4, profile_time_cap=1, out=str(out), export=())
     folder = run(config)
     selection = json.loads((out / "selection.json").read_text())
     attempts = selection["attempts"]
@@ -91,7 +91,7 @@ def test_a_table_far_from_the_end_to_end_measurement_is_named(image_folder, tmp_
     messages = []
     config = RunConfig(model="tests.tiny_models:tiny_resnet", data=str(image_folder), resolution=32,
                                   allow_random_weights=True, backend="torch", budget="0.75", scoring_steps=2,
-                                  recovery_steps=2, batch_size=4, profile_time_cap=3, out=str(out), export=())
+                                  recovery_steps=2, batch_size=4, profile_time_cap=1, out=str(out), export=())
     run(config, log=messages.append)
     assert any("measures" in m and "(-67%)" in m and "--reprofile" in m for m in messages), messages
     first = json.loads((out / "selection.json").read_text())["attempts"][0]
