@@ -93,3 +93,82 @@ def test_fashion_mnist_missing_data_is_a_clear_error(tmp_path):
 
     with pytest.raises(SystemExit, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist(tmp_path)
+
+
+# ------------------------------------------------------------------------------- the grid over torchrun ranks
+
+TIMING_FIELDS = ("machine", "timings_s", "wall_s", "peak_rss_mb", "command")  # and a record's recovery_s, eval_s
+
+
+def _torchrun_grid(args: list[str], home, fail_rank: int | None = None):
+    """`torchrun --nproc_per_node 2 -m <the benchmark, with a fixed end-to-end timer> ARGS` (gloo, 1 thread each)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PRACTISE_HOME": str(home)}
+    if fail_rank is not None:
+        env["PRACTISE_TEST_FAIL_RANK"] = str(fail_rank)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "tests.benchmarks.fashion_mnist_fixed_timing", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _deterministic(result: dict) -> dict:
+    """The saved result without what timing decides: wall-clock fields, and where the teacher and table came from
+    (rank 0 trained and profiled in the first run; the second reads them back). The cells' end-to-end
+    measurements are the fixed timer's, so the blocks kept and their recorded ratios are deterministic too."""
+    out = {k: v for k, v in result.items() if k not in TIMING_FIELDS}
+    out["settings"] = {**result["settings"], "teacher": {k: v for k, v in result["settings"]["teacher"].items()
+                                                         if k != "cached"}}
+    out["latency_table"] = {k: v for k, v in result["latency_table"].items() if k != "source"}
+    out["records"] = [{k: v for k, v in r.items() if k not in ("recovery_s", "eval_s")} for r in result["records"]]
+    return out
+
+
+@pytest.mark.slow
+def test_two_ranks_run_the_grid_as_one_process_does(tmp_path, monkeypatch):
+    from benchmarks import fashion_mnist
+    from tests.benchmarks.fashion_mnist_fixed_timing import fixed_end_to_end
+
+    data, home = _fake_fashion_mnist(tmp_path / "fmnist"), tmp_path / "home"
+    args = ["--smoke", "--data-dir", str(data), "--seeds", "0,1"]  # 2 tiny sets: one per rank
+    done = _torchrun_grid([*args, "--out", str(tmp_path / "two")], home)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout
+    assert "rank 0/2: distributed grid over 2 processes (gloo)" in log
+    assert "rank 0/2: training the teacher" in log and "rank 1/2: training the teacher" not in log
+    assert "rank 1/2: waiting for rank 0: the teacher (trained or read from the cache) and the latency table" in log
+    assert "rank 1/2: reusing the cached teacher" in log and "rank 1/2: latency table written by rank 0" in log
+    assert "rank 0/2: == tiny set of 50 train images, seed 0" in log
+    assert "rank 1/2: == tiny set of 50 train images, seed 1" in log and "rank 1/2: == tiny set of 50 train images, seed 0" not in log
+    assert "rank 1/2: waiting for rank 0: the end-to-end measurements" in log  # rank 0 alone times
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "fashion_mnist_smoke.json", "fashion_mnist_smoke.md", "fashion_mnist_smoke.png"]  # rank 0's, once
+    assert log.count("wrote ") == 0 and log.count("# fashion_mnist_smoke: test accuracy") == 1  # rank 0 printed it
+
+    monkeypatch.setenv("PRACTISE_HOME", str(home))  # the teacher rank 0 trained, the table it profiled
+    monkeypatch.setattr(fashion_mnist._Grid, "_measure", fixed_end_to_end)
+    fashion_mnist.main([*args, "--out", str(tmp_path / "one")])
+    two = json.loads((tmp_path / "two" / "fashion_mnist_smoke.json").read_text())
+    one = json.loads((tmp_path / "one" / "fashion_mnist_smoke.json").read_text())
+    assert {r["seed"] for r in two["records"]} == {None, 0, 1} and two["finished"]
+    assert _deterministic(two) == _deterministic(one)
+    assert (two["latency_table"]["source"], one["latency_table"]["source"]) == ("measured", "store")
+    assert two["timings_s"]["scoring"] > one["timings_s"]["scoring"] / 4  # both ranks' scoring, summed
+
+
+@pytest.mark.slow
+def test_a_rank_that_fails_stops_the_grid_with_one_line(tmp_path):
+    data = _fake_fashion_mnist(tmp_path / "fmnist")
+    out = tmp_path / "out"
+    done = _torchrun_grid(["--smoke", "--data-dir", str(data), "--seeds", "0,1", "--out", str(out)], tmp_path / "home",
+                          fail_rank=1)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors[0].startswith("error: rank 1/2: RuntimeError: this rank was told to fail"), done.stderr[-3000:]
+    assert len(errors) == 2 and errors[1].startswith("error: rank 0/2: ")  # the failing rank's line, then rank 0's
+    assert f"the cells finished so far are saved in {out}: rerun with --resume" in errors[1]
+    assert not out.exists() or not list(out.glob("*.json"))  # the round never finished: nothing half-merged
