@@ -161,14 +161,31 @@ def test_two_ranks_run_the_grid_as_one_process_does(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_rank_that_fails_stops_the_grid_with_one_line(tmp_path):
-    data = _fake_fashion_mnist(tmp_path / "fmnist")
-    out = tmp_path / "out"
-    done = _torchrun_grid(["--smoke", "--data-dir", str(data), "--seeds", "0,1", "--out", str(out)], tmp_path / "home",
-                          fail_rank=1)
+def test_a_rank_that_fails_stops_the_grid_with_one_line_and_one_process_resumes_it(tmp_path, monkeypatch):
+    from benchmarks import fashion_mnist
+    from tests.benchmarks.fashion_mnist_fixed_timing import fixed_end_to_end
+
+    data, home, out = _fake_fashion_mnist(tmp_path / "fmnist"), tmp_path / "home", tmp_path / "out"
+    args = ["--smoke", "--data-dir", str(data), "--seeds", "0,1", "--sizes", "50,40", "--out", str(out)]
+    done = _torchrun_grid(args, home, fail_rank=1)  # 2 rounds: the 50-image tiny sets, then the 40-image ones
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors[0].startswith("error: rank 1/2: RuntimeError: this rank was told to fail"), done.stderr[-3000:]
+    assert errors[0] == "error: rank 1/2: RuntimeError: this rank was told to fail (tiny set of 40, seed 1); the " \
+                        "other ranks stop", done.stderr[-3000:]
     assert len(errors) == 2 and errors[1].startswith("error: rank 0/2: ")  # the failing rank's line, then rank 0's
-    assert f"the cells finished so far are saved in {out}: rerun with --resume" in errors[1]
-    assert not out.exists() or not list(out.glob("*.json"))  # the round never finished: nothing half-merged
+    assert errors[1].endswith(f"the cells finished so far are saved in {out}: rerun with --resume, with any number "
+                              "of processes, to run the rest")
+    saved = json.loads((out / "fashion_mnist_smoke.json").read_text())
+    assert saved["cells_done"] == [[0.78, 50, 0], [0.78, 50, 1]] and not saved["finished"]  # the first round
+
+    monkeypatch.setenv("PRACTISE_HOME", str(home))
+    monkeypatch.setattr(fashion_mnist._Grid, "_measure", fixed_end_to_end)
+    scored = []
+    real = fashion_mnist._score_tiny_set
+    monkeypatch.setattr(fashion_mnist, "_score_tiny_set", lambda grid, size, seed: scored.append((size, seed)) or
+                        real(grid, size, seed))
+    fashion_mnist.main([*args, "--resume"])
+    resumed = json.loads((out / "fashion_mnist_smoke.json").read_text())
+    assert scored == [(40, 0), (40, 1)]  # the finished cells were skipped
+    assert resumed["finished"] and resumed["records"][: len(saved["records"])] == saved["records"]
+    assert sorted(map(tuple, resumed["cells_done"])) == [(0.78, 40, 0), (0.78, 40, 1), (0.78, 50, 0), (0.78, 50, 1)]
