@@ -18,6 +18,7 @@ number of processes) skips its finished cells. A rank that fails stops the run w
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -37,7 +38,7 @@ from pipeline.core.errors import PipelineError
 PARTS = ("records", "selections", "cells_done")
 
 
-def join_ranks() -> World:
+def join_ranks(threads: int) -> World:
     """The torchrun world (gloo: everything here runs on the CPU), or this process alone when not launched so."""
     if not distributed.launched_by_torchrun():
         return distributed.SINGLE
@@ -46,6 +47,10 @@ def join_ranks() -> World:
         print(f"{world.tag()}distributed grid over {world.size} processes (gloo): each rank scores and recovers "
               "its own tiny sets; the teacher, the latency table, the cells' end-to-end measurements and the "
               "result files are rank 0's", flush=True)
+        cores = os.cpu_count() or 1
+        if world.size * threads > cores:  # on one machine (rank 0 cannot see the others' cores)
+            print(f"{world.tag()}note: {world.size} ranks x {threads} torch threads > {cores} cores here: pass "
+                  f"--threads {max(1, cores // world.size)} if the ranks share this machine", flush=True)
     return world
 
 
@@ -109,7 +114,7 @@ def run_cli(run, args) -> dict | None:
     """`run(args, world)` on every rank; one line and the exit code when a rank fails (not a hang, not N copies).
 
     A plain process is not touched: it raises as before."""
-    world = join_ranks()
+    world = join_ranks(args.threads)
     if not world.distributed:
         return run(args, world)
     try:

@@ -147,7 +147,7 @@ def test_two_ranks_run_the_grid_as_one_process_does(tmp_path, monkeypatch):
     assert "rank 1/2: waiting for rank 0: the end-to-end measurements" in log  # rank 0 alone times
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         "fashion_mnist_smoke.json", "fashion_mnist_smoke.md", "fashion_mnist_smoke.png"]  # rank 0's, once
-    assert log.count("wrote ") == 0 and log.count("# fashion_mnist_smoke: test accuracy") == 1  # rank 0 printed it
+    assert log.count("# fashion_mnist_smoke: test accuracy") == 1  # rank 0 printed the result, once
 
     monkeypatch.setenv("PRACTISE_HOME", str(home))  # the teacher rank 0 trained, the table it profiled
     monkeypatch.setattr(fashion_mnist._Grid, "_measure", fixed_end_to_end)
@@ -157,7 +157,6 @@ def test_two_ranks_run_the_grid_as_one_process_does(tmp_path, monkeypatch):
     assert {r["seed"] for r in two["records"]} == {None, 0, 1} and two["finished"]
     assert _deterministic(two) == _deterministic(one)
     assert (two["latency_table"]["source"], one["latency_table"]["source"]) == ("measured", "store")
-    assert two["timings_s"]["scoring"] > one["timings_s"]["scoring"] / 4  # both ranks' scoring, summed
 
 
 @pytest.mark.slow
