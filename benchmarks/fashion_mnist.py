@@ -48,7 +48,7 @@ from benchmarks.machine import machine_info
 from pipeline.core import distributed
 from pipeline.core.atomic import save_torch_atomic, write_json_atomic, write_text_atomic
 from pipeline.core.distributed import World
-from pipeline.core.errors import PipelineError, RunFailure
+from pipeline.core.errors import RunFailure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
@@ -484,11 +484,11 @@ def _prepare(args, world: World = distributed.SINGLE) -> _Grid:
         choice = _latency_table(args, teacher, teacher_meta, structure, settings, clock, log)
         return teacher, teacher_meta, teacher_acc, structure, choice
 
-    main = world.main_only(teacher_and_table, "the teacher (trained or read from the cache) and the latency table "
-                           "(profiling is not distributed: ranks timing side by side disturb each other)", log)
-    table_path = world.broadcast(str(main[4].path) if world.is_main else None)
+    obtained = world.main_only(teacher_and_table, "the teacher (trained or read from the cache) and the latency table "
+                               "(profiling is not distributed: ranks timing side by side disturb each other)", log)
+    table_path = world.broadcast(str(obtained[4].path) if world.is_main else None)
     if world.is_main:
-        teacher, teacher_meta, teacher_acc, structure, choice = main
+        teacher, teacher_meta, teacher_acc, structure, choice = obtained
     else:
         teacher, teacher_meta, teacher_acc, structure, choice = _read_what_rank0_wrote(args, data, table_path, clock,
                                                                                        log)

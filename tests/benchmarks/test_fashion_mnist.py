@@ -1,6 +1,7 @@
 """The Fashion-MNIST benchmark on a small synthetic idx set in the real file format."""
 
 import json
+import re
 
 import pytest
 
@@ -142,8 +143,8 @@ def test_two_ranks_run_the_grid_as_one_process_does(tmp_path, monkeypatch):
     assert "rank 0/2: training the teacher" in log and "rank 1/2: training the teacher" not in log
     assert "rank 1/2: waiting for rank 0: the teacher (trained or read from the cache) and the latency table" in log
     assert "rank 1/2: reusing the cached teacher" in log and "rank 1/2: latency table written by rank 0" in log
-    assert "rank 0/2: == tiny set of 50 train images, seed 0" in log
-    assert "rank 1/2: == tiny set of 50 train images, seed 1" in log and "rank 1/2: == tiny set of 50 train images, seed 0" not in log
+    ran = sorted(re.findall(r"^(rank \d/2): == tiny set of 50 train images, (seed \d)", log, re.MULTILINE))
+    assert ran == [("rank 0/2", "seed 0"), ("rank 1/2", "seed 1")]  # one tiny set each, never twice
     assert "rank 1/2: waiting for rank 0: the end-to-end measurements" in log  # rank 0 alone times
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         "fashion_mnist_smoke.json", "fashion_mnist_smoke.md", "fashion_mnist_smoke.png"]  # rank 0's, once
@@ -188,3 +189,28 @@ def test_a_rank_that_fails_stops_the_grid_with_one_line_and_one_process_resumes_
     assert scored == [(40, 0), (40, 1)]  # the finished cells were skipped
     assert resumed["finished"] and resumed["records"][: len(saved["records"])] == saved["records"]
     assert sorted(map(tuple, resumed["cells_done"])) == [(0.78, 40, 0), (0.78, 40, 1), (0.78, 50, 0), (0.78, 50, 1)]
+
+
+def test_rank_0_lists_the_tiny_sets_in_one_process_order_after_the_resumed_run_and_the_teacher():
+    from types import SimpleNamespace
+
+    from benchmarks.fashion_mnist_ranks import _merge
+    from pipeline.latency.budget import Budget
+
+    def part(seed):
+        return {"records": [{"method": "none", "seed": seed}], "selections": [{"seed": seed}],
+                "cells_done": [[0.78, 50, seed]]}
+
+    grid = SimpleNamespace(args=SimpleNamespace(methods=["teacher", "none"]), result={"teacher_accuracy": 0.5})
+    budgets = [Budget.parse(0.78)]
+    empty = {"records": [], "selections": [], "cells_done": []}
+    _merge(grid, budgets, empty, {2: part(2), 0: part(0)})  # finished out of order (costliest first)
+    assert [r["method"] for r in grid.result["records"]] == ["teacher", "none", "none"]
+    assert [r["seed"] for r in grid.result["records"][1:]] == [0, 2]
+    assert grid.result["cells_done"] == [[0.78, 50, 0], [0.78, 50, 2]]
+
+    resumed = {"records": [{"method": "teacher", "seed": None}, {"method": "none", "seed": 7}],
+               "selections": [{"seed": 7}], "cells_done": [[0.78, 50, 7]]}
+    _merge(grid, budgets, resumed, {1: part(1), 0: part(0)})  # the earlier run holds the teacher's record
+    assert [r["seed"] for r in grid.result["records"]] == [None, 7, 0, 1]
+    assert [s["seed"] for s in grid.result["selections"]] == [7, 0, 1]
