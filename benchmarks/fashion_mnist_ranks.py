@@ -103,11 +103,10 @@ def _cell(tiny: tuple, ratio: float) -> dict:
 
 def _merge(grid: _Grid, budgets: list, base: dict, parts: dict[int, dict]) -> None:
     """The resumed run's lists, the teacher's records, then the finished tiny sets in one process's order."""
-    done = [parts[i] for i in sorted(parts)]
+    done = [parts[i] for i in sorted(parts)]  # pending order: --seeds outermost, then --sizes
     for key in PARTS:
-        grid.result[key] = base[key] + [item for part in done for item in part[key]]
-    grid.result["records"][len(base["records"]):len(base["records"])] = _teacher_records(grid, budgets,
-                                                                                          base["records"])
+        first = _teacher_records(grid, budgets, base["records"]) if key == "records" else []
+        grid.result[key] = base[key] + first + [item for part in done for item in part[key]]
 
 
 def run_cli(run, args) -> dict | None:
