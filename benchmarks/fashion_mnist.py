@@ -20,6 +20,8 @@ on a held-out part of the tiny set (as `pipeline run` does). Writes results/fash
 
     python -m benchmarks.fashion_mnist [--budgets 0.9,0.78,0.65] [--sizes 50,100,500] [--seeds 0,1,2]
                                        [--methods ...] [--data-dir DIR] [--out DIR] [--smoke]
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m benchmarks.fashion_mnist --threads 1 ...
+                                       (tiny sets spread over the ranks: benchmarks/fashion_mnist_ranks.py)
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from benchmarks.machine import machine_info
+from pipeline.core import distributed
 from pipeline.core.atomic import save_torch_atomic, write_json_atomic, write_text_atomic
+from pipeline.core.distributed import World
+from pipeline.core.errors import RunFailure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
@@ -198,7 +203,8 @@ def train_teacher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: in
     return losses
 
 
-def obtain_teacher(data: dict, widths, depth: int, epochs: int, train_subset: int | None, log=print) -> tuple[nn.Module, dict]:
+def obtain_teacher(data: dict, widths, depth: int, epochs: int, train_subset: int | None, log=print,
+                   may_train: bool = True) -> tuple[nn.Module, dict]:
     """Train the teacher once and cache its weights (outside git); later runs reuse the cache."""
     key = f"fashion_resnet_w{'-'.join(map(str, widths))}_d{depth}_e{epochs}" + (f"_n{train_subset}" if train_subset else "")
     model = CifarResNet(widths, depth)
@@ -208,7 +214,7 @@ def obtain_teacher(data: dict, widths, depth: int, epochs: int, train_subset: in
         keep = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:train_subset]
         x_train, y_train = x_train[keep], y_train[keep]
     return cached_teacher(key, model, fingerprint, x_train, y_train, epochs,
-                          {"widths": list(widths), "depth_per_stage": depth}, log)
+                          {"widths": list(widths), "depth_per_stage": depth}, log, may_train)
 
 
 def data_fingerprint(x_train: torch.Tensor) -> dict:
@@ -216,8 +222,10 @@ def data_fingerprint(x_train: torch.Tensor) -> dict:
 
 
 def cached_teacher(key: str, model: nn.Module, fingerprint: dict, x_train: torch.Tensor, y_train: torch.Tensor,
-                   epochs: int, describe: dict, log=print) -> tuple[nn.Module, dict]:
-    """The cached weights under `key` when they were trained on the same data, else train and cache them."""
+                   epochs: int, describe: dict, log=print, may_train: bool = True) -> tuple[nn.Module, dict]:
+    """The cached weights under `key` when they were trained on the same data, else train and cache them.
+
+    `may_train` False (a rank other than 0, after rank 0 trained or found it): the cache must hold it."""
     folder = cache_dir()
     weights, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     if weights.is_file() and meta_path.is_file():
@@ -226,6 +234,9 @@ def cached_teacher(key: str, model: nn.Module, fingerprint: dict, x_train: torch
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             log(f"reusing the cached teacher {weights} (trained in {meta['train_s']:.0f} s)")
             return model.eval(), meta | {"cached": True, "path": str(weights)}
+    if not may_train:
+        raise RunFailure(f"the teacher rank 0 cached is not in {folder} (or was trained on other data): start "
+                         "every rank on one machine, or give them one shared PRACTISE_HOME")
     log(f"training the teacher ({key}) on {len(x_train)} images for {epochs} epochs")
     start = time.monotonic()
     losses = train_teacher(model, x_train, y_train, epochs, log=log)
@@ -304,13 +315,16 @@ class _Grid:
     prep: object
     table: object
     clock: Clock
-    result: dict = field(default_factory=dict)
+    world: World = distributed.SINGLE
+    result: dict = field(default_factory=dict)  # what rank 0 saves (a rank's own header, unused, on the others)
+    sink: dict = field(default_factory=dict)  # where the cells' records and selections go: result, or a rank's part
     measured: dict = field(default_factory=dict)  # dropped blocks -> EndToEnd
     unrecovered_acc: dict = field(default_factory=dict)  # dropped blocks -> test accuracy
     adaptor_results: dict = field(default_factory=dict)  # (dropped, size, seed) -> adaptor recovery already run
+    other_ranks: dict = field(default_factory=dict)  # rank 0, under torchrun: rank -> its stage times and memory
 
     def log(self, message: str) -> None:
-        print(message, flush=True)
+        print(self.world.tag() + message, flush=True)
 
     def choose(self, selector, budget) -> dict:
         """Select and correct by end-to-end measurement exactly as `run` does (measured_selection)."""
@@ -353,7 +367,7 @@ class _Grid:
     def record(self, cell: dict, method: str, selector_name: str, sel: dict | None, acc: float, extra: dict) -> None:
         rec = cell | {"method": method, "selector": selector_name, "dropped": sel["dropped"] if sel else [],
                       "test_accuracy": acc} | extra
-        self.result["records"].append(rec)
+        self.sink["records"].append(rec)
         self.log(f"  budget {cell['budget']} {method}: {100 * acc:.2f}%")
 
     def recovered_record(self, student: nn.Module, res, seconds: float, dropped: list[str], note: dict) -> tuple:
@@ -441,110 +455,206 @@ def _result_header(args, settings: dict, teacher_meta: dict, teacher_acc: float,
     }
 
 
-def _prepare(args) -> _Grid:
-    """Data, teacher (trained once, then cached), its candidate blocks and latency table, the result header."""
+def _prepare(args, world: World = distributed.SINGLE) -> _Grid:
+    """Data, teacher (trained once, then cached), its candidate blocks and latency table, the result header.
+
+    Under torchrun rank 0 obtains the teacher and the table (training and profiling are not distributed:
+    ranks timing side by side would disturb each other) while the others wait; they then read the teacher
+    from the cache and the table from the file rank 0 wrote, and hold no result header.
+    """
     from pipeline.network.blocks import analyse
 
     torch.set_num_threads(args.threads)
-    log = (lambda m: print(m, flush=True))
+    log = (lambda m: print(world.tag() + m, flush=True))
     clock = Clock()
     settings = _settings(args)
     data = load_fashion_mnist(args.data_dir)
     x_test, y_test = _test_split(args, data)
-    with clock("teacher_training_or_cache"):
-        teacher, teacher_meta = obtain_teacher(data, args.widths, args.depth, args.teacher_epochs,
-                                               args.teacher_subset, log)
-    teacher.requires_grad_(False)
-    with clock("evaluation"):
-        teacher_acc = accuracy(teacher, x_test, y_test)
-    log(f"teacher: {100 * teacher_acc:.2f}% on {len(x_test)} test images")
-    structure = analyse(teacher, RESOLUTION)
-    log(f"{len(structure.candidates)} candidate blocks: {', '.join(structure.candidate_names())}")
-    prep = _prep_class()
-    choice = _latency_table(args, teacher, teacher_meta, structure, settings, clock, log)
-    grid = _Grid(args, settings, data, padded(data["train_images"]), x_test, y_test, teacher, structure, prep,
-                 choice.table, clock)
-    grid.result = _result_header(args, settings, teacher_meta, teacher_acc, len(x_test), structure, choice)
+
+    def teacher_and_table():
+        with clock("teacher_training_or_cache"):
+            teacher, teacher_meta = obtain_teacher(data, args.widths, args.depth, args.teacher_epochs,
+                                                   args.teacher_subset, log)
+        teacher.requires_grad_(False)
+        with clock("evaluation"):
+            teacher_acc = accuracy(teacher, x_test, y_test)
+        log(f"teacher: {100 * teacher_acc:.2f}% on {len(x_test)} test images")
+        structure = analyse(teacher, RESOLUTION)
+        log(f"{len(structure.candidates)} candidate blocks: {', '.join(structure.candidate_names())}")
+        choice = _latency_table(args, teacher, teacher_meta, structure, settings, clock, log)
+        return teacher, teacher_meta, teacher_acc, structure, choice
+
+    obtained = world.main_only(teacher_and_table, "the teacher (trained or read from the cache) and the latency table "
+                               "(profiling is not distributed: ranks timing side by side disturb each other)", log)
+    table_path = world.broadcast(str(obtained[4].path) if world.is_main else None)
+    if world.is_main:
+        teacher, teacher_meta, teacher_acc, structure, choice = obtained
+    else:
+        teacher, teacher_meta, teacher_acc, structure, choice = _read_what_rank0_wrote(args, data, table_path, clock,
+                                                                                       log)
+    grid = _Grid(args, settings, data, padded(data["train_images"]), x_test, y_test, teacher, structure, _prep_class(),
+                 choice.table, clock, world)
+    if world.is_main:
+        grid.result = _result_header(args, settings, teacher_meta, teacher_acc, len(x_test), structure, choice)
+    grid.sink = grid.result if world.is_main else {}
     return grid
 
 
-def run_benchmark(args) -> dict:
+def _read_what_rank0_wrote(args, data: dict, table_path: str, clock: Clock, log) -> tuple:
+    """A rank other than 0: the teacher from the cache and the latency table from the file rank 0 wrote."""
+    from pipeline.latency.profiling import TableChoice
+    from pipeline.network.blocks import analyse
+    from profilers.table import LatencyTable
+
+    with clock("teacher_training_or_cache"):
+        teacher, teacher_meta = obtain_teacher(data, args.widths, args.depth, args.teacher_epochs,
+                                               args.teacher_subset, log, may_train=False)
+    teacher.requires_grad_(False)
+    if not Path(table_path).is_file():
+        raise RunFailure(f"the latency table rank 0 wrote ({table_path}) is not on this machine: start every rank on "
+                         "one machine, or give them one shared PRACTISE_HOME")
+    table = LatencyTable.read(Path(table_path))
+    log(f"latency table written by rank 0 ({table_path}): full network {table.full.median_ms:.3f} ms")
+    return teacher, teacher_meta, None, analyse(teacher, RESOLUTION), TableChoice(table, "rank 0", Path(table_path))
+
+
+def run_benchmark(args, world: World = distributed.SINGLE) -> dict:
+    """The grid; under torchrun (`world` of several ranks) its tiny sets spread over the ranks, rank 0 saving."""
     from pipeline.latency.budget import Budget
 
     wall_start = time.monotonic()
-    grid = _prepare(args)
+    grid = _prepare(args, world)
     result, clock = grid.result, grid.clock
-    earlier_wall_s = _resume_into(result, args) if args.resume else 0.0
+    earlier_wall_s = _resume_into(result, args) if args.resume and world.is_main else 0.0
     for stage, seconds in result.pop("earlier_timings_s", {}).items():
         clock.totals[stage] = round(clock.totals.get(stage, 0.0) + seconds, 2)
 
     def save():
-        result["timings_s"] = dict(clock.totals)
+        others = grid.other_ranks.values()  # rank 0's view of the other ranks' stage times and memory (if any)
+        result["timings_s"] = _summed([dict(clock.totals), *(o["timings_s"] for o in others)])
         result["wall_s"] = round(earlier_wall_s + time.monotonic() - wall_start, 1)
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        result["peak_rss_mb"] = max([_peak_rss_mb(), *(o["peak_rss_mb"] for o in others)])
         write_outputs(result, args.out)
 
     budgets = [Budget.parse(b) for b in args.budgets]
-    for seed in args.seeds:  # seeds outermost: a run stopped early has every size for the seeds it finished
-        for size in args.sizes:
-            if all([b.ratio, size, seed] in result["cells_done"] for b in budgets):
-                continue  # finished by the run this one resumes
+    if world.distributed:
+        from benchmarks.fashion_mnist_ranks import run_over_ranks
+
+        run_over_ranks(grid, budgets, save)
+    else:
+        for size, seed in _pending_tiny_sets(args, result, budgets):
             _run_tiny_set(grid, budgets, size, seed, save)
-    result["finished"] = True
-    save()
+    if world.is_main:
+        result["finished"] = True
+        save()
     return result
+
+
+def _pending_tiny_sets(args, result: dict, budgets: list) -> list[tuple[int, int]]:
+    """(size, seed) of the tiny sets with a cell left to run, in the order one process runs them."""
+    # seeds outermost: a run stopped early has every size for the seeds it finished
+    return [(size, seed) for seed in args.seeds for size in args.sizes
+            if not all([b.ratio, size, seed] in result["cells_done"] for b in budgets)]  # else finished earlier
+
+
+def _summed(totals: list[dict]) -> dict:
+    out: dict[str, float] = {}
+    for t in totals:
+        for stage, seconds in t.items():
+            out[stage] = round(out.get(stage, 0.0) + seconds, 2)
+    return out
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 _PRACTISE_METHODS = {"none", "practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"}
 
 
-def _run_tiny_set(grid: _Grid, budgets: list, size: int, seed: int, save) -> None:
-    """One tiny set (the first `size` train images of the seed's order): scored once, then every budget."""
+@dataclass
+class _TinySetWork:
+    """One tiny set, split and (for PRACTISE's methods) scored: what its cells' selections and recoveries use."""
+
+    size: int
+    seed: int
+    train: object  # TinySet
+    selection_images: torch.Tensor  # (N, 3, H, W), the held-out part
+    scores: list | None  # BlockScore per candidate, or None when no PRACTISE method runs
+
+
+def _score_tiny_set(grid: _Grid, size: int, seed: int) -> _TinySetWork:
+    """The first `size` train images of the seed's order, split, and scored once for every budget."""
     from pipeline.data.tiny_set import augmented_views, eval_tensors, split_holdout
     from pipeline.latency.selection import score_blocks
     from pipeline.recovery.recoverability import score_recoverability
 
-    args, result = grid.args, grid.result
     order = np.random.default_rng(seed).permutation(len(grid.x_train))[:size]  # nested: 50 in 100 in 500
     tiny = tiny_set(grid.x_train, grid.data["train_labels"], order)
     train, held = split_holdout(tiny, grid.settings["preset"].holdout_fraction, seed)
     selection_images = eval_tensors(held, grid.prep)
     grid.log(f"== tiny set of {size} train images, seed {seed}: {len(train)} to train, {len(held)} to select")
     scores = None
-    if _PRACTISE_METHODS & set(args.methods):
+    if _PRACTISE_METHODS & set(grid.args.methods):
         scoring = grid.settings["scoring"]
         with grid.clock("scoring") as t:
             pool = augmented_views(train, grid.prep, grid.settings["pool_views"], scoring.min_crop_scale, seed)
             recov = score_recoverability(grid.teacher, grid.structure, pool, eval_tensors(train, grid.prep), scoring, {})
         scores = score_blocks({b: recov[b]["recoverability"] for b in grid.structure.candidate_names()}, grid.table)
         grid.log(f"scored {len(scores)} blocks in {t.seconds:.1f} s")
+    return _TinySetWork(size, seed, train, selection_images, scores)
+
+
+def _run_tiny_set(grid: _Grid, budgets: list, size: int, seed: int, save) -> None:
+    """One tiny set in this process: scored once, then every budget's cell (selected, recovered, saved)."""
+    result = grid.result
+    work = _score_tiny_set(grid, size, seed)
     for budget in budgets:
         if [budget.ratio, size, seed] in result["cells_done"]:
             continue
         cell = {"budget": budget.ratio, "size": size, "seed": seed}
-        _teacher_records(grid, budgets)
-        _practise_cell(grid, cell, budget, scores, train, selection_images)
-        _rule_cell(grid, cell, budget, train, selection_images)
+        result["records"].extend(_teacher_records(grid, budgets, result["records"]))
+        _cell_records(grid, cell, _cell_selections(grid, cell, budget, work.scores), work)
         result["cells_done"].append([budget.ratio, size, seed])
         save()
 
 
-def _teacher_records(grid: _Grid, budgets: list) -> None:
-    """The teacher's accuracy, once per budget column (it drops nothing)."""
-    if "teacher" in grid.args.methods and not any(r["method"] == "teacher" for r in grid.result["records"]):
-        for b in budgets:
-            grid.result["records"].append({"budget": b.ratio, "size": None, "seed": None, "method": "teacher",
-                                           "selector": None, "dropped": [], "test_accuracy": grid.result["teacher_accuracy"]})
+def _teacher_records(grid: _Grid, budgets: list, records: list) -> list[dict]:
+    """The teacher's accuracy, once per budget column (it drops nothing), unless `records` hold them already."""
+    if "teacher" not in grid.args.methods or any(r["method"] == "teacher" for r in records):
+        return []
+    return [{"budget": b.ratio, "size": None, "seed": None, "method": "teacher", "selector": None, "dropped": [],
+             "test_accuracy": grid.result["teacher_accuracy"]} for b in budgets]
 
 
-def _practise_cell(grid: _Grid, cell: dict, budget, scores, train, selection_images) -> None:
-    """PRACTISE's selection, unrecovered and recovered by each method (the library's recovery and baselines)."""
+def _cell_selections(grid: _Grid, cell: dict, budget, scores) -> dict[str, dict]:
+    """Each selector's blocks for one cell (PRACTISE's greedy choice, then each rule), chosen and corrected by
+    end-to-end measurement: the only timing a cell does, so under torchrun rank 0 alone runs this."""
+    from benchmarks.selection_rules import select_by_rule
     from pipeline.latency.selection import select_blocks
 
-    if scores is None:
+    chosen = {}
+    if scores is not None:
+        chosen["practise-greedy"] = grid.choose(
+            lambda extra: select_blocks(scores, grid.table, budget, "greedy", extra), budget)
+    for method, rule in RULE_METHODS.items():
+        if method in grid.args.methods:
+            chosen[f"rule:{rule}"] = grid.choose(
+                lambda extra: select_by_rule(rule, grid.structure, grid.table, budget, cell["seed"], extra), budget)
+    return chosen
+
+
+def _cell_records(grid: _Grid, cell: dict, chosen: dict[str, dict], work: _TinySetWork) -> None:
+    """One cell's selections and records, into `grid.sink`, in the order the saved result lists them."""
+    _practise_cell(grid, cell, chosen.get("practise-greedy"), work.train, work.selection_images)
+    _rule_cell(grid, cell, chosen, work.train, work.selection_images)
+
+
+def _practise_cell(grid: _Grid, cell: dict, sel: dict | None, train, selection_images) -> None:
+    """PRACTISE's selection, unrecovered and recovered by each method (the library's recovery and baselines)."""
+    if sel is None:
         return
-    sel = grid.choose(lambda extra: select_blocks(scores, grid.table, budget, "greedy", extra), budget)
-    grid.result["selections"].append(cell | {"selector": "practise-greedy"} | sel)
+    grid.sink["selections"].append(cell | {"selector": "practise-greedy"} | sel)
     if "none" in grid.args.methods:
         grid.record(cell, "none", "practise-greedy", sel, grid.unrecovered(sel["dropped"]), {})
     for method in ("practise-adaptors", "practise-mimic", "bp-labels", "kd-logits"):
@@ -576,16 +686,13 @@ def _recover_by_method(grid: _Grid, cell: dict, method: str, sel: dict, train, s
                                                                              "method": method}
 
 
-def _rule_cell(grid: _Grid, cell: dict, budget, train, selection_images) -> None:
+def _rule_cell(grid: _Grid, cell: dict, chosen: dict[str, dict], train, selection_images) -> None:
     """Blocks chosen by each simple rule under the same budget, recovered by the library's default recovery."""
-    from benchmarks.selection_rules import select_by_rule
-
     for method, rule in RULE_METHODS.items():
         if method not in grid.args.methods:
             continue
-        sel = grid.choose(lambda extra: select_by_rule(rule, grid.structure, grid.table, budget, cell["seed"], extra),
-                          budget)
-        grid.result["selections"].append(cell | {"selector": f"rule:{rule}"} | sel)
+        sel = chosen[f"rule:{rule}"]
+        grid.sink["selections"].append(cell | {"selector": f"rule:{rule}"} | sel)
         same = (tuple(sorted(sel["dropped"])), cell["size"], cell["seed"])
         if same in grid.adaptor_results:  # same blocks, same tiny set: the same deterministic recovery
             earlier = grid.adaptor_results[same]
@@ -928,12 +1035,17 @@ def parse_args(argv: list[str] | None = None):
     return args
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    result = run_benchmark(args)
-    print(render(result))
+def main(argv: list[str] | None = None) -> dict | None:
+    """The grid in this process, or spread over the ranks under `torchrun` (rank 0 returns and prints the result)."""
+    from benchmarks.fashion_mnist_ranks import run_cli
+
+    result = run_cli(run_benchmark, parse_args(argv))
+    if result is not None:
+        print(render(result))
     return result
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks import fashion_mnist  # the importable module, not this __main__ copy: fashion_mnist_ranks uses it
+
+    fashion_mnist.main()

@@ -1,6 +1,7 @@
 """The Fashion-MNIST benchmark on a small synthetic idx set in the real file format."""
 
 import json
+import re
 
 import pytest
 
@@ -93,3 +94,123 @@ def test_fashion_mnist_missing_data_is_a_clear_error(tmp_path):
 
     with pytest.raises(SystemExit, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist(tmp_path)
+
+
+# ------------------------------------------------------------------------------- the grid over torchrun ranks
+
+TIMING_FIELDS = ("machine", "timings_s", "wall_s", "peak_rss_mb", "command")  # and a record's recovery_s, eval_s
+
+
+def _torchrun_grid(args: list[str], home, fail_rank: int | None = None):
+    """`torchrun --nproc_per_node 2 -m <the benchmark, with a fixed end-to-end timer> ARGS` (gloo, 1 thread each)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PRACTISE_HOME": str(home)}
+    if fail_rank is not None:
+        env["PRACTISE_TEST_FAIL_RANK"] = str(fail_rank)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "tests.benchmarks.fashion_mnist_fixed_timing", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _deterministic(result: dict) -> dict:
+    """The saved result without what timing decides: wall-clock fields, and where the teacher and table came from
+    (rank 0 trained and profiled in the first run; the second reads them back). The cells' end-to-end
+    measurements are the fixed timer's, so the blocks kept and their recorded ratios are deterministic too."""
+    out = {k: v for k, v in result.items() if k not in TIMING_FIELDS}
+    out["settings"] = {**result["settings"], "teacher": {k: v for k, v in result["settings"]["teacher"].items()
+                                                         if k != "cached"}}
+    out["latency_table"] = {k: v for k, v in result["latency_table"].items() if k != "source"}
+    out["records"] = [{k: v for k, v in r.items() if k not in ("recovery_s", "eval_s")} for r in result["records"]]
+    return out
+
+
+@pytest.mark.slow
+def test_two_ranks_run_the_grid_as_one_process_does(tmp_path, monkeypatch):
+    from benchmarks import fashion_mnist
+    from tests.benchmarks.fashion_mnist_fixed_timing import fixed_end_to_end
+
+    data, home = _fake_fashion_mnist(tmp_path / "fmnist"), tmp_path / "home"
+    args = ["--smoke", "--data-dir", str(data), "--seeds", "0,1"]  # 2 tiny sets: one per rank
+    done = _torchrun_grid([*args, "--out", str(tmp_path / "two")], home)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout
+    assert "rank 0/2: distributed grid over 2 processes (gloo)" in log
+    assert "rank 0/2: training the teacher" in log and "rank 1/2: training the teacher" not in log
+    assert "rank 1/2: waiting for rank 0: the teacher (trained or read from the cache) and the latency table" in log
+    assert "rank 1/2: reusing the cached teacher" in log and "rank 1/2: latency table written by rank 0" in log
+    ran = sorted(re.findall(r"^(rank \d/2): == tiny set of 50 train images, (seed \d)", log, re.MULTILINE))
+    assert ran == [("rank 0/2", "seed 0"), ("rank 1/2", "seed 1")]  # one tiny set each, never twice
+    assert "rank 1/2: waiting for rank 0: the end-to-end measurements" in log  # rank 0 alone times
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "fashion_mnist_smoke.json", "fashion_mnist_smoke.md", "fashion_mnist_smoke.png"]  # rank 0's, once
+    assert log.count("# fashion_mnist_smoke: test accuracy") == 1  # rank 0 printed the result, once
+
+    monkeypatch.setenv("PRACTISE_HOME", str(home))  # the teacher rank 0 trained, the table it profiled
+    monkeypatch.setattr(fashion_mnist._Grid, "_measure", fixed_end_to_end)
+    fashion_mnist.main([*args, "--out", str(tmp_path / "one")])
+    two = json.loads((tmp_path / "two" / "fashion_mnist_smoke.json").read_text())
+    one = json.loads((tmp_path / "one" / "fashion_mnist_smoke.json").read_text())
+    assert {r["seed"] for r in two["records"]} == {None, 0, 1} and two["finished"]
+    assert _deterministic(two) == _deterministic(one)
+    assert (two["latency_table"]["source"], one["latency_table"]["source"]) == ("measured", "store")
+
+
+@pytest.mark.slow
+def test_a_rank_that_fails_stops_the_grid_with_one_line_and_one_process_resumes_it(tmp_path, monkeypatch):
+    from benchmarks import fashion_mnist
+    from tests.benchmarks.fashion_mnist_fixed_timing import fixed_end_to_end
+
+    data, home, out = _fake_fashion_mnist(tmp_path / "fmnist"), tmp_path / "home", tmp_path / "out"
+    args = ["--smoke", "--data-dir", str(data), "--seeds", "0,1", "--sizes", "50,40", "--out", str(out)]
+    done = _torchrun_grid(args, home, fail_rank=1)  # 2 rounds: the 50-image tiny sets, then the 40-image ones
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors[0] == "error: rank 1/2: RuntimeError: this rank was told to fail (tiny set of 40, seed 1); the " \
+                        "other ranks stop", done.stderr[-3000:]
+    assert len(errors) == 2 and errors[1].startswith("error: rank 0/2: ")  # the failing rank's line, then rank 0's
+    assert errors[1].endswith(f"the cells finished so far are saved in {out}: rerun with --resume, with any number "
+                              "of processes, to run the rest")
+    saved = json.loads((out / "fashion_mnist_smoke.json").read_text())
+    assert saved["cells_done"] == [[0.78, 50, 0], [0.78, 50, 1]] and not saved["finished"]  # the first round
+
+    monkeypatch.setenv("PRACTISE_HOME", str(home))
+    monkeypatch.setattr(fashion_mnist._Grid, "_measure", fixed_end_to_end)
+    scored = []
+    real = fashion_mnist._score_tiny_set
+    monkeypatch.setattr(fashion_mnist, "_score_tiny_set", lambda grid, size, seed: scored.append((size, seed)) or
+                        real(grid, size, seed))
+    fashion_mnist.main([*args, "--resume"])
+    resumed = json.loads((out / "fashion_mnist_smoke.json").read_text())
+    assert scored == [(40, 0), (40, 1)]  # the finished cells were skipped
+    assert resumed["finished"] and resumed["records"][: len(saved["records"])] == saved["records"]
+    assert sorted(map(tuple, resumed["cells_done"])) == [(0.78, 40, 0), (0.78, 40, 1), (0.78, 50, 0), (0.78, 50, 1)]
+
+
+def test_rank_0_lists_the_tiny_sets_in_one_process_order_after_the_resumed_run_and_the_teacher():
+    from types import SimpleNamespace
+
+    from benchmarks.fashion_mnist_ranks import _merge
+    from pipeline.latency.budget import Budget
+
+    def part(seed):
+        return {"records": [{"method": "none", "seed": seed}], "selections": [{"seed": seed}],
+                "cells_done": [[0.78, 50, seed]]}
+
+    grid = SimpleNamespace(args=SimpleNamespace(methods=["teacher", "none"]), result={"teacher_accuracy": 0.5})
+    budgets = [Budget.parse(0.78)]
+    empty = {"records": [], "selections": [], "cells_done": []}
+    _merge(grid, budgets, empty, {2: part(2), 0: part(0)})  # finished out of order (costliest first)
+    assert [r["method"] for r in grid.result["records"]] == ["teacher", "none", "none"]
+    assert [r["seed"] for r in grid.result["records"][1:]] == [0, 2]
+    assert grid.result["cells_done"] == [[0.78, 50, 0], [0.78, 50, 2]]
+
+    resumed = {"records": [{"method": "teacher", "seed": None}, {"method": "none", "seed": 7}],
+               "selections": [{"seed": 7}], "cells_done": [[0.78, 50, 7]]}
+    _merge(grid, budgets, resumed, {1: part(1), 0: part(0)})  # the earlier run holds the teacher's record
+    assert [r["seed"] for r in grid.result["records"]] == [None, 7, 0, 1]
+    assert [s["seed"] for s in grid.result["selections"]] == [7, 0, 1]
