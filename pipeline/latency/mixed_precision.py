@@ -48,10 +48,15 @@ def worth_trying(precision: str, measured_ratio: float | None, target_ratio: flo
 
 def end_layers(fp32_onnx: Path, per_end: int) -> list[str]:
     """The first and last `per_end` compute nodes, named as quantization sees them (after its pre-processing)."""
+    return end_layers_by_rung(fp32_onnx, (per_end,))[per_end]
+
+
+def end_layers_by_rung(fp32_onnx: Path, rungs: tuple[int, ...]) -> dict[int, list[str]]:
+    """`end_layers` for every rung of the ladder from one pre-processing of the graph (it is the same graph)."""
     from exporters.onnx_int8 import end_layer_names, preprocessed_for_quantization
 
     with preprocessed_for_quantization(fp32_onnx) as prepared:
-        return end_layer_names(prepared, per_end)
+        return {per_end: end_layer_names(prepared, per_end) for per_end in rungs}
 
 
 def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, images: torch.Tensor,
@@ -63,8 +68,9 @@ def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, i
     tried = [plain]
     with tempfile.TemporaryDirectory(prefix="practise-mixed-") as tmp:
         fp32 = deployed_file(network, "fp32", calibration, Path(tmp), "network")
+        names = end_layers_by_rung(fp32, LADDER)
         for per_end in LADDER:
-            nodes = end_layers(fp32, per_end)
+            nodes = names[per_end]
             if tried[-1].excluded_nodes == nodes:
                 break  # a small network: every compute layer already kept
             path = deployed_file(network, precision, calibration, Path(tmp), f"mixed{per_end}",
