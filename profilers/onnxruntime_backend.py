@@ -90,21 +90,68 @@ class OnnxRuntimeCpuProfiler(Profiler):
 
     def _file_for(self, module: torch.nn.Module, example: torch.Tensor) -> Path:
         """The module's ONNX file in the profiler's precision (a file given as a variant runs as it is)."""
-        from exporters.onnx_file import export_onnx
         from exporters.onnx_int8 import get_scheme, quantize_onnx
 
-        digest = _network_digest(module, example)
-        fp32 = self._exports.get(digest)
-        if fp32 is None:
-            fp32 = export_onnx(module, example, Path(self._tmp.name) / f"{digest}.onnx")
-            self._exports[digest] = fp32
+        fp32 = self._fp32_file(module, example)
         if self.settings.precision == "fp32":
             return fp32
-        target = fp32.with_name(f"{digest}.{self.settings.precision}.onnx")
+        target = fp32.with_name(f"{fp32.stem}.{self.settings.precision}.onnx")
         if not target.exists():
             calibration = torch.randn(TIMING_CALIBRATION_IMAGES, *example.shape[1:])
             quantize_onnx(fp32, target, calibration, get_scheme(self.settings.precision))
         return target
+
+
+    def _edited_from_base(self, module: torch.nn.Module, example: torch.Tensor, path: Path) -> bool:
+        """Write the FP32 file of a variant that is its base network minus blocks by dropping them from the base's
+        export (exported once per activation) instead of exporting the variant. Only when the edited file computes
+        what the variant computes on a fixed random input; False otherwise, said in the log, for a normal export."""
+        import onnx
+
+        from exporters.onnx_check import compare_outputs, onnx_logits
+        from exporters.onnx_drop import BlockRegionError, drop_blocks_onnx, drop_origin, same_weights_as_base
+        from pipeline.core.atomic import atomic_path
+
+        origin = drop_origin(module)
+        if origin is None or origin.base is None:  # not a variant made by dropping blocks, or its base is gone
+            return False
+        dropped = ", ".join(origin.blocks) or "no block"
+        if not same_weights_as_base(module, origin):
+            self.log(f"onnxruntime: the variant without {dropped} no longer holds its base network's weights; "
+                     "exported it the normal way")
+            return False
+        base_file = self._fp32_file(origin.base, example)
+        try:
+            edited = drop_blocks_onnx(onnx.load(str(base_file)), origin.blocks)
+        except BlockRegionError as exc:
+            self.log(f"onnxruntime: could not drop {dropped} from the original's ONNX file ({exc}); exported the "
+                     "variant the normal way")
+            return False
+        with atomic_path(path) as tmp:
+            onnx.save(edited, str(tmp))
+        images = torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            reference = module.eval()(images)
+        check = compare_outputs(onnx_logits(path, images).numpy(), reference)
+        if not check["passed"]:
+            path.unlink()
+            self.log(f"onnxruntime: the ONNX file edited to drop {dropped} disagrees with the PyTorch variant (max "
+                     f"error {check['max_abs_error']:.3g}); exported the variant the normal way")
+            return False
+        return True
+
+    def _fp32_file(self, module: torch.nn.Module, example: torch.Tensor) -> Path:
+        """The module's FP32 ONNX file, made once per activation: edited from its base network's file when it is
+        that network minus blocks, else exported."""
+        from exporters.onnx_file import export_onnx
+
+        digest = _network_digest(module, example)
+        if digest not in self._exports:
+            path = Path(self._tmp.name) / f"{digest}.onnx"
+            if not self._edited_from_base(module, example, path):
+                export_onnx(module, example, path)
+            self._exports[digest] = path
+        return self._exports[digest]
 
 
 def _network_digest(module: torch.nn.Module, example: torch.Tensor) -> str:
