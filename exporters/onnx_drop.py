@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 NAMESPACE_KEY = "namespace"
-IDENTITY_DOMAIN = ""
 
 
 class BlockRegionError(RuntimeError):
