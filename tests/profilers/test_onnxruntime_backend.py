@@ -64,6 +64,21 @@ def test_a_latency_table_exports_the_original_once_and_times_every_variant(monke
     assert len(files) == 1 + len(structure.candidate_names()) + 1  # one file per network, each its own
 
 
+def test_an_edited_file_of_a_batch_is_checked_on_the_whole_batch(monkeypatch):
+    from dataclasses import replace
+
+    from pipeline.network.surgery import drop_blocks
+
+    loaded, _ = _tiny()
+    exports = _ExportSpy(monkeypatch)
+    messages: list[str] = []
+    with get_profiler("cpu", "onnxruntime", replace(QUICK, batch=3)) as profiler:
+        profiler.log = messages.append
+        m = profiler.measure({FULL: loaded.module, "variant": drop_blocks(loaded.module, ["layers.0.1"])})
+    assert exports.calls == [loaded.module] and not messages
+    assert len(m.rounds_ms["variant"]) >= 3
+
+
 def test_a_variant_that_is_not_its_base_minus_blocks_is_exported_the_normal_way_and_said(monkeypatch):
     import torch
 
