@@ -16,6 +16,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline.models import load_model
@@ -26,15 +27,17 @@ from profilers import ProfileSettings, get_profiler
 RESULTS = Path(__file__).parent / "results" / "onnx_drop_variants.json"
 
 
-def _prepare_s(variants: dict, settings: ProfileSettings) -> tuple[float, list[str]]:
-    """Seconds to turn every variant into the file the profiler times, on a fresh activation."""
+def _prepare_s(variants: dict, settings: ProfileSettings) -> tuple[list[float], list[str]]:
+    """Seconds to turn each variant into the file the profiler times, in order, on a fresh activation."""
     messages: list[str] = []
+    seconds = []
     with get_profiler("cpu", "onnxruntime", settings) as profiler:
         profiler.log = messages.append
-        start = time.perf_counter()
         for variant in variants.values():
+            start = time.perf_counter()
             profiler.prepared(variant)
-        return time.perf_counter() - start, messages
+            seconds.append(time.perf_counter() - start)
+    return seconds, messages
 
 
 def main() -> None:
@@ -47,10 +50,13 @@ def main() -> None:
     rows = []
     for label, variants in (("after: edited", edited), ("before: exported", exported), ("after: edited", edited)):
         load_before = os.getloadavg()[0]
-        seconds, messages = _prepare_s(variants, settings)
+        each, messages = _prepare_s(variants, settings)
+        seconds = sum(each)
         rows.append({"method": label, "variants": len(variants), "prepare_s": round(seconds, 2),
+                     "original_s": round(each[0], 2), "per_drop_median_s": round(float(np.median(each[1:])), 2),
                      "load_average_1min_before": round(load_before, 2), "log": messages})
-        print(f"{label:18s} {len(variants)} variants: {seconds:6.1f} s (1-min load average {load_before:.1f})")
+        print(f"{label:18s} {len(variants)} variants: {seconds:6.1f} s (original {each[0]:.1f} s, each drop "
+              f"{np.median(each[1:]):.2f} s; 1-min load average {load_before:.1f})")
     after = min(r["prepare_s"] for r in rows if r["method"].startswith("after"))
     before = next(r["prepare_s"] for r in rows if r["method"].startswith("before"))
     result = {"model": "efficientnet_lite0", "resolution": 224, "precision": "fp32", "cores": os.cpu_count(),
