@@ -14,6 +14,7 @@ import copy
 import os
 import random
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 from torch import nn
 
 from pipeline.core.errors import UsageError
-from pipeline.core.progress import ProgressFactory, silent
+from pipeline.core.progress import Log, ProgressFactory, silent
 from profilers.fingerprint import DeviceFingerprint
 from profilers.stats import median_is_stable
 
@@ -67,6 +68,11 @@ class Measurement:
     elapsed_s: float
 
 
+def _warn(message: str) -> None:
+    """The default log: a warning, so that nothing the profiler decides goes unsaid."""
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
 class Profiler(ABC):
     """Measures whole-network latency of several variants on one device, with one backend."""
 
@@ -78,6 +84,7 @@ class Profiler(ABC):
 
     def __init__(self, settings: ProfileSettings):
         self.settings = settings
+        self.log: Log = _warn  # what the profiler decided on its own (a fallback it took); a run sets its log
 
     # -- lifecycle: heavy runtime objects live between __enter__ and __exit__ --------------
     def __enter__(self) -> "Profiler":

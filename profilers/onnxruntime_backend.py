@@ -4,11 +4,14 @@ Besides FP32 it measures every static INT8 scheme onnxruntime offers (exporters.
 a network variant is exported once, then quantized in the profiler's precision. Calibration images are
 random for timing: the scheme fixes the graph and so the latency, calibration only sets the scales.
 Exported files are kept for the profiler's life, so a sibling profiler in another precision
-(`at_precision`) quantizes the same exports instead of exporting again.
+(`at_precision`) quantizes the same exports instead of exporting again. A variant that is its base network
+minus blocks (pipeline.network.surgery.drop_blocks records it) is not exported at all: its file is the base's
+file with those blocks' nodes deleted (exporters.onnx_drop), timed only once it matched the PyTorch variant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 from pathlib import Path
@@ -90,21 +93,95 @@ class OnnxRuntimeCpuProfiler(Profiler):
 
     def _file_for(self, module: torch.nn.Module, example: torch.Tensor) -> Path:
         """The module's ONNX file in the profiler's precision (a file given as a variant runs as it is)."""
-        from exporters.onnx_file import export_onnx
         from exporters.onnx_int8 import get_scheme, quantize_onnx
 
-        digest = _network_digest(module, example)
-        fp32 = self._exports.get(digest)
-        if fp32 is None:
-            fp32 = export_onnx(module, example, Path(self._tmp.name) / f"{digest}.onnx")
-            self._exports[digest] = fp32
+        fp32 = self._fp32_file(module, example)
         if self.settings.precision == "fp32":
             return fp32
-        target = fp32.with_name(f"{digest}.{self.settings.precision}.onnx")
+        target = fp32.with_name(f"{fp32.stem}.{self.settings.precision}.onnx")
         if not target.exists():
             calibration = torch.randn(TIMING_CALIBRATION_IMAGES, *example.shape[1:])
             quantize_onnx(fp32, target, calibration, get_scheme(self.settings.precision))
         return target
+
+    def _edited_from_base(self, module: torch.nn.Module, example: torch.Tensor, path: Path) -> bool:
+        """Write the FP32 file of a variant that is its base network minus blocks by dropping them from the base's
+        export (exported once per activation) instead of exporting the variant. Only when the edited file computes
+        what the variant computes on a fixed random input; False otherwise, said in the log, for a normal export."""
+        import onnx
+
+        from exporters.onnx_check import compare_outputs
+        from exporters.onnx_drop import BlockRegionError, drop_blocks_onnx, drop_origin, same_weights_as_base
+        from pipeline.core.atomic import atomic_path
+
+        origin = drop_origin(module)
+        if origin is None or origin.base is None:  # not a variant made by dropping blocks, or its base is gone
+            return False
+        dropped = ", ".join(origin.blocks) or "no block"
+        with _one_torch_thread():
+            same = same_weights_as_base(module, origin)
+        if not same:
+            self.log(f"onnxruntime: the variant without {dropped} no longer holds its base network's weights; "
+                     "exported it the normal way")
+            return False
+        base_file = self._fp32_file(origin.base, example)
+        try:
+            edited = drop_blocks_onnx(onnx.load(str(base_file)), origin.blocks)
+        except BlockRegionError as exc:
+            self.log(f"onnxruntime: could not drop {dropped} from the original's ONNX file ({exc}); exported the "
+                     "variant the normal way")
+            return False
+        with atomic_path(path) as tmp:
+            onnx.save(edited, str(tmp))
+        images = torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
+        with _one_torch_thread(), torch.no_grad():
+            reference = module.eval()(images)
+        try:
+            check = compare_outputs(_run_once(path, images), reference)
+            problem = "" if check["passed"] else f"max error {check['max_abs_error']:.3g}"
+        except Exception as exc:  # onnxruntime raises its own classes; any of them means the file is not usable
+            problem = f"onnxruntime cannot run it: {(str(exc).splitlines() or [''])[0][:200]}"
+        if problem:
+            path.unlink()
+            self.log(f"onnxruntime: the ONNX file edited to drop {dropped} disagrees with the PyTorch variant "
+                     f"({problem}); exported the variant the normal way")
+            return False
+        return True
+
+    def _fp32_file(self, module: torch.nn.Module, example: torch.Tensor) -> Path:
+        """The module's FP32 ONNX file, made once per activation: edited from its base network's file when it is
+        that network minus blocks, else exported."""
+        from exporters.onnx_file import export_onnx
+
+        digest = _network_digest(module, example)
+        if digest not in self._exports:
+            path = Path(self._tmp.name) / f"{digest}.onnx"
+            if not self._edited_from_base(module, example, path):
+                export_onnx(module, example, path)
+            self._exports[digest] = path
+        return self._exports[digest]
+
+
+def _run_once(path: Path, images: torch.Tensor) -> np.ndarray:
+    """The file's output on `images` (its whole static batch at once), on one onnxruntime thread."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Small PyTorch work (one image, comparing weights) on one thread: on a busy machine two threads took 0.15 to
+    3 s for one EfficientNet-Lite0 image at 224 px (waiting for each other), one thread 0.05 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _network_digest(module: torch.nn.Module, example: torch.Tensor) -> str:

@@ -10,6 +10,7 @@ import copy as copy_module
 
 from torch import nn
 
+from exporters.onnx_drop import mark_dropped
 from pipeline.core.errors import UsageError
 
 
@@ -30,9 +31,15 @@ def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def drop_blocks(model: nn.Module, names: list[str] | tuple[str, ...], copy: bool = True) -> nn.Module:
-    """Return `model` with each named block replaced by the identity (on a deep copy unless copy=False)."""
+    """Return `model` with each named block replaced by the identity (on a deep copy unless copy=False).
+
+    A copy records that it is `model` without `names` (exporters.onnx_drop.DropOrigin): a profiler then makes its
+    ONNX file by editing the original's instead of exporting it again.
+    """
     target = copy_module.deepcopy(model) if copy else model
     for name in names:
         get_submodule(target, name)
         set_submodule(target, name, nn.Identity())
+    if copy:
+        mark_dropped(target, model, tuple(names))
     return target

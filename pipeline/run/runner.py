@@ -40,6 +40,8 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
     settings = profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels)
     measures = ctx.measurable and world.is_main
     profiler = get_profiler(config.target, config.backend, settings) if measures else None
+    if profiler is not None:
+        profiler.log = log  # a fallback the profiler takes (a variant exported after all) goes to the run's log
     with profiler or contextlib.nullcontext():
         profiled = world.main_only(lambda: _profile(ctx, profiler), "latency table and precisions (profiling is "
                                    "not distributed: ranks would disturb each other's timings)", log)

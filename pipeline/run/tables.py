@@ -53,6 +53,7 @@ def profile_table(request: ProfileRequest, progress: ProgressFactory = silent, l
     if request.profile_time_cap:
         settings = replace(settings, time_cap_s=request.profile_time_cap)
     with get_profiler(request.target, request.backend, settings) as profiler:
+        profiler.log = log
         choice = obtain_table(loaded, structure, profiler, TableStore(paths.table_store_dir()), None,
                               request.reprofile, progress, log)
         if not request.validate:
