@@ -116,9 +116,12 @@ def following_batchnorms(network: nn.Module) -> dict[str, nn.modules.batchnorm._
 class FakeQuantization:
     """Fake quantization attached to `network`'s Conv2d and Linear layers (`attach`, `remove`, or `with`)."""
 
-    def __init__(self, network: nn.Module, rule: QuantizationRule):
+    def __init__(self, network: nn.Module, rule: QuantizationRule, fp32_end_layers: int = 0):
         self.network, self.rule = network, rule
-        self.layers = {n: m for n, m in network.named_modules() if isinstance(m, QUANTIZED_LAYERS)}
+        layers = [(n, m) for n, m in network.named_modules() if isinstance(m, QUANTIZED_LAYERS)]
+        if fp32_end_layers:  # mixed precision keeps the first and last N compute layers in FP32: not rounded
+            layers = layers[fp32_end_layers:-fp32_end_layers]
+        self.layers = dict(layers)
         self.batchnorms = {} if rule.per_channel else following_batchnorms(network)
         self.grids: dict[str, ActivationGrid] = {}  # each layer's input
         self.output_grids: dict[str, ActivationGrid] = {}  # each Linear's output
@@ -185,6 +188,11 @@ class FakeQuantization:
         return forward
 
 
-def fake_quantized(network: nn.Module, scheme: str, calibration: torch.Tensor) -> FakeQuantization:
-    """`network` computing as `scheme` will quantize it, calibrated on `calibration` (attached; `.remove()`)."""
-    return FakeQuantization(network, QuantizationRule.of(scheme)).calibrate(calibration).attach()
+def fake_quantized(network: nn.Module, scheme: str, calibration: torch.Tensor,
+                   fp32_end_layers: int = 0) -> FakeQuantization:
+    """`network` computing as `scheme` will quantize it, calibrated on `calibration` (attached; `.remove()`).
+
+    `fp32_end_layers`: the first and last N Conv2d/Linear layers (in registration order, which for the
+    supported families is graph order) stay in FP32, as the mixed-precision step keeps them."""
+    rule = QuantizationRule.of(scheme)
+    return FakeQuantization(network, rule, fp32_end_layers).calibrate(calibration).attach()

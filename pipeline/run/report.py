@@ -214,6 +214,7 @@ def _recovery_section(data: dict) -> list[str]:
         *([] if ev["report_source"] == "validation folder" else ["", TINY_SET_REPORT_CAUTION]),
         "",
         *_agreement_table(ev["report"], candidates),
+        *_quantization_aware_lines(ev.get("quantization_aware") or []),
     ]
     skipped = data.get("data", {}).get("tiny_set", {}).get("skipped", {})
     if skipped:
@@ -253,6 +254,23 @@ def _recipes_lines(rec: dict, ev: dict) -> list[str]:
         lines.append(f"| {t['recipe']} | {t['stopped']} | {t['lr']:.3g} | {t['steps']} | "
                      f"{t['selection_kl_before']:.4g} -> {t['selection_kl_after']:.4g} | {agreement} | "
                      f"{t['seconds']:.1f} |")
+    return lines
+
+
+def _quantization_aware_lines(rows: list[dict]) -> list[str]:
+    """Each INT8 network's two figures on the report images: quantized after recovery, recovered while quantized."""
+    if not rows:
+        return []
+    lines = ["", "Quantization-aware recovery (`--recovery-quantization-aware`): the INT8 network also trained through "
+             "its scheme's rounding (fake quantization), beside the same network quantized after recovery (with no "
+             "block dropped: quantized without finetuning); both are quantized by onnxruntime and judged on the "
+             "report images above.", "",
+             "| INT8 network | scheme | recover-then-quantize | quantization-aware | deployed |", "|---|---|---|---|---|"]
+    for row in rows:
+        blocks = f"{len(row['dropped'])} blocks dropped" if row["dropped"] else "no block dropped"
+        aware = _pct(row["quantization_aware_top1"]) if row["offered"] else f"not offered: {row['why_not_offered']}"
+        lines.append(f"| {blocks} | {row['precision']} | {_pct(row['recover_then_quantize_top1'])} "
+                     f"(`{row['compared_with']}`) | {aware} | {'yes' if row['deployed'] else 'no'} |")
     return lines
 
 
