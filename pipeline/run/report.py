@@ -56,7 +56,7 @@ def deployed_summary(data: dict) -> dict:
                "network": ev.get("deployed")}
     sel = data["selection"]
     index = sel.get("precision_plan")
-    if index is not None and ev.get("deployed", "").endswith("no block dropped"):
+    if index is not None and ", no block dropped" in ev.get("deployed", ""):  # plain, or quantization-aware
         plan = sel["plans"][index]
         summary.update(predicted_ratio=plan["predicted_ratio"], measured_ratio=plan["measured_ratio"],
                        meets_budget=plan["meets_budget"], plan=plan["name"])
