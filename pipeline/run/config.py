@@ -67,7 +67,7 @@ class RunConfig:
         return data
 
 
-# settings added after run folders were first written (issues 3, 4 and 7), with their defaults. precision: a
+# settings added after run folders were first written (issues 3, 4, 7 and 15), with their defaults. precision: a
 # folder written when fp32 was the default (no precision key) reopens under today's default, auto; its finished
 # stages stand, and an unfinished selection is planned in every precision
 _ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,

@@ -238,9 +238,11 @@ def _recipes_lines(rec: dict, ev: dict) -> list[str]:
     from pipeline.run.deployment import recipe_candidate
 
     report = ev["report"]
+    chosen = ("none: no block was dropped, only the quantization-aware finetune trained" if rec.get("skipped")
+              else rec["recipe"] or "none (no recipe beat the unrecovered network)")
     lines = [f"Recipes tried within {rec['recovery_time_s']:g} s of recovery time (each stops when the selection "
              "split stops improving; learning rate from a range test). `recovered` below is the recipe with the "
-             f"lowest selection-split KL: **{rec['recipe'] or 'none (no recipe beat the unrecovered network)'}**.",
+             f"lowest selection-split KL: **{chosen}**.",
              "",
              "| recipe | outcome | lr | steps | selection KL (before -> kept) | report top-1 agreement | seconds |",
              "|---|---|---|---|---|---|---|"]

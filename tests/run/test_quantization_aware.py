@@ -192,7 +192,7 @@ def test_the_quantization_aware_candidate_ships_when_it_agrees_more(image_folder
     assert "| 1 blocks dropped | int8-qdq-u8s8-channel |" in lines and "(`recovered`)" in lines and "| yes |" in lines
 
 
-@pytest.mark.parametrize("aware_wrong", [2, 1], ids=["ties", "agrees-less"])
+@pytest.mark.parametrize("aware_wrong", [2, 1], ids=["agrees-less", "ties"])
 def test_the_quantization_aware_candidate_does_not_ship_unless_it_agrees_more(image_folder, tmp_path, monkeypatch,
                                                                               aware_wrong):
     folder, _ = _forced_evaluation(tmp_path, image_folder, monkeypatch, {1.0: 1, 2.0: aware_wrong})
