@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from exporters.onnx_int8 import get_scheme
@@ -177,15 +176,22 @@ class FakeQuantization:
         per_channel = self.rule.per_channel
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            x = _on_grid(x, grid)
             fold = batchnorm_fold(batchnorm) if batchnorm is not None else None
-            weight = fake_quantized_weight(layer.weight, per_channel, fold)
-            if isinstance(layer, nn.Linear):
-                y = F.linear(x, weight, layer.bias)
-                return _on_grid(y, output) if output is not None else y
-            return layer._conv_forward(x, weight, layer.bias)
+            y = _with_weight(layer, fake_quantized_weight(layer.weight, per_channel, fold), _on_grid(x, grid))
+            return _on_grid(y, output) if output is not None else y
 
         return forward
+
+
+def _with_weight(layer: nn.Module, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The layer's own class forward (a subclass may pad its own way: EfficientNet-Lite's 'SAME' convolutions)
+    computed with `weight` in place of its parameter, which is put back afterwards."""
+    parameter = layer._parameters["weight"]
+    layer._parameters["weight"] = weight  # read as layer.weight by the forward; the graph leads back to the parameter
+    try:
+        return type(layer).forward(layer, x)
+    finally:
+        layer._parameters["weight"] = parameter
 
 
 def fake_quantized(network: nn.Module, scheme: str, calibration: torch.Tensor,

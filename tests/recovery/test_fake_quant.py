@@ -65,6 +65,20 @@ def test_removing_it_leaves_the_plain_network_with_the_same_keys_and_outputs():
     assert all("forward" not in m.__dict__ for m in network.modules())
 
 
+def test_a_convolution_with_its_own_forward_keeps_it():
+    """EfficientNet-Lite's convolutions pad like TensorFlow's 'SAME' in their own forward: rounding must not skip it."""
+    from pipeline.models.efficientnet_lite import SamePadConv2d
+
+    network = torch.nn.Sequential(SamePadConv2d(3, 4, 3, stride=2, bias=False), torch.nn.ReLU()).eval()
+    images = torch.rand(4, 3, 15, 15)
+    plain = network(images).detach()
+    with fake_quantized(network, "int8-qdq-u8s8-channel", images):
+        rounded = network(images).detach()
+    assert rounded.shape == plain.shape and not torch.equal(rounded, plain)
+    assert (rounded - plain).abs().max() < 0.05 * plain.abs().max()
+    assert isinstance(network[0].weight, torch.nn.Parameter)  # put back after the forward
+
+
 def test_activation_grids_follow_onnxruntime():
     # uint8: [0, 255] over [min(low, 0), max(high, 0)]; int8 activations asymmetric on [-128, 127]
     grid = activation_grid(-1.0, 3.0, "uint8")
