@@ -255,8 +255,7 @@ def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_
     recipes = fp32_recipes + [recipe_of(t) for t in found]
     ctx.log(f"trying {len(recipes)} recovery recipes within {preset.recovery_time_s:g} s: "
             + ", ".join(r.name for r in recipes))
-    make = student_maker(teacher, dropped, found, calibration_images(ctx),
-                         lambda t: int((int8_options(selection, t.precision, t.dropped) or {}).get("fp32_end_layers", 0)))
+    make = student_maker(teacher, dropped, found, calibration_images(ctx), _kept_fp32_end_layers(selection))
     trials = try_recipes(teacher, lambda: drop_blocks(teacher, dropped), dropped, ctx.structure, ctx.train,
                          selection_images, ctx.prep, preset.recovery, recipes,
                          preset.recovery_time_s, ctx.folder.path, preset.schedule, ctx.config.seed, ctx.progress,
@@ -276,6 +275,14 @@ def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_
     return best.state_dict, record | {"losses": best.losses or [], "kept": "recovered", "best_step": chosen["best_step"],
                                       "selection_kl_before": chosen["selection_kl_before"],
                                       "selection_kl_after": chosen["selection_kl_after"], "checks": chosen["checks"]}
+
+
+def _kept_fp32_end_layers(selection: dict):
+    """How many end layers the mixed-precision step keeps in FP32 for a target's network (fake quantization
+    leaves them unrounded, as onnxruntime will)."""
+    def per_end(target) -> int:
+        return int((int8_options(selection, target.precision, target.dropped) or {}).get("fp32_end_layers", 0))
+    return per_end
 
 
 # recovery.json's figures when no block was dropped (the original's state is kept; only a quantization-aware
