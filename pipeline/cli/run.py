@@ -60,6 +60,9 @@ from pipeline.cli.options import (
 @click.option("--recovery-views", type=click.Choice(["random", "confident"]), default=None,
               help="tiny-set views recovery mimics on: fresh random crops, or the quarter of 1024 random crops the "
                    "original classifies most confidently (default: the preset's, random).")
+@click.option("--recovery-quantization-aware", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="when an INT8 network may ship, also recover it with the INT8 scheme's rounding in the loop (fake "
+                   "quantization; one more trial within --recovery-time); the report images choose.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")

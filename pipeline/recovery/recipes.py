@@ -43,6 +43,17 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 
 DEFAULT_RECIPES = tuple(RECIPES)
 
+# Quantization-aware recovery (issue 15): all-bn-frozen with the deployed INT8 scheme's rounding in the loop
+# (fake_quant.py), so "recover, then quantize" and "recover while quantized" differ only in that rounding. Not
+# in RECIPES: the run tries them only when an INT8 network may ship, on a student it fake-quantizes, and each
+# competes on the report images as a candidate of its own, never as `recovered`.
+QUANTIZATION_AWARE = Recipe(
+    "quantization-aware", "every parameter trains through the INT8 scheme's rounding (fake quantization), BatchNorm "
+    "frozen, mimicking the FP32 original's features; quantized by onnxruntime afterwards like the others", "mimic")
+QUANTIZATION_AWARE_WHOLE = Recipe(
+    "quantization-aware-whole-network", "the original network, no block dropped, finetuned the same way "
+    "(quantization-aware finetuning by mimicking) for the INT8 plan that meets the budget alone", "mimic")
+
 
 def get_recipes(names: tuple[str, ...] | list[str]) -> list[Recipe]:
     unknown = [n for n in names if n not in RECIPES]

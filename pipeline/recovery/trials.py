@@ -54,8 +54,13 @@ def try_recipes(teacher: nn.Module, make_student: Callable[[], nn.Module], dropp
                 structure: NetworkStructure, train_set: TinySet, selection_images: torch.Tensor, prep: Preprocessing,
                 base: RecoverySettings, recipes: list[Recipe], time_budget_s: float, folder: Path | None,
                 schedule: ScheduleSettings = ScheduleSettings(), seed: int = 0, progress: ProgressFactory = silent,
-                log: Log = quiet_log, clock=time.monotonic) -> list[Trial]:
-    """Every recipe's trial, in order; finished ones found in `folder` are loaded, not redone."""
+                log: Log = quiet_log, clock=time.monotonic,
+                student_for: Callable[[Recipe], tuple[nn.Module, list[str]]] | None = None) -> list[Trial]:
+    """Every recipe's trial, in order; finished ones found in `folder` are loaded, not redone.
+
+    `student_for(recipe)`, when given, makes each recipe's student and the blocks it lacks (a recipe may train
+    another network than `make_student()` without `dropped`: the quantization-aware ones train a fake-quantized one).
+    """
     trials = [_load(folder, r.name) for r in recipes]
     spent = sum(t.summary["seconds"] for t in trials if t is not None)
     for i, recipe in enumerate(recipes):
@@ -69,7 +74,8 @@ def try_recipes(teacher: nn.Module, make_student: Callable[[], nn.Module], dropp
                                "reason": f"no recovery time left of {time_budget_s:g} s"})
         else:
             log(f"recipe {recipe.name} ({recipe.description}): up to {share:.0f} s")
-            trials[i] = _run(teacher, make_student(), dropped, structure, train_set, selection_images, prep, base,
+            student, without = student_for(recipe) if student_for is not None else (make_student(), dropped)
+            trials[i] = _run(teacher, student, without, structure, train_set, selection_images, prep, base,
                              recipe, clock() + share, folder, schedule, seed, progress, log, clock)
             spent += trials[i].summary["seconds"]
         _save(folder, trials[i])

@@ -31,6 +31,7 @@ class RunConfig:
     recovery_blends: str | None = None  # "0.5", "0.25,0.5" or "none": blends offered for deployment
     recovery_views: str | None = None  # "random" or "confident": which tiny-set views recovery mimics on
     recovery_time: float | None = None  # seconds the recipes share (None: the preset's)
+    recovery_quantization_aware: str = "on"  # "on": INT8 networks that may ship also get a fake-quantized recovery
     batch_size: int | None = None
     latency_table: str | None = None
     threads: int = 0
@@ -66,13 +67,14 @@ class RunConfig:
         return data
 
 
-# settings added after run folders were first written (issues 3, 4 and 7), with their defaults. precision: a
+# settings added after run folders were first written (issues 3, 4, 7 and 15), with their defaults. precision: a
 # folder written when fp32 was the default (no precision key) reopens under today's default, auto; its finished
 # stages stand, and an unfinished selection is planned in every precision
 _ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
                 "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
                 "train_device": "auto", "recovery_synthetic": None,
-                "recovery_blends": None, "recovery_views": None, "recovery_time": None, "mean": None, "std": None, "crop_fraction": None,
+                "recovery_blends": None, "recovery_views": None, "recovery_time": None,
+                "recovery_quantization_aware": "on", "mean": None, "std": None, "crop_fraction": None,
                 "interpolation": None}
 
 

@@ -18,6 +18,7 @@ from pipeline.recovery.recover import blended_state
 from pipeline.recovery.trials import recipe_files
 from pipeline.run.context import RunContext, save_timings, timed
 from pipeline.run.plan_stages import int8_options
+from pipeline.run.quantization_aware import QuantizationAwareTarget
 from pipeline.run.runfolder import RunFolder
 
 # the recovery stage's output, and the network the run deploys (recovered or not, chosen on held-out images)
@@ -33,8 +34,9 @@ def rebuild_compressed(loaded: LoadedModel, folder: RunFolder, state_file: str =
 
 
 def stage_evaluation(ctx: RunContext) -> None:
-    """Compare, on held-out images and each in its deployed precision, the networks recovery offers and the
-    precision-only plan when one meets the budget; deploy the one that agrees best."""
+    """Compare, on held-out images and each in its deployed precision, the networks recovery offers (the
+    quantization-aware ones among them) and the precision-only plan when one meets the budget; deploy the one
+    that agrees best."""
     folder = ctx.folder
     if folder.has("evaluation.json"):
         return
@@ -42,37 +44,79 @@ def stage_evaluation(ctx: RunContext) -> None:
     dropped = folder.read_json("dropped_blocks.json")["dropped"]
     selection = folder.read_json("selection.json")
     recovered_file = RECOVERED if folder.has(RECOVERED) else COMPRESSED  # run folders written before RECOVERED
-    kept = folder.read_json("recovery.json")["kept"]
+    recovery = folder.read_json("recovery.json")
+    kept = recovery["kept"]
     networks = _candidate_networks(ctx, dropped, rebuild_compressed(ctx.loaded, folder, recovered_file), kept,
                                    selection.get("precision", "fp32"))
+    aware = _quantization_aware_candidates(ctx, recovery)
+    networks.update({n: (net, p) for n, (net, p, blocks) in aware.items() if blocks})
     rival = _precision_only_candidate(ctx, selection)
     networks.update(rival)
+    networks.update({n: (net, p) for n, (net, p, blocks) in aware.items() if not blocks})
+    standalone = list(rival) + [n for n, (_, _, blocks) in aware.items() if not blocks]  # no block dropped
+    dropped_of = {name: [] if name in standalone else dropped for name in networks}
     calibration = eval_tensors(ctx.train, ctx.prep)[:CALIBRATION_IMAGES]
     with timed(ctx, "evaluation_s"):
-        options = {name: int8_options(selection, precision, [] if name in rival else dropped)
+        options = {name: int8_options(selection, precision, dropped_of[name])
                    for name, (_, precision) in networks.items()}
         result = _evaluate_candidates(teacher, networks, {"report": ctx.report_set, "train": ctx.train}, ctx.prep,
                                       calibration, labelled="report", options=options)
     report = result["report"]
-    recovery_names = [n for n in networks if n not in rival]
-    eligible = (recovery_names if kept == "recovered" else ["unrecovered"]) + list(rival)
-    if selection.get("chosen_plan", 0) is None and rival:  # no plan with blocks: the original does not meet it
-        eligible = list(rival)
+    recovery_names = [n for n in networks if n not in standalone and n not in aware]
+    eligible = (recovery_names if kept == "recovered" else ["unrecovered"]) + [n for n in aware if n not in standalone]
+    eligible += standalone
+    if selection.get("chosen_plan", 0) is None and standalone:  # no plan with blocks: the original does not meet it
+        eligible = standalone
     deployed = _best_candidate(_restricted(report, eligible))
-    recovery_choice = deployed if deployed not in rival else _best_candidate(_restricted(report, [
-        n for n in eligible if n not in rival] or ["unrecovered"]))
-    _save_deployed(ctx, networks, deployed, [] if deployed in rival else dropped, options[deployed])
+    recovery_choice = deployed if deployed in recovery_names else _best_candidate(_restricted(report, [
+        n for n in eligible if n in recovery_names] or ["unrecovered"]))
+    _save_deployed(ctx, networks, deployed, dropped_of[deployed], options[deployed])
     gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
+    compared = quantization_aware_comparison(recovery, report, deployed)
     folder.write_json("evaluation.json", {
         "report_source": ctx.report_source, "candidates": list(networks), **result,
         "recovered_gain": report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"],
         "agreement_gain": gain, "deployed": deployed, "deployed_precision": networks[deployed][1],
+        "quantization_aware": compared,
         "verdict": _verdict(_restricted(report, recovery_names), kept, recovery_choice, not dropped)
-                   + _precision_verdict(report, rival, deployed),
+                   + _precision_verdict(report, rival, deployed) + _quantization_verdict(compared, deployed),
     })
     save_timings(ctx)
 
 
+def _quantization_aware_candidates(ctx: RunContext, recovery: dict) -> dict[str, tuple]:
+    """Each quantization-aware trial that beat its start (the fake-quantized network it trained from) on the
+    selection split: candidate name -> (its FP32 network, the precision it deploys in, its dropped blocks)."""
+    trials = {t["recipe"]: t for t in recovery.get("recipes", [])}
+    found = {}
+    for entry in recovery.get("quantization_aware", []):
+        target = QuantizationAwareTarget.from_dict(entry)
+        trial = trials.get(target.recipe, {})
+        if trial.get("status") != "finished" or trial.get("kept") != "recovered":
+            continue
+        network = drop_blocks(ctx.loaded.module, target.dropped)
+        network.load_state_dict(torch.load(recipe_files(ctx.folder.path, target.recipe)[1], map_location="cpu",
+                                           weights_only=True))
+        found[target.candidate] = (network.eval(), target.precision, target.dropped)
+    return found
+
+
+def quantization_aware_comparison(recovery: dict, report: dict, deployed: str) -> list[dict]:
+    """Per INT8 network that got a quantization-aware trial: its report-image figures beside those of the same
+    network quantized after recovery (or, with no block dropped, quantized without finetuning)."""
+    trials = {t["recipe"]: t for t in recovery.get("recipes", [])}
+    rows = []
+    for entry in recovery.get("quantization_aware", []):
+        trial = trials.get(entry["recipe"], {})
+        offered = entry["candidate"] in report
+        why = None if offered else (trial.get("reason") or "it did not beat the fake-quantized network it started "
+                                    "from on the selection split") if trial else "it did not run"
+        rows.append(entry | {
+            "offered": offered, "why_not_offered": why, "deployed": deployed == entry["candidate"],
+            "recover_then_quantize_top1": report.get(entry["compared_with"], {}).get("top1_agreement"),
+            "quantization_aware_top1": report[entry["candidate"]]["top1_agreement"] if offered else None,
+        })
+    return rows
 
 
 def _restricted(report: dict, names: list[str]) -> dict:
@@ -123,11 +167,14 @@ def _candidate_networks(ctx: RunContext, dropped: list[str], recovered: torch.nn
 
 def _other_recipes(ctx: RunContext, dropped: list[str], precision: str) -> dict:
     """Each finished recipe that beat the unrecovered network on the selection split, other than the one
-    called "recovered" (the lowest selection KL): the report images choose among them all."""
+    called "recovered" (the lowest selection KL) and the quantization-aware ones: the report images choose
+    among them all."""
     recovery = ctx.folder.read_json("recovery.json")
+    aware = {t["recipe"] for t in recovery.get("quantization_aware", [])}  # candidates of their own
     networks = {}
     for trial in recovery.get("recipes", []):
-        if trial["status"] != "finished" or trial["kept"] != "recovered" or trial["recipe"] == recovery["recipe"]:
+        if trial["status"] != "finished" or trial["kept"] != "recovered" or trial["recipe"] == recovery["recipe"] \
+                or trial["recipe"] in aware:
             continue
         network = drop_blocks(ctx.loaded.module, dropped)
         network.load_state_dict(torch.load(recipe_files(ctx.folder.path, trial["recipe"])[1], map_location="cpu",
@@ -143,6 +190,9 @@ def recipe_name(recipe: str) -> str:
 
 def recipe_candidate(recovery: dict, recipe: str) -> str:
     """The candidate network a recipe of recovery.json became."""
+    aware = {t["recipe"]: t["candidate"] for t in recovery.get("quantization_aware", [])}
+    if recipe in aware:
+        return aware[recipe]
     return "recovered" if recipe == recovery.get("recipe") else recipe_name(recipe)
 
 
@@ -221,6 +271,22 @@ def _precision_verdict(report: dict, rival: dict, deployed: str) -> str:
         return (f"; the ORIGINAL NETWORK IN {rival[name][1].upper()} (no block dropped) meets the budget alone and agreed "
                 f"most on the report images ({figure}): it was deployed instead")
     return f"; the original network in {rival[name][1]} (no block dropped) also meets the budget and agreed {figure}"
+
+
+def _quantization_verdict(compared: list[dict], deployed: str) -> str:
+    parts = []
+    for row in compared:
+        if not row["offered"]:
+            parts.append(f"quantization-aware recovery ({row['candidate']}) was not offered: {row['why_not_offered']}")
+            continue
+        figures = (f"{100 * row['quantization_aware_top1']:.1f}% against {100 * row['recover_then_quantize_top1']:.1f}% "
+                   f"for {row['compared_with']} in {row['precision']}")
+        if row["deployed"]:
+            parts.append(f"QUANTIZATION-AWARE recovery ({row['candidate']}) agreed most on the report images "
+                         f"({figures}): it was deployed")
+        else:
+            parts.append(f"quantization-aware recovery ({row['candidate']}) agreed {figures}")
+    return "".join(f"; {p}" for p in parts)
 
 
 def _counted(change: dict) -> str:

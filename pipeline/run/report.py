@@ -56,7 +56,7 @@ def deployed_summary(data: dict) -> dict:
                "network": ev.get("deployed")}
     sel = data["selection"]
     index = sel.get("precision_plan")
-    if index is not None and ev.get("deployed", "").endswith("no block dropped"):
+    if index is not None and ", no block dropped" in ev.get("deployed", ""):  # plain, or quantization-aware
         plan = sel["plans"][index]
         summary.update(predicted_ratio=plan["predicted_ratio"], measured_ratio=plan["measured_ratio"],
                        meets_budget=plan["meets_budget"], plan=plan["name"])
@@ -214,6 +214,7 @@ def _recovery_section(data: dict) -> list[str]:
         *([] if ev["report_source"] == "validation folder" else ["", TINY_SET_REPORT_CAUTION]),
         "",
         *_agreement_table(ev["report"], candidates),
+        *_quantization_aware_lines(ev.get("quantization_aware") or []),
     ]
     skipped = data.get("data", {}).get("tiny_set", {}).get("skipped", {})
     if skipped:
@@ -237,9 +238,11 @@ def _recipes_lines(rec: dict, ev: dict) -> list[str]:
     from pipeline.run.deployment import recipe_candidate
 
     report = ev["report"]
+    chosen = ("none: no block was dropped, only the quantization-aware finetune trained" if rec.get("skipped")
+              else rec["recipe"] or "none (no recipe beat the unrecovered network)")
     lines = [f"Recipes tried within {rec['recovery_time_s']:g} s of recovery time (each stops when the selection "
              "split stops improving; learning rate from a range test). `recovered` below is the recipe with the "
-             f"lowest selection-split KL: **{rec['recipe'] or 'none (no recipe beat the unrecovered network)'}**.",
+             f"lowest selection-split KL: **{chosen}**.",
              "",
              "| recipe | outcome | lr | steps | selection KL (before -> kept) | report top-1 agreement | seconds |",
              "|---|---|---|---|---|---|---|"]
@@ -253,6 +256,23 @@ def _recipes_lines(rec: dict, ev: dict) -> list[str]:
         lines.append(f"| {t['recipe']} | {t['stopped']} | {t['lr']:.3g} | {t['steps']} | "
                      f"{t['selection_kl_before']:.4g} -> {t['selection_kl_after']:.4g} | {agreement} | "
                      f"{t['seconds']:.1f} |")
+    return lines
+
+
+def _quantization_aware_lines(rows: list[dict]) -> list[str]:
+    """Each INT8 network's two figures on the report images: quantized after recovery, recovered while quantized."""
+    if not rows:
+        return []
+    lines = ["", "Quantization-aware recovery (`--recovery-quantization-aware`): the INT8 network also trained through "
+             "its scheme's rounding (fake quantization), beside the same network quantized after recovery (with no "
+             "block dropped: quantized without finetuning); both are quantized by onnxruntime and judged on the "
+             "report images above.", "",
+             "| INT8 network | scheme | recover-then-quantize | quantization-aware | deployed |", "|---|---|---|---|---|"]
+    for row in rows:
+        blocks = f"{len(row['dropped'])} blocks dropped" if row["dropped"] else "no block dropped"
+        aware = _pct(row["quantization_aware_top1"]) if row["offered"] else f"not offered: {row['why_not_offered']}"
+        lines.append(f"| {blocks} | {row['precision']} | {_pct(row['recover_then_quantize_top1'])} "
+                     f"(`{row['compared_with']}`) | {aware} | {'yes' if row['deployed'] else 'no'} |")
     return lines
 
 

@@ -23,6 +23,8 @@ from pipeline.recovery.recoverability import score_recoverability, scoring_cost
 from pipeline.recovery.trials import best_by_selection, try_recipes
 from pipeline.run.context import PARTIAL_SCORES, RunContext, save_timings, timed
 from pipeline.run.deployment import COMPRESSED, RECOVERED
+from pipeline.run.plan_stages import calibration_images, int8_options
+from pipeline.run.quantization_aware import check_setting, recipe_of, student_maker, targets
 from profilers import LatencyTable, TableStore
 
 
@@ -168,7 +170,7 @@ def _recovery_todo(ctx: RunContext) -> dict | None:
     if folder.has("recovery.json") and (folder.has(RECOVERED) or folder.has(COMPRESSED)):
         return None
     selection = folder.read_json("selection.json")
-    if not selection["dropped"]:
+    if not selection["dropped"] and not quantization_aware_targets(ctx, selection):
         _skip_recovery(ctx, selection)
         return None
     checkpoint = folder.file("recovery_checkpoint.pt")
@@ -220,9 +222,18 @@ def _world_record(ctx: RunContext) -> dict:
     return {"ranks": ctx.world.size, "batch_per_rank": batch, "effective_batch": batch * ctx.world.size}
 
 
+def quantization_aware_targets(ctx: RunContext, selection: dict):
+    """The INT8 networks that get a quantization-aware candidate: none unless the recipes are tried (the fast
+    preset without an explicit --recovery or --recovery-steps) and --recovery-quantization-aware is on."""
+    if not ctx.preset.recipes:
+        return []
+    return targets(selection, check_setting(ctx.config.recovery_quantization_aware))
+
+
 def _recover_by_recipes_and_save(ctx: RunContext, dropped: list[str], precision: str) -> None:
     selection_images = eval_tensors(ctx.selection, ctx.prep)
-    ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})")
+    ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})" if dropped
+            else f"no block dropped: only quantization-aware finetuning (training on {ctx.train_device.type})")
     with timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher:
         state, record = _recover_by_recipes(ctx, teacher, dropped, selection_images)
     folder = ctx.folder
@@ -238,17 +249,23 @@ def _recover_by_recipes_and_save(ctx: RunContext, dropped: list[str], precision:
 def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_images) -> tuple[dict, dict]:
     """Every recipe within the recovery time; the state recovery.json calls "recovered" is the recipe with the
     lowest selection-split KL; every finished recipe's state stays in the folder for the report images to judge."""
-    preset = ctx.preset
-    ctx.log(f"trying {len(preset.recipes)} recovery recipes within {preset.recovery_time_s:g} s: "
-            + ", ".join(preset.recipes))
+    preset, selection = ctx.preset, ctx.folder.read_json("selection.json")
+    found = quantization_aware_targets(ctx, selection)
+    fp32_recipes = get_recipes(preset.recipes) if dropped else []  # no block dropped: nothing to recover in FP32
+    recipes = fp32_recipes + [recipe_of(t) for t in found]
+    ctx.log(f"trying {len(recipes)} recovery recipes within {preset.recovery_time_s:g} s: "
+            + ", ".join(r.name for r in recipes))
+    make = student_maker(teacher, dropped, found, calibration_images(ctx), _kept_fp32_end_layers(selection))
     trials = try_recipes(teacher, lambda: drop_blocks(teacher, dropped), dropped, ctx.structure, ctx.train,
-                         selection_images, ctx.prep, preset.recovery, get_recipes(preset.recipes),
+                         selection_images, ctx.prep, preset.recovery, recipes,
                          preset.recovery_time_s, ctx.folder.path, preset.schedule, ctx.config.seed, ctx.progress,
-                         ctx.log)
-    best = best_by_selection(trials)
+                         ctx.log, student_for=make)
+    best = best_by_selection([t for t in trials if t.name in {r.name for r in fp32_recipes}])
     summaries = [{k: v for k, v in t.summary.items() if k != "settings"} for t in trials]
     record = {"recipes": summaries, "recipe": best.name if best else None, "recovery_time_s": preset.recovery_time_s,
-              "schedule": preset.schedule.to_dict()}
+              "schedule": preset.schedule.to_dict(), "quantization_aware": [t.to_dict() for t in found]}
+    if not dropped:
+        return cpu_state(teacher.state_dict()), record | _NOTHING_RECOVERED
     if best is None:
         kl = next((t.summary["selection_kl_before"] for t in trials if t.finished), None)
         return cpu_state(drop_blocks(teacher, dropped).state_dict()), record | {
@@ -260,14 +277,26 @@ def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_
                                       "selection_kl_after": chosen["selection_kl_after"], "checks": chosen["checks"]}
 
 
+def _kept_fp32_end_layers(selection: dict):
+    """How many end layers the mixed-precision step keeps in FP32 for a target's network (fake quantization
+    leaves them unrounded, as onnxruntime will)."""
+    def per_end(target) -> int:
+        return int((int8_options(selection, target.precision, target.dropped) or {}).get("fp32_end_layers", 0))
+    return per_end
+
+
+# recovery.json's figures when no block was dropped (the original's state is kept; only a quantization-aware
+# finetune, judged as a candidate of its own, may have trained)
+_NOTHING_RECOVERED = {"losses": [], "kept": "unrecovered", "best_step": 0, "selection_kl_before": 0.0,
+                      "selection_kl_after": 0.0, "checks": [], "skipped": "no block dropped"}
+
+
 def _skip_recovery(ctx: RunContext, selection: dict) -> None:
     """No block dropped (a precision alone meets the budget): nothing to recover, the original's state is kept."""
     ctx.log("no block dropped in any plan that needs recovery: recovery is skipped")
     ctx.folder.save_tensors(RECOVERED, ctx.loaded.module.state_dict())
     _write_dropped_blocks(ctx, [], selection.get("precision", "fp32"))
-    ctx.folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": [],
-                                            "kept": "unrecovered", "best_step": 0, "selection_kl_before": 0.0,
-                                            "selection_kl_after": 0.0, "checks": [], "skipped": "no block dropped"})
+    ctx.folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), **_NOTHING_RECOVERED})
 
 
 def _write_dropped_blocks(ctx: RunContext, dropped: list[str], precision: str) -> None:

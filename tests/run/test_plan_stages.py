@@ -113,3 +113,22 @@ def test_when_only_a_precision_meets_the_budget_nothing_is_recovered_and_it_ship
     assert evaluation["deployed"] == f"{FAST_INT8}, no block dropped"  # the FP32 original cannot ship: too slow
     assert evaluation["verdict"].startswith("no block was dropped")
     assert json.loads((out / "export.json").read_text())["onnx-int8"]["deployed"]
+
+
+def test_an_int8_plan_alone_gets_a_quantization_aware_finetune_offered_to_the_report_images(
+        capsys, image_folder, tmp_path, int8_twice_as_fast, even_savings):
+    """The run as above, with the recipes tried (no --recovery-steps): the INT8 plan that meets the budget alone
+    is also finetuned through its rounding, within --recovery-time, and both figures reach the report."""
+    out = tmp_path / "aware"
+    at = FAST_RUN.index("--recovery-steps")
+    quick = FAST_RUN[:at] + FAST_RUN[at + 2:]
+    code, stdout, err = invoke(capsys, "run", "--model", TINY, *quick, "--precision", "auto", "--data",
+                               str(image_folder), "--latency-budget", "0.5", "--recovery-time", "8", "--out", str(out),
+                               "--threads", "1")
+    assert code == 0, err
+    recovery = json.loads((out / "recovery.json").read_text())
+    assert [t["recipe"] for t in recovery["recipes"]] == ["quantization-aware-whole-network"]
+    (row,) = json.loads((out / "evaluation.json").read_text())["quantization_aware"]
+    assert row["precision"] == FAST_INT8 and row["recover_then_quantize_top1"] is not None
+    assert (row["quantization_aware_top1"] is not None) == row["offered"]
+    assert "| no block dropped | int8-qdq-u8s8-channel |" in (out / "report.md").read_text()

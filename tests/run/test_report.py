@@ -123,3 +123,19 @@ def test_a_run_without_a_stage_cannot_be_reported(missing):
     del data[missing]
     with pytest.raises(KeyError):
         render_markdown(data)
+
+
+def test_report_lists_recover_then_quantize_beside_quantization_aware():
+    data = run_data()
+    evaluation = data["evaluation"]
+    evaluation["candidates"].append("quantization-aware")
+    evaluation["report"]["quantization-aware"] = _agreement(0.875)
+    evaluation["quantization_aware"] = [
+        {"recipe": "quantization-aware", "precision": "int8-qdq-u8s8-channel", "dropped": ["layers.0.1", "layers.2.1"],
+         "candidate": "quantization-aware", "compared_with": "recovered", "offered": True, "why_not_offered": None,
+         "deployed": False, "recover_then_quantize_top1": 0.75, "quantization_aware_top1": 0.875}]
+    data["deployed"] = {"precision": "int8-qdq-u8s8-channel", "dropped": ["layers.0.1", "layers.2.1"],
+                        "network": "recovered"}
+    markdown = render_markdown(data)
+    assert "| quantization-aware | 87.5% |" in markdown  # among the candidates
+    assert "| 2 blocks dropped | int8-qdq-u8s8-channel | 75.0% (`recovered`) | 87.5% | no |" in markdown

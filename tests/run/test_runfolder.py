@@ -51,7 +51,7 @@ def test_settings_added_later_keep_older_run_folders_reopenable(tmp_path):
     older = asdict(config)  # what the first version stored: no precision, CUDA-graph or export options
     for key in ("out", "overwrite", "reprofile", "precision", "cuda_graphs", "profile_time_cap", "dynamic_batch",
                 "max_batch", "tensorrt_precision", "recovery_point_weight", "recovery_mixing", "train_device",
-                "recovery_synthetic", "recovery_blends", "recovery_views", "recovery_time", "mean", "std", "crop_fraction",
+                "recovery_synthetic", "recovery_blends", "recovery_views", "recovery_time", "recovery_quantization_aware", "mean", "std", "crop_fraction",
                 "interpolation"):
         older.pop(key)
     older["export"] = list(config.export)
@@ -65,3 +65,5 @@ def test_settings_added_later_keep_older_run_folders_reopenable(tmp_path):
         RunFolder.open(tmp_path / "run", RunConfig(data="tiny", train_device="cuda").identity())
     with pytest.raises(UsageError, match="differs in: recovery_blends"):
         RunFolder.open(tmp_path / "run", RunConfig(data="tiny", recovery_blends="0.5").identity())
+    with pytest.raises(UsageError, match="differs in: recovery_quantization_aware"):
+        RunFolder.open(tmp_path / "run", RunConfig(data="tiny", recovery_quantization_aware="off").identity())
