@@ -26,7 +26,7 @@ from torch import nn
 from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, ProgressFactory, silent
 from profilers.fingerprint import DeviceFingerprint
-from profilers.stats import median_is_stable
+from profilers.stats import median_is_stable, ratios_are_settled
 
 Variant = nn.Module | Path  # a PyTorch network, or an exported file the backend can run
 
@@ -45,6 +45,9 @@ class ProfileSettings:
     min_rounds: int = 10
     max_rounds: int = 60
     tolerance: float = 0.02
+    # with a reference variant, also stop once every paired ratio to it is known to this (absolute) precision:
+    # 0.01 of the reference's latency, against single-block savings of 3-9% on Lite0
+    ratio_tolerance: float = 0.01
     time_cap_s: float = 90.0
     cuda_graphs: bool = False  # torch CUDA: replay each variant as a captured CUDA graph
 
@@ -131,7 +134,10 @@ class Profiler(ABC):
         return times
 
     # -- the shared method ------------------------------------------------------------------
-    def measure(self, variants: dict[str, Variant], progress: ProgressFactory = silent, seed: int = 0) -> Measurement:
+    def measure(self, variants: dict[str, Variant], progress: ProgressFactory = silent, seed: int = 0,
+                reference: str | None = None) -> Measurement:
+        """Interleaved shuffled rounds until every median is stable, or, given a `reference` variant, every
+        paired ratio to it is settled (what tables and end-to-end checks use), or the time cap."""
         s = self.settings
         runners = {}
         with progress(len(variants), f"preparing {len(variants)} variants ({self.name})") as bar:
@@ -154,6 +160,11 @@ class Profiler(ABC):
                 bar.update(1)
                 if all(median_is_stable(v, s.tolerance, s.min_rounds) for v in rounds.values()):
                     stop_reason = "stable"
+                    break
+                if reference is not None and all(
+                        ratios_are_settled(rounds[reference], v, s.ratio_tolerance, s.min_rounds)
+                        for name, v in rounds.items() if name != reference):
+                    stop_reason = "ratios_settled"
                     break
                 if time.monotonic() - start > s.time_cap_s and len(next(iter(rounds.values()))) >= 3:
                     stop_reason = "time_cap"

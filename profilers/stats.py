@@ -57,3 +57,20 @@ def median_is_stable(values_ms: list[float], tolerance: float, min_rounds: int) 
     full, early = float(np.median(values_ms)), float(np.median(older))
     settled = abs(full - early) <= tolerance * abs(full)
     return settled and median_standard_error(values_ms) <= 0.5 * tolerance * abs(full)
+
+
+def ratios_are_settled(reference_ms: list[float], variant_ms: list[float], tolerance: float, min_rounds: int) -> bool:
+    """True when the paired per-round ratio variant/reference is settled: its median moved < tolerance when
+    the newest quarter of rounds came in, and its standard error is below half the tolerance.
+
+    What a table and an end-to-end check use is this ratio (a saving is one minus it, in units of the
+    reference), and drift that slows a whole round cancels in it, so it settles long before each variant's
+    own median does on a noisy machine. `tolerance` is absolute, in units of the reference's latency.
+    """
+    n = min(len(reference_ms), len(variant_ms))
+    if n < min_rounds:
+        return False
+    ratios = [variant_ms[i] / reference_ms[i] for i in range(n)]
+    older = ratios[: max(1, n * 3 // 4)]
+    settled = abs(float(np.median(ratios)) - float(np.median(older))) <= tolerance
+    return settled and median_standard_error(ratios) <= 0.5 * tolerance

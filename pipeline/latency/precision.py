@@ -104,7 +104,7 @@ def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple
             logits = onnx_logits(path, selection_images)
             options[precision] = (compare(logits, reference, None).top1_agreement, prediction_kl(logits, reference))
         log(f"timing the original network in {len(variants)} precisions side by side")
-        rounds = measure_variants(variants, profiler, progress)
+        rounds = measure_variants(variants, profiler, progress, reference=FP32)
     measured = [PrecisionOption(p, rounds.ratio(p, FP32), rounds.median_ms(p), *options[p]) for p in variants]
     return keep_precisions(measured)
 

@@ -28,7 +28,7 @@ def profile_candidates(loaded: LoadedModel, structure: NetworkStructure, profile
     for block in structure.candidate_names():
         variants[block] = drop_blocks(loaded.module, [block])
     fingerprint = profiler.fingerprint()
-    measurement = profiler.measure(variants, progress)
+    measurement = profiler.measure(variants, progress, reference=FULL)
     full_rounds = measurement.rounds_ms[FULL]
     savings = {
         block: summarize(paired_differences(full_rounds, measurement.rounds_ms[block]))
@@ -120,15 +120,17 @@ class Rounds:
         return float(np.median([b[i] / a[i] for i in range(min(len(a), len(b)))]))
 
 
-def measure_variants(variants: dict, profiler: Profiler, progress: ProgressFactory = silent) -> Rounds:
-    """Interleave any number of variants (modules or files) on the active profiler."""
-    measurement = profiler.measure(variants, progress)
+def measure_variants(variants: dict, profiler: Profiler, progress: ProgressFactory = silent,
+                     reference: str | None = None) -> Rounds:
+    """Interleave any number of variants (modules or files) on the active profiler; with a `reference`, stop
+    once every ratio to it is settled."""
+    measurement = profiler.measure(variants, progress, reference=reference)
     return Rounds(measurement.rounds_ms, measurement.stop_reason)
 
 
 def measure_end_to_end(original, compressed, profiler: Profiler, progress: ProgressFactory = silent) -> EndToEnd:
     """Interleave the two (modules or exported files) on the active profiler; report the paired ratio."""
-    measurement = profiler.measure({"original": original, "compressed": compressed}, progress)
+    measurement = profiler.measure({"original": original, "compressed": compressed}, progress, reference="original")
     a, b = measurement.rounds_ms["original"], measurement.rounds_ms["compressed"]
     ratios = [b[i] / a[i] for i in range(min(len(a), len(b)))]
     return EndToEnd(summarize(a), summarize(b), float(np.median(ratios)), measurement.stop_reason)
@@ -146,7 +148,7 @@ def validate_table(loaded: LoadedModel, structure: NetworkStructure, table: Late
     variants: dict[str, nn.Module] = {FULL: loaded.module}
     for i, subset in enumerate(subsets):
         variants[f"drop{i}"] = drop_blocks(loaded.module, subset)
-    measurement = profiler.measure(variants, progress, seed=seed)
+    measurement = profiler.measure(variants, progress, seed=seed, reference=FULL)
     full = measurement.rounds_ms[FULL]
     checks = []
     for i, subset in enumerate(subsets):
