@@ -165,8 +165,8 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
 
 def stage_mixed_precision(ctx: RunContext, profiler) -> None:
     """For each INT8 plan that may deploy (the chosen one, the precision-only one) and measured well under the
-    budget, keep the end layers in FP32 that buy agreement (measured: latency end to end, agreement on the
-    selection split). Recorded in selection.json under "mixed_precision", one entry per plan tried."""
+    budget, keep the end layers in FP32 that bring it closest to the original (measured: every rung's latency
+    in one interleaved measurement, KL and agreement on the selection split). Recorded in selection.json under "mixed_precision", one entry per plan tried."""
     from pipeline.latency.mixed_precision import MixedOption, spend_slack, worth_trying
 
     selection = ctx.folder.read_json("selection.json")
@@ -201,12 +201,15 @@ def _quantized_by_onnxruntime(precision: str) -> bool:
 
 
 def _file_measurer(ctx: RunContext, profiler, precision: str):
-    """A deployed INT8 file's latency ratio, measured end to end beside the FP32 original."""
+    """Deployed INT8 files' latency ratios, all measured in one interleaved measurement beside the FP32 original."""
+    from pipeline.latency.profiling import measure_variants
+
     teacher = ctx.loaded.module
 
-    def measure(path) -> float:
-        return measure_end_to_end(profiler.prepared(teacher), path, profiler.at_precision(precision),
-                                  ctx.progress).ratio_median
+    def measure(files: dict) -> dict:
+        variants = {"original": profiler.prepared(teacher), **{f"rung{key}": path for key, path in files.items()}}
+        rounds = measure_variants(variants, profiler.at_precision(precision), ctx.progress, reference="original")
+        return {key: rounds.ratio(f"rung{key}", "original") for key in files}
 
     return measure
 

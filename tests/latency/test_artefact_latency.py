@@ -44,11 +44,11 @@ def test_a_traced_artefact_is_timed_beside_a_traced_original(tmp_path, monkeypat
 
     seen = []
 
-    def fake_measure(original, artefact, profiler, progress):
-        seen.append((original, artefact))
+    def fake_measure(variants, profiler, progress, reference):
+        seen.append((variants[reference], variants[fmt]))
         raise artefact_latency.UsageError("stop after seeing the variants")
 
-    monkeypatch.setattr(artefact_latency, "measure_end_to_end", fake_measure)
+    monkeypatch.setattr(artefact_latency, "measure_variants", fake_measure)
     record = export_formats(_inputs(tmp_path), [fmt])[fmt]
     original = load_model("tests.tiny_models:tiny_resnet").module
     artefact_latency.measure_artefact(fmt, tmp_path / record["path"], original, "cpu", ProfileSettings(resolution=32),
@@ -59,6 +59,34 @@ def test_a_traced_artefact_is_timed_beside_a_traced_original(tmp_path, monkeypat
     assert timed_original is not original
     images = torch.randn(1, 3, 32, 32)  # the exported program has a fixed batch of 1
     assert torch.allclose(timed_original(images), original.eval()(images), atol=1e-5)
+
+
+def test_artefacts_one_backend_runs_share_one_measurement_and_a_traced_one_gets_its_own(tmp_path, monkeypatch):
+    from exporters.formats import export_formats
+    from pipeline.latency import artefact_latency
+    from profilers import ProfileSettings
+
+    calls = []
+    real = artefact_latency.measure_variants
+
+    def spy(variants, profiler, progress, reference):
+        calls.append(sorted(variants))
+        return real(variants, profiler, progress, reference)
+
+    monkeypatch.setattr(artefact_latency, "measure_variants", spy)
+    formats = ["onnx", "onnx-int8", "torchscript"]
+    records = export_formats(_inputs(tmp_path), formats)
+    quick = ProfileSettings(resolution=32, threads=2, warmup_runs=1, runs_per_round=3, min_rounds=3, max_rounds=5)
+    original = load_model("tests.tiny_models:tiny_resnet").module
+    artefact_latency.measure_artefacts(records, tmp_path, original, "cpu", quick, 0.5)
+    assert sorted(calls) == [["onnx", "onnx-int8", "original"], ["original", "torchscript"]]
+    assert records["onnx"]["latency"]["timed_with"] == ["onnx-int8"]
+    assert records["torchscript"]["latency"]["original_form"] == "torchscript"
+    for fmt in formats:
+        latency = records[fmt]["latency"]
+        assert latency["measured"] and latency["meets_budget"] == (latency["ratio"] <= 0.5)
+    # the shared original: the two ONNX ratios are paired with the same rounds of it
+    assert records["onnx"]["latency"]["original_ms"] == records["onnx-int8"]["latency"]["original_ms"]
 
 
 def test_an_artefact_without_a_runtime_on_the_target_says_why(tmp_path):
@@ -78,13 +106,13 @@ def test_an_aoti_package_is_timed_beside_the_original_compiled_the_same_way(tmp_
     from profilers import ProfileSettings
 
     seen = []
-    real = artefact_latency.measure_end_to_end
+    real = artefact_latency.measure_variants
 
-    def spy(original, artefact, profiler, progress):
-        seen.append((original, artefact))
-        return real(original, artefact, profiler, progress)
+    def spy(variants, profiler, progress, reference):
+        seen.append((variants[reference], variants["aoti"]))
+        return real(variants, profiler, progress, reference)
 
-    monkeypatch.setattr(artefact_latency, "measure_end_to_end", spy)
+    monkeypatch.setattr(artefact_latency, "measure_variants", spy)
     inputs = _inputs(tmp_path)  # the same program as the format conformance test: its package is reused
     record = export_formats(inputs, ["aoti"])["aoti"]
     quick = ProfileSettings(resolution=32, threads=2, warmup_runs=1, runs_per_round=3, min_rounds=3, max_rounds=5)

@@ -6,7 +6,14 @@ import onnx
 import torch
 
 from exporters.onnx_file import export_onnx
-from pipeline.latency.mixed_precision import LADDER, MixedOption, end_layers, spend_slack, worth_trying
+from pipeline.latency.mixed_precision import (
+    LADDER,
+    MixedOption,
+    distinct_rungs,
+    end_layers,
+    spend_slack,
+    worth_trying,
+)
 from tests.tiny_models import tiny_resnet
 
 SCHEME = "int8-qop-u8s8-channel"
@@ -30,25 +37,37 @@ def test_end_layers_are_the_first_and_last_compute_nodes_of_the_quantized_graph(
     assert end_layers(path, 100) == end_layers(path, len(compute))  # a small network: every compute layer
 
 
-def test_the_best_agreeing_set_within_the_budget_is_kept_and_a_set_over_it_stops_the_ladder(tmp_path):
+def test_every_rung_is_measured_in_one_go_and_the_closest_set_within_the_budget_is_kept(tmp_path):
     network, images, reference = _network_and_images()
-    plain = MixedOption(0, [], 0.5, 0.0, 9.0, True)  # plain INT8 agreeing on nothing: any FP32 set does better
-    measured = []
+    plain = MixedOption(0, [], 0.5, 0.0, 9.0, True)  # plain INT8 far from the original: any FP32 set does better
+    calls = []
 
-    def quick(path):
-        measured.append(path.name)
-        return 0.6
+    def quick(files):
+        calls.append(sorted(files))
+        return {per_end: 0.6 for per_end in files}
 
     result = spend_slack(network, SCHEME, images, images, reference, quick, 0.8, plain)
-    assert len(result["tried"]) == 1 + len(LADDER) and len(measured) == len(LADDER)
-    best = max(result["tried"], key=lambda o: (o["agreement"], -o["kl"]))
+    rungs = [o["kept_fp32_per_end"] for o in result["tried"][1:]]
+    assert calls == [rungs] and rungs == sorted(set(rungs)) and set(rungs) <= set(LADDER)  # one measurement
+    best = min(result["tried"], key=lambda o: (o["kl"], -o["agreement"]))
     assert result["excluded_nodes"] == best["excluded_nodes"] and result["excluded_nodes"]
     assert result["fp32_end_layers"] == best["kept_fp32_per_end"] > 0  # the choice travels as a count
-    assert all(len(o["excluded_nodes"]) == 2 * o["kept_fp32_per_end"] for o in result["tried"][1:])
+    every = len(end_layers(export_onnx(network, images[:1], tmp_path / "net.onnx"), 1000))
+    assert all(len(o["excluded_nodes"]) == min(2 * o["kept_fp32_per_end"], every) for o in result["tried"][1:])
 
-    slow = spend_slack(network, SCHEME, images, images, reference, lambda path: 0.95, 0.8, plain)
-    assert len(slow["tried"]) == 2 and not slow["tried"][1]["meets_budget"]  # the first set missed: no more tried
+    first_only = spend_slack(network, SCHEME, images, images, reference,
+                             lambda files: {k: 0.6 if k == min(files) else 0.95 for k in files}, 0.8, plain)
+    assert [o["meets_budget"] for o in first_only["tried"]] == [True, True] + [False] * (len(rungs) - 1)
+    assert first_only["fp32_end_layers"] == min(rungs)  # closer than plain; the closer sets are over the budget
+
+    slow = spend_slack(network, SCHEME, images, images, reference, lambda files: dict.fromkeys(files, 0.95), 0.8, plain)
+    assert not any(o["meets_budget"] for o in slow["tried"][1:])
     assert slow["excluded_nodes"] == [] and "plain INT8" in slow["why"]
+
+
+def test_a_small_network_that_runs_out_of_layers_gets_no_repeated_rung():
+    names = {1: ["a", "e"], 3: ["a", "b", "c", "d", "e"], 6: ["a", "b", "c", "d", "e"], 10: ["a", "b", "c", "d", "e"]}
+    assert list(distinct_rungs(names)) == [1, 3]
 
 
 def test_only_a_quantized_plan_well_under_the_budget_spends_slack():
