@@ -10,7 +10,7 @@ checked on the selection split, and the set closest to the original there (lowes
 budget is kept (none, when none is closer than plain INT8).
 
 KL rather than top-1 agreement ranks the rungs: on a selection split of 16 images agreement moves in steps
-of 6%, while KL moves with every image. On Lite0 (u8s8 per-channel, 2-core EPYC) KL on the 16 selection
+of 6%, while KL moves with every image. On Lite0 (u8s8 per-channel, a 2-core Intel Xeon) KL on the 16 selection
 images ranked 1/3/6 layers per end as agreement on 91 held-out photos did (plain 0.061 / 86.8%, one per end
 0.051 / 86.8%, three 0.018 / 93.4%, six 0.014 / 96.7%).
 """
@@ -85,7 +85,8 @@ def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, i
             ratio = ratios.get(per_end)
             option = MixedOption(per_end, names[per_end], ratio, compare(logits, reference, None).top1_agreement,
                                  prediction_kl(logits, reference), ratio is None or ratio <= target_ratio)
-            log(f"mixed precision: {len(option.excluded_nodes)} end layers in FP32: KL {option.kl:.4f}, agreement "
+            log(f"mixed precision: the first and last {per_end} compute layers in FP32 ({len(option.excluded_nodes)} "
+                f"layers): KL {option.kl:.4f}, agreement "
                 f"{100 * option.agreement:.1f}% (plain INT8 {plain.kl:.4f}, {100 * plain.agreement:.1f}%), latency "
                 "ratio " + (f"{ratio:.3f}" if ratio is not None else "not measured")
                 + ("" if option.meets_budget else " (over the budget)"))
