@@ -15,7 +15,7 @@ from pipeline.core.distributed import averaged_gradients, balanced_shards
 from pipeline.core.errors import RunFailure, UsageError
 from pipeline.data.tiny_set import augmented_views, eval_tensors
 from pipeline.latency.profiling import obtain_table
-from pipeline.network.compute import cpu_state, on_device
+from pipeline.network.compute import cpu_state, fastest_layout, on_device
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.recipes import get_recipes
 from pipeline.recovery.recover import RecoveryResult, recover
@@ -83,7 +83,8 @@ def stage_recoverability(ctx: RunContext) -> dict[str, float]:
                 done[block] = result
                 folder.write_json(own_file, _scores_record(ctx, done))
 
-            with on_device(ctx.loaded.module, ctx.train_device) as teacher:
+            with on_device(ctx.loaded.module, ctx.train_device) as teacher, \
+                    fastest_layout(teacher, pool[: scoring.batch_size], ctx.log):
                 score_recoverability(teacher, ctx.structure, pool, train_eval, scoring, done,
                                      on_block=save_partial, progress=ctx.progress, seed=ctx.config.seed, blocks=mine)
             if world.distributed:
@@ -152,7 +153,8 @@ def stage_recovery(ctx: RunContext) -> None:
     selection_images = eval_tensors(ctx.selection, ctx.prep)
     ctx.log(f"recovering the network without {len(todo['dropped'])} blocks (training on {ctx.train_device.type})")
     with timed(ctx, "recovery_s"), _rank_checkpoint(ctx, todo["checkpoint"]) as checkpoint, \
-            on_device(ctx.loaded.module, ctx.train_device) as teacher:
+            on_device(ctx.loaded.module, ctx.train_device) as teacher, \
+            fastest_layout(teacher, _example_batch(ctx), ctx.log):
         student = drop_blocks(teacher, todo["dropped"])
         syncing = student if ctx.preset.recovery.batchnorm == "train" else None  # running statistics: rank 0's
         with averaged_gradients(world, buffers_of=syncing):
@@ -234,7 +236,8 @@ def _recover_by_recipes_and_save(ctx: RunContext, dropped: list[str], precision:
     selection_images = eval_tensors(ctx.selection, ctx.prep)
     ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})" if dropped
             else f"no block dropped: only quantization-aware finetuning (training on {ctx.train_device.type})")
-    with timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher:
+    with timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher, \
+            fastest_layout(teacher, _example_batch(ctx), ctx.log):
         state, record = _recover_by_recipes(ctx, teacher, dropped, selection_images)
     folder = ctx.folder
     folder.save_tensors(RECOVERED, state)
@@ -244,6 +247,12 @@ def _recover_by_recipes_and_save(ctx: RunContext, dropped: list[str], precision:
     folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
     folder.file("synthetic_images.pt").unlink(missing_ok=True)
     save_timings(ctx)
+
+
+def _example_batch(ctx: RunContext):
+    """A training batch's worth of the tiny set's images, to time the training layouts on."""
+    count = min(len(ctx.train), ctx.preset.recovery.fit.batch_size)
+    return eval_tensors(ctx.train.subset(list(range(count))), ctx.prep)
 
 
 def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_images) -> tuple[dict, dict]:
