@@ -43,7 +43,7 @@ from pipeline.cli.options import (
               default=None, help="one recovery method, on the preset's fixed steps (default: the fast preset tries "
                                  "every recipe within --recovery-time and the report images choose).")
 @click.option("--recovery-time", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="time the recovery recipes share (default: 120 s with the fast preset).")
+              help="time the recovery recipes share (default: 100 s with the fast preset).")
 @click.option("--scoring-steps", type=click.IntRange(0, 10**6), default=None, help="adaptor-fit steps per candidate.")
 @click.option("--recovery-steps", type=click.IntRange(0, 10**6), default=None, help="recovery steps.")
 @click.option("--recovery-points", "recovery_point_weight", type=click.FloatRange(0), default=None,

@@ -50,7 +50,7 @@ def test_the_fast_preset_tries_the_recipes_unless_one_method_or_step_count_is_na
     from pipeline.recovery.recipes import DEFAULT_RECIPES
 
     fast = get_preset("fast")
-    assert fast.recipes == DEFAULT_RECIPES and fast.recovery_time_s == 120 and get_preset("paper").recipes == ()
+    assert fast.recipes == DEFAULT_RECIPES and fast.recovery_time_s == 100 and get_preset("paper").recipes == ()
     assert with_overrides(fast, recovery_method="adaptors").recipes == ()
     assert with_overrides(fast, recovery_steps=50).recipes == ()
     assert with_overrides(fast, recovery_time=30).recovery_time_s == 30
