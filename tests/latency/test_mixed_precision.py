@@ -9,6 +9,7 @@ from exporters.onnx_file import export_onnx
 from pipeline.latency.mixed_precision import (
     LADDER,
     MixedOption,
+    closest_worth_its_time,
     distinct_rungs,
     end_layers,
     spend_slack,
@@ -49,9 +50,9 @@ def test_every_rung_is_measured_in_one_go_and_the_closest_set_within_the_budget_
     result = spend_slack(network, SCHEME, images, images, reference, quick, 0.8, plain)
     rungs = [o["kept_fp32_per_end"] for o in result["tried"][1:]]
     assert calls == [rungs] and rungs == sorted(set(rungs)) and set(rungs) <= set(LADDER)  # one measurement
-    best = min(result["tried"], key=lambda o: (o["kl"], -o["agreement"]))
-    assert result["excluded_nodes"] == best["excluded_nodes"] and result["excluded_nodes"]
-    assert result["fp32_end_layers"] == best["kept_fp32_per_end"] > 0  # the choice travels as a count
+    best = closest_worth_its_time([MixedOption(**o) for o in result["tried"]])
+    assert result["excluded_nodes"] == best.excluded_nodes and result["excluded_nodes"]
+    assert result["fp32_end_layers"] == best.kept_fp32_per_end > 0  # the choice travels as a count
     every = len(end_layers(export_onnx(network, images[:1], tmp_path / "net.onnx"), 1000))
     assert all(len(o["excluded_nodes"]) == min(2 * o["kept_fp32_per_end"], every) for o in result["tried"][1:])
 
@@ -63,6 +64,18 @@ def test_every_rung_is_measured_in_one_go_and_the_closest_set_within_the_budget_
     slow = spend_slack(network, SCHEME, images, images, reference, lambda files: dict.fromkeys(files, 0.95), 0.8, plain)
     assert not any(o["meets_budget"] for o in slow["tried"][1:])
     assert slow["excluded_nodes"] == [] and "plain INT8" in slow["why"]
+
+
+def test_a_rung_with_more_fp32_layers_must_be_clearly_closer_to_be_kept():
+    def option(per_end, kl, ratio):
+        return MixedOption(per_end, [], ratio, 0.9, kl, True)
+
+    plain, one, three, six, ten = (option(0, 0.061, 0.63), option(1, 0.051, 0.63), option(3, 0.0175, 0.67),
+                                   option(6, 0.0136, 0.71), option(10, 0.0132, 0.83))  # the benchmark at budget 0.9
+    assert closest_worth_its_time([plain, one, three, six, ten]) is six  # 10 per end is only 3% closer
+    assert closest_worth_its_time([plain, ten, six, three, one]) is six  # in whatever order they come
+    assert closest_worth_its_time([plain, option(1, 0.059, 0.63)]) is plain  # 3% closer is not worth a layer
+    assert closest_worth_its_time([plain]) is plain
 
 
 def test_a_small_network_that_runs_out_of_layers_gets_no_repeated_rung():
