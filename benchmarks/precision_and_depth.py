@@ -199,7 +199,8 @@ def _cell(entry: dict | None, sets: list[str]) -> str:
     if "refused" in entry:
         return f"refused: {entry['refused'][:300]}"
     ratio = "n/a" if entry["measured_ratio"] is None else f"{entry['measured_ratio']:.3f}"
-    return (f"{entry['precision']}, {len(entry['dropped'])} blocks ({entry['deployed']}): ratio {ratio}, "
+    missed = " **(misses the budget)**" if entry.get("meets_budget") is False else ""
+    return (f"{entry['precision']}, {len(entry['dropped'])} blocks ({entry['deployed']}): ratio {ratio}{missed}, "
             f"{_agreements(entry['agreement'], sets)}")
 
 
