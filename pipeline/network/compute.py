@@ -88,18 +88,16 @@ def faster_layout(model: nn.Module, example: torch.Tensor) -> tuple[str, dict[st
 
 
 @contextlib.contextmanager
-def fastest_layout(model: nn.Module, example: torch.Tensor, log: Callable[[str], None]) -> Iterator[nn.Module]:
-    """`model` (and the students copied from it inside the block) in the faster memory layout, measured here.
+def in_layout(model: nn.Module, layout: str) -> Iterator[nn.Module]:
+    """`model` (and the students copied from it inside the block) in memory layout `layout`, back in the
+    standard layout afterwards (also on errors).
 
     Convolutions of the same weights give the same results in either layout up to rounding, but not at the
     same speed: on this project's 2-core Intel Xeon, EfficientNet-Lite0 trained 1.4x faster channels-last
     (forward and backward, batch 16) and scored its blocks 1.27x faster. Which is faster depends on the
-    device and its kernels, so it is timed, not assumed; the model is back in the standard layout afterwards.
+    device and its kernels, so `faster_layout` times it rather than assuming.
     """
-    choice, times = faster_layout(model, example.to(device_of(model)))
-    log(f"training layout: {choice} ({', '.join(f'{n} {t:.0f} ms' for n, t in times.items())} per forward of "
-        f"{len(example)} images)")
-    model.to(memory_format=LAYOUTS[choice])
+    model.to(memory_format=LAYOUTS[layout])
     try:
         yield model
     finally:

@@ -15,7 +15,7 @@ from pipeline.core.distributed import averaged_gradients, balanced_shards
 from pipeline.core.errors import RunFailure, UsageError
 from pipeline.data.tiny_set import augmented_views, eval_tensors
 from pipeline.latency.profiling import obtain_table
-from pipeline.network.compute import cpu_state, fastest_layout, on_device
+from pipeline.network.compute import cpu_state, faster_layout, in_layout, on_device
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.recipes import get_recipes
 from pipeline.recovery.recover import RecoveryResult, recover
@@ -84,7 +84,8 @@ def stage_recoverability(ctx: RunContext) -> dict[str, float]:
                 folder.write_json(own_file, _scores_record(ctx, done))
 
             with on_device(ctx.loaded.module, ctx.train_device) as teacher, \
-                    fastest_layout(teacher, pool[: scoring.batch_size], ctx.log):
+                    in_layout(teacher, world.on_main(lambda: training_layout(ctx, teacher, pool[: scoring.batch_size]),
+                                                     "the training layout", ctx.log)):
                 score_recoverability(teacher, ctx.structure, pool, train_eval, scoring, done,
                                      on_block=save_partial, progress=ctx.progress, seed=ctx.config.seed, blocks=mine)
             if world.distributed:
@@ -154,7 +155,8 @@ def stage_recovery(ctx: RunContext) -> None:
     ctx.log(f"recovering the network without {len(todo['dropped'])} blocks (training on {ctx.train_device.type})")
     with timed(ctx, "recovery_s"), _rank_checkpoint(ctx, todo["checkpoint"]) as checkpoint, \
             on_device(ctx.loaded.module, ctx.train_device) as teacher, \
-            fastest_layout(teacher, _example_batch(ctx), ctx.log):
+            in_layout(teacher, world.on_main(lambda: training_layout(ctx, teacher, _example_batch(ctx)),
+                                             "the training layout", ctx.log)):
         student = drop_blocks(teacher, todo["dropped"])
         syncing = student if ctx.preset.recovery.batchnorm == "train" else None  # running statistics: rank 0's
         with averaged_gradients(world, buffers_of=syncing):
@@ -237,7 +239,7 @@ def _recover_by_recipes_and_save(ctx: RunContext, dropped: list[str], precision:
     ctx.log(f"recovering the network without {len(dropped)} blocks (training on {ctx.train_device.type})" if dropped
             else f"no block dropped: only quantization-aware finetuning (training on {ctx.train_device.type})")
     with timed(ctx, "recovery_s"), on_device(ctx.loaded.module, ctx.train_device) as teacher, \
-            fastest_layout(teacher, _example_batch(ctx), ctx.log):
+            in_layout(teacher, training_layout(ctx, teacher, _example_batch(ctx))):  # rank 0 alone runs this
         state, record = _recover_by_recipes(ctx, teacher, dropped, selection_images)
     folder = ctx.folder
     folder.save_tensors(RECOVERED, state)
@@ -247,6 +249,23 @@ def _recover_by_recipes_and_save(ctx: RunContext, dropped: list[str], precision:
     folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
     folder.file("synthetic_images.pt").unlink(missing_ok=True)
     save_timings(ctx)
+
+
+LAYOUT_FILE = "training_layout.json"
+
+
+def training_layout(ctx: RunContext, teacher, example) -> str:
+    """The memory layout scoring and recovery train in, timed once per run folder (rank 0; `LAYOUT_FILE`): a
+    resumed run and every torchrun rank then train as the first measurement chose, so their results are the
+    same to the bit (the layouts differ in rounding)."""
+    if ctx.folder.has(LAYOUT_FILE):
+        return ctx.folder.read_json(LAYOUT_FILE)["layout"]
+    choice, times = faster_layout(teacher, example)
+    ctx.log(f"training layout: {choice} ({', '.join(f'{n} {t:.0f} ms' for n, t in times.items())} per forward of "
+            f"{len(example)} images on {ctx.train_device.type})")
+    ctx.folder.write_json(LAYOUT_FILE, {"layout": choice, "forward_ms": times, "images": len(example),
+                                        "device": ctx.train_device.type})
+    return choice
 
 
 def _example_batch(ctx: RunContext):

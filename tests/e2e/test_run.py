@@ -42,7 +42,7 @@ def test_full_run_in_process_writes_its_folder_and_resumes(capsys, image_folder,
     assert "latency ratio: predicted" in stdout and "verdict:" in stdout
     for name in ("settings.json", "latency_table.json", "recoverability.json", "selection.json", "recovery.json",
                  "evaluation.json", "compressed_state_dict.pt", "dropped_blocks.json", "model.onnx", "export.json",
-                 "report.json", "report.md", "candidates.json", "data.json"):
+                 "report.json", "report.md", "candidates.json", "data.json", "training_layout.json"):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
     assert report["latency"]["measured_ratio"] is not None

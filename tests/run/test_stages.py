@@ -97,3 +97,36 @@ def test_a_table_far_from_the_end_to_end_measurement_is_named(image_folder, tmp_
     first = json.loads((out / "selection.json").read_text())["attempts"][0]
     assert "other conditions" in first["table_disagreement"]
     assert "Warning: the original network measures" in (out / "report.md").read_text()
+
+
+def test_the_training_layout_is_timed_once_per_run_folder_and_reused_after(monkeypatch):
+    """A resumed run (or every torchrun rank) trains in the layout the first measurement chose: the two layouts
+    differ in rounding, so choosing again could make a resumed run differ from an uninterrupted one."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from pipeline.run import stages
+
+    class Folder:
+        def __init__(self):
+            self.files = {}
+
+        def has(self, name):
+            return name in self.files
+
+        def read_json(self, name):
+            return self.files[name]
+
+        def write_json(self, name, data):
+            self.files[name] = data
+
+    timings = iter([("channels_last", {"channels_last": 1.0, "contiguous": 2.0}),
+                    ("contiguous", {"channels_last": 2.0, "contiguous": 1.0})])
+    monkeypatch.setattr(stages, "faster_layout", lambda model, example: next(timings))
+    said = []
+    ctx = SimpleNamespace(folder=Folder(), log=said.append, train_device=torch.device("cpu"))
+    assert stages.training_layout(ctx, None, torch.zeros(4, 3, 8, 8)) == "channels_last"
+    assert ctx.folder.files[stages.LAYOUT_FILE]["layout"] == "channels_last" and len(said) == 1
+    assert stages.training_layout(ctx, None, torch.zeros(4, 3, 8, 8)) == "channels_last"  # not timed again
+    assert len(said) == 1 and next(timings)[0] == "contiguous"  # the second timing was never taken
