@@ -24,7 +24,7 @@ def int8_twice_as_fast(monkeypatch):
     from pipeline.latency import precision
     from profilers.onnxruntime_backend import OnnxRuntimeCpuProfiler
 
-    def recorded(variants, profiler, progress=None):
+    def recorded(variants, profiler, progress=None, reference=None):
         return Rounds({name: [1.0 if name == "fp32" else 0.5 if name == FAST_INT8 else 1.2] * 5 for name in variants},
                       "stable")
 
