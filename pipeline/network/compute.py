@@ -75,6 +75,7 @@ def faster_layout(model: nn.Module, example: torch.Tensor) -> tuple[str, dict[st
     """The memory layout `model` runs `example` faster in here, timed (a warm-up and two forwards each)."""
     was_training = model.training
     model.eval()
+    example = to_model_device(model, example)
     times = {}
     try:
         for name, layout in LAYOUTS.items():
