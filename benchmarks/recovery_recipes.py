@@ -299,7 +299,7 @@ def render(result: dict) -> str:
 
 
 def _machine(m: dict) -> str:
-    return (f"{m['cpu']}, {m['cores']} cores, shared with other jobs (loaded); torch {m['torch']}, "
+    return (f"{m['cpu']}, {m['cores']} cores (load: see the note); torch {m['torch']}, "
             f"onnxruntime {m['onnxruntime']}, {m.get('torch_threads', 1)} torch thread(s)")
 
 
