@@ -181,6 +181,8 @@ def render(result: dict) -> str:
         only_text = (f"{only[0]}: ratio {only[1]['measured_ratio']:.3f}, {_agreements(only[1]['agreement'], sets)}"
                      if only else "none meets it")
         lines.append(f"| {budget} | {_cell(row.get('depth'), sets)} | {only_text} | {_cell(row.get('joint'), sets)} |")
+    if result.get("note"):
+        lines += ["", result["note"]]
     lines += ["", "## INT8 schemes of the original (no block dropped)", "",
               "| scheme | measured ratio | kept by the run | agreement |", "|---|---|---|---|"]
     for name, row in result.get("precision_only", {}).items():
