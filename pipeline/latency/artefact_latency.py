@@ -80,14 +80,13 @@ def _measure_group(formats: list[str], paths: dict[str, Path], original: nn.Modu
             rounds = measure_variants(variants, profiler, progress, reference=ORIGINAL)
     except UsageError as exc:  # e.g. TensorRT or the GPU is not present on this machine
         return {fmt: {"measured": False, "reason": str(exc)} for fmt in formats}
-    original_ms = rounds.median_ms(ORIGINAL)
+    ratios = {fmt: rounds.ratio(fmt, ORIGINAL) for fmt in formats}
     return {fmt: {
         "measured": True, "backend": profiler.fingerprint().backend, "precision": profiler.settings.precision,
-        "artefact_ms": rounds.median_ms(fmt), "original_ms": original_ms,
+        "artefact_ms": rounds.median_ms(fmt), "original_ms": rounds.median_ms(ORIGINAL),
         "original_form": fmt if own_form else "as the backend runs it",
-        "ratio": rounds.ratio(fmt, ORIGINAL), "target_ratio": target_ratio,
-        "meets_budget": rounds.ratio(fmt, ORIGINAL) <= target_ratio, "stop_reason": rounds.stop_reason,
-        "timed_with": [f for f in formats if f != fmt],
+        "ratio": ratios[fmt], "target_ratio": target_ratio, "meets_budget": ratios[fmt] <= target_ratio,
+        "stop_reason": rounds.stop_reason, "timed_with": [f for f in formats if f != fmt],
     } for fmt in formats}
 
 

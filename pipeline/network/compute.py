@@ -41,7 +41,7 @@ def to_model_device(model: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
 
 def cpu_state(state: dict) -> dict:
     """A detached CPU copy of a state_dict (what is kept, compared and saved), in the standard layout whatever
-    layout training used (`fastest_layout`)."""
+    layout training used (`in_layout`)."""
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 

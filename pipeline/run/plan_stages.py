@@ -24,7 +24,7 @@ from pipeline.latency.precision import (
     deployed_logits,
     survey_precisions,
 )
-from pipeline.latency.profiling import EndToEnd, measure_end_to_end, obtain_table
+from pipeline.latency.profiling import EndToEnd, measure_end_to_end, measure_variants, obtain_table
 from pipeline.latency.selection import (
     best_reachable_ratio,
     score_blocks,
@@ -166,7 +166,8 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
 def stage_mixed_precision(ctx: RunContext, profiler) -> None:
     """For each INT8 plan that may deploy (the chosen one, the precision-only one) and measured well under the
     budget, keep the end layers in FP32 that bring it closest to the original (measured: every rung's latency
-    in one interleaved measurement, KL and agreement on the selection split). Recorded in selection.json under "mixed_precision", one entry per plan tried."""
+    in one interleaved measurement, KL and agreement on the selection split). Recorded in selection.json under
+    "mixed_precision", one entry per plan tried."""
     from pipeline.latency.mixed_precision import MixedOption, spend_slack, worth_trying
 
     selection = ctx.folder.read_json("selection.json")
@@ -202,8 +203,6 @@ def _quantized_by_onnxruntime(precision: str) -> bool:
 
 def _file_measurer(ctx: RunContext, profiler, precision: str):
     """Deployed INT8 files' latency ratios, all measured in one interleaved measurement beside the FP32 original."""
-    from pipeline.latency.profiling import measure_variants
-
     teacher = ctx.loaded.module
 
     def measure(files: dict) -> dict:
