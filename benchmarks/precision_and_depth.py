@@ -14,6 +14,10 @@ later run folder: the FP32 latency table and the recoverability scores (the same
 seed and settings), and the precision survey (joint runs only).
 
     python -m benchmarks.precision_and_depth [--budgets 0.9 0.78 0.65 0.5 0.4] [--out DIR] [--replot]
+    python -m benchmarks.precision_and_depth --network fashion [--budgets 0.9 0.78 0.65]
+
+`--network fashion` runs the in-domain counterpart (benchmarks/precision_and_depth_fashion.py) and stores it
+beside the Lite0 figures in the same files.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from benchmarks.machine import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (0.9, 0.78, 0.65, 0.5, 0.4)
+FASHION_BUDGETS = (0.9, 0.78, 0.65)
 SEEDED = ("latency_table.json", "precisions.json", "recoverability.json")
 
 
@@ -188,6 +193,10 @@ def render(result: dict) -> str:
     for name, row in result.get("precision_only", {}).items():
         lines.append(f"| {name} | {row['measured_ratio']:.3f} | {'yes' if row['kept'] else 'no: ' + row['reason']} | "
                      f"{_agreements(row['agreement'], sets)} |")
+    if "fashion" in result:
+        from benchmarks import precision_and_depth_fashion
+
+        lines += [""] + precision_and_depth_fashion.render(result["fashion"])
     return "\n".join(lines) + "\n"
 
 
@@ -231,7 +240,11 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--network", choices=("lite0", "fashion"), default="lite0",
+                        help="lite0: EfficientNet-Lite0, held-out photos; fashion: the Fashion-MNIST ResNet teacher")
+    parser.add_argument("--budgets", type=float, nargs="+", default=None,
+                        help=f"default: {' '.join(map(str, BUDGETS))} (lite0), {' '.join(map(str, FASHION_BUDGETS))} "
+                             "(fashion)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "practise-precision-and-depth",
@@ -242,8 +255,19 @@ def main(argv: list[str] | None = None) -> None:
     saved = args.out / "precision_and_depth.json"
     if args.replot:
         result = json.loads(saved.read_text())
+    elif args.network == "fashion":
+        from benchmarks import precision_and_depth_fashion
+
+        result = json.loads(saved.read_text())  # the Lite0 figures stay; the fashion section is replaced
+        result["fashion"] = precision_and_depth_fashion.run_benchmark(args.budgets or list(FASHION_BUDGETS),
+                                                                       args.work / "fashion", args.threads)
+        result["fashion"]["machine"] = machine_info()
+        saved.write_text(json.dumps(result, indent=2))
     else:
-        result = run_benchmark(args.budgets, args.work, args.threads)
+        fashion = json.loads(saved.read_text()).get("fashion") if saved.exists() else None
+        result = run_benchmark(args.budgets or list(BUDGETS), args.work, args.threads)
+        if fashion is not None:
+            result["fashion"] = fashion
         saved.write_text(json.dumps(result, indent=2))
     (args.out / "precision_and_depth.md").write_text(render(result))
     plot(result, args.out / "precision_and_depth.png")

@@ -24,3 +24,26 @@ def test_a_deployment_that_misses_the_budget_is_said_to_and_precision_only_takes
     assert "misses the budget" in depth and "misses" not in joint
     assert only.startswith("int8-z: ratio 0.350")  # int8-x is slower than 0.4; int8-z agrees more than int8-y
     assert best_precision_only(RESULT, 0.3)[0] == "int8-y" and best_precision_only(RESULT, 0.2) is None
+
+
+def _fashion_entry(precision, ratio, meets, accuracy):
+    return {"precision": precision, "dropped": [], "deployed": "original", "measured_ratio": ratio,
+            "meets_budget": meets, "test_accuracy": accuracy, "agreement": accuracy}
+
+
+def test_the_fashion_section_scores_by_test_accuracy_and_is_rendered_beside_lite0():
+    from benchmarks.precision_and_depth_fashion import best_precision_only as best_fashion
+
+    fashion = {"teacher_accuracy": 0.85, "test_images": 10000, "tiny_set": 100, "report_images": 300,
+               "budgets": {"0.78": {"depth": _fashion_entry("fp32", 0.80, False, 0.84),
+                                    "joint": _fashion_entry("int8-x", 0.70, True, 0.849)}},
+               "precision_only": {"int8-x": {"measured_ratio": 0.70, "kept": True, "reason": "", "test_accuracy": 0.849,
+                                             "agreement": 0.98},
+                                  "int8-y": {"measured_ratio": 0.60, "kept": False, "reason": "r", "test_accuracy": 0.80,
+                                             "agreement": 0.9}}}
+    text = render(RESULT | {"fashion": fashion})
+    row = next(line for line in text.split("## Fashion-MNIST")[1].splitlines() if line.startswith("| 0.78 |"))
+    depth, only, joint = row.split(" | ")[1:4]
+    assert "misses the budget" in depth and "84.00%" in depth
+    assert only.startswith("int8-x: ratio 0.700, 84.90%")  # more accurate than int8-y, and it meets 0.78
+    assert best_fashion(fashion, 0.65)[0] == "int8-y" and best_fashion(fashion, 0.5) is None
