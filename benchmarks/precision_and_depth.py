@@ -73,11 +73,18 @@ def agreement_by_set(logits: dict[str, torch.Tensor], reference: dict[str, torch
 def run_one(budget: float, precision: str, work: Path, threads: int) -> Path:
     """One `pipeline run` (embedded default), seeded with the budget-independent stage files of its mode."""
     from pipeline.run.config import RunConfig
-    from pipeline.run.context import prepare
-    from pipeline.run.runner import run
 
     mode = "joint" if precision == "auto" else "depth"
     config = RunConfig(budget=str(budget), precision=precision, out=str(work / f"{mode}-{budget}"), threads=threads)
+    return run_seeded(config, mode, work, lambda message: print(f"  [{mode} {budget}] {message}", flush=True))
+
+
+def run_seeded(config, mode: str, work: Path, log) -> Path:
+    """`pipeline run` with `config`, its folder first given the stage files an earlier run of `work` made
+    that do not depend on the budget (the FP32 table and scores from either mode; the survey from its own)."""
+    from pipeline.run.context import prepare
+    from pipeline.run.runner import run
+
     seed_folder = work / f"{mode}-seed"
     folder = prepare(config).folder
     for name in SEEDED:  # the FP32 table and the scores are the same in both modes; the survey only in auto
@@ -87,10 +94,10 @@ def run_one(budget: float, precision: str, work: Path, threads: int) -> Path:
         if source is not None and not folder.has(name):
             shutil.copy(source, folder.file(name))
     started = time.monotonic()
-    folder = run(config, log=lambda message: print(f"  [{mode} {budget}] {message}", flush=True))
+    folder = run(config, log=log)
     if not seed_folder.exists():
         shutil.copytree(folder.path, seed_folder, ignore=lambda d, names: [n for n in names if n not in SEEDED])
-    print(f"  [{mode} {budget}] done in {time.monotonic() - started:.0f} s", flush=True)
+    log(f"done in {time.monotonic() - started:.0f} s")
     return folder.path
 
 

@@ -9,7 +9,8 @@ unlabelled train images as `--val` (the report images). At each budget:
   precision only  the original in each INT8 scheme the run surveyed (quantized on the tiny set)
   joint           `pipeline run` (--precision auto)
 Each deployed artefact is scored in onnxruntime on the 10,000 test images nothing trained on or chose with:
-test accuracy, and top-1 agreement with the FP32 teacher.
+test accuracy, and top-1 agreement with the FP32 teacher. As in the Lite0 benchmark, the stage files that do not
+depend on the budget (FP32 table, scores, survey) are made by the first run and copied into the later ones.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def prepare(work: Path, log) -> dict:
 
     data = load_fashion_mnist(DEFAULT_DATA)
     teacher, meta = obtain_teacher(data, (8, 16, 32), 9, 1, None, log)
+    work.mkdir(parents=True, exist_ok=True)
     weights = work / "fashion_teacher.pt"
     if not weights.exists():
         torch.save(teacher.state_dict(), weights)
@@ -116,8 +118,8 @@ def precision_only(run_dir: Path, subject: dict) -> dict:
 
 def run_benchmark(budgets: list[float], work: Path, threads: int, log=print) -> dict:
     """Joint and depth-only runs at each budget, and the INT8 schemes of the teacher alone."""
+    from benchmarks.precision_and_depth import run_seeded
     from pipeline.core.errors import UsageError
-    from pipeline.run.runner import run
 
     work.mkdir(parents=True, exist_ok=True)
     subject = prepare(work, log)
@@ -130,13 +132,14 @@ def run_benchmark(budgets: list[float], work: Path, threads: int, log=print) -> 
         row = {}
         for mode, precision in (("joint", "auto"), ("depth", "fp32")):
             started = time.monotonic()
+            config = run_config(subject, budget, precision, work / "runs" / f"{mode}-{budget}", threads)
             try:
-                folder = run(run_config(subject, budget, precision, work / "runs" / f"{mode}-{budget}", threads),
-                             log=lambda message, m=mode: log(f"  [fashion {m} {budget}] {message}"))
+                folder = run_seeded(config, mode, work / "runs", lambda message, m=mode: log(
+                    f"  [fashion {m} {budget}] {message}"))
             except UsageError as exc:
                 row[mode] = {"refused": str(exc)}
                 continue
-            row[mode] = deployed(folder.path, subject) | {"run_s": round(time.monotonic() - started, 1)}
+            row[mode] = deployed(folder, subject) | {"run_s": round(time.monotonic() - started, 1)}
         result["budgets"][str(budget)] = row
         if "precision_only" not in result and "refused" not in row.get("joint", {"refused": ""}):
             result["precision_only"] = precision_only(work / "runs" / f"joint-{budget}", subject)

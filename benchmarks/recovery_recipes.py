@@ -114,6 +114,7 @@ def ceiling(teacher, dropped: list[str], x_train, y_train, epochs: int, seed: in
 def run_family(family: str, args, data: dict, result: dict, save) -> None:
     from pipeline.latency.budget import Budget
     from pipeline.network.blocks import analyse
+    from pipeline.recovery.schedule import ScheduleSettings
     from pipeline.run.presets import get_preset
 
     log = (lambda m: print(f"[{family}] {m}", flush=True))
@@ -126,6 +127,7 @@ def run_family(family: str, args, data: dict, result: dict, save) -> None:
     log(f"teacher {100 * fam['teacher_accuracy']:.2f}%")
     structure = analyse(teacher, RESOLUTION)
     fam["candidates"] = structure.candidate_names()
+    fam["schedule"] = ScheduleSettings(max_steps=args.max_steps).to_dict()
     preset = get_preset("fast")
     profile = replace(preset.profile, batch=1, resolution=RESOLUTION, threads=args.threads, time_cap_s=args.profile_cap)
     table = _table(family, teacher, meta, structure, profile, log)
@@ -256,12 +258,15 @@ def render(result: dict) -> str:
              "teacher minus row, in points. `auto` is what `pipeline run` deploys: among unrecovered and the recipes "
              f"that beat it on the selection split, the one that agrees best with the teacher on {REPORT_IMAGES} "
              "unlabelled report images (train images outside the tiny set). `adaptors-200` is the fast preset's "
-             "recovery before recipes (200 fixed steps, lr 0.005). Recipes stop on patience (5 checks of 20 steps "
-             "without a 1% better selection-split KL, then lr/10 once, then 5 more) or their step cap; lr from a "
+             "recovery before recipes (200 fixed steps, lr 0.005). Recipes stop on patience (P checks of 20 "
+             "steps without a 1% better selection-split KL, then lr/10 once, then P more; P under each family) or their "
+             "step cap; lr from a "
              "24-step range test. `ceiling`: the same pruned network trained on all 60k labelled train images.", ""]
     for family, fam in result["families"].items():
         teacher = 100 * fam["teacher_accuracy"]
-        lines += [f"## {family}: teacher {teacher:.2f}%, {len(fam['candidates'])} candidate blocks", ""]
+        schedule = fam.get("schedule", {"patience": 5, "max_steps": "as in its command"})  # results before the field: patience 5
+        lines += [f"## {family}: teacher {teacher:.2f}%, {len(fam['candidates'])} candidate blocks", "",
+                  f"Schedule: patience {schedule['patience']} checks, step cap {schedule['max_steps']}.", ""]
         groups: dict = {}
         for cell in fam["cells"]:
             groups.setdefault((cell["budget"], cell["size"]), []).append(cell)
