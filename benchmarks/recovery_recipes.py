@@ -87,6 +87,14 @@ def _agreement(model, x_report, teacher_logits) -> tuple[float, float]:
     return float((logits.argmax(1) == teacher_logits.argmax(1)).float().mean()), prediction_kl(logits, teacher_logits)
 
 
+def _schedule(args):
+    """The product's recovery schedule with the benchmark's step cap (and patience, when given)."""
+    from pipeline.recovery.schedule import ScheduleSettings
+
+    schedule = replace(ScheduleSettings(), max_steps=args.max_steps)
+    return schedule if args.patience is None else replace(schedule, patience=args.patience)
+
+
 def ceiling(teacher, dropped: list[str], x_train, y_train, epochs: int, seed: int, log) -> torch.nn.Module:
     """The pruned network trained on every labelled train image (cross-entropy, SGD, cosine lr from 0.01)."""
     from pipeline.network.surgery import drop_blocks
@@ -114,7 +122,6 @@ def ceiling(teacher, dropped: list[str], x_train, y_train, epochs: int, seed: in
 def run_family(family: str, args, data: dict, result: dict, save) -> None:
     from pipeline.latency.budget import Budget
     from pipeline.network.blocks import analyse
-    from pipeline.recovery.schedule import ScheduleSettings
     from pipeline.run.presets import get_preset
 
     log = (lambda m: print(f"[{family}] {m}", flush=True))
@@ -127,7 +134,7 @@ def run_family(family: str, args, data: dict, result: dict, save) -> None:
     log(f"teacher {100 * fam['teacher_accuracy']:.2f}%")
     structure = analyse(teacher, RESOLUTION)
     fam["candidates"] = structure.candidate_names()
-    fam["schedule"] = ScheduleSettings(max_steps=args.max_steps).to_dict()
+    fam["schedule"] = _schedule(args).to_dict()
     preset = get_preset("fast")
     profile = replace(preset.profile, batch=1, resolution=RESOLUTION, threads=args.threads, time_cap_s=args.profile_cap)
     table = _table(family, teacher, meta, structure, profile, log)
@@ -165,7 +172,6 @@ def _cell(family, teacher, structure, table, profile, data, x_test, y_test, budg
     from pipeline.recovery.recipes import get_recipes
     from pipeline.recovery.recover import recover
     from pipeline.recovery.recoverability import score_recoverability
-    from pipeline.recovery.schedule import ScheduleSettings
     from pipeline.recovery.trials import best_by_selection, try_recipes
     from pipeline.run.deployment import _best_candidate
     from pipeline.run.presets import get_preset
@@ -216,7 +222,7 @@ def _cell(family, teacher, structure, table, profile, data, x_test, y_test, budg
     student = drop_blocks(teacher, dropped)
     old = recover(teacher, student, dropped, structure, train, selection_images, prep, preset.recovery, seed)
     row("adaptors-200", old.state_dict, time.monotonic() - start, {"kept": old.kept})
-    schedule = replace(ScheduleSettings(), max_steps=args.max_steps)
+    schedule = _schedule(args)
     trials = try_recipes(teacher, lambda: drop_blocks(teacher, dropped).requires_grad_(True), dropped, structure,
                          train, selection_images,
                          prep, preset.recovery, get_recipes(args.recipes), args.recovery_time, None, schedule, seed,
@@ -340,6 +346,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--recovery-time", type=float, default=3600.0,
                         help="time the recipes share per cell (default large: patience decides)")
     parser.add_argument("--max-steps", type=int, default=1000)
+    parser.add_argument("--patience", type=int, default=None, help="the schedule's patience (default: the product's)")
     parser.add_argument("--ceiling-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--profile-cap", type=float, default=30.0)

@@ -31,8 +31,9 @@ def test_every_recipe_trains_and_returns_the_pruned_networks_state(name, image_f
     recipe = RECIPES[name]
     assert recipe.name == name and recipe.description and recipe.method in ("adaptors", "mimic")
     settings = recipe.settings(BASE, 7)
-    assert (settings.method, settings.batchnorm, settings.logit_weight) == (recipe.method, recipe.batchnorm,
-                                                                           recipe.logit_weight)
+    assert (settings.method, settings.batchnorm, settings.logit_weight, settings.point_weight) == (
+        recipe.method, recipe.batchnorm, recipe.logit_weight, recipe.point_weight)
+    assert settings.mixing == (recipe.mixing or BASE.mixing)
     assert settings.fit.steps == 7 and settings.fit.lr_milestones == () and settings.fit.batch_size == 4
     setup = tiny_recovery_setup(image_folder)
     (trial,) = _try(setup, [recipe])
@@ -42,8 +43,9 @@ def test_every_recipe_trains_and_returns_the_pruned_networks_state(name, image_f
 
 
 def test_the_recipes_differ_and_the_default_tries_them_all():
-    kinds = {(r.method, r.batchnorm, r.logit_weight) for r in RECIPES.values()}
-    assert len(kinds) == len(RECIPES) and DEFAULT_RECIPES == tuple(RECIPES)
+    kinds = {(r.method, r.batchnorm, r.logit_weight, r.point_weight, r.mixing) for r in RECIPES.values()}
+    assert len(kinds) == len(RECIPES) and set(DEFAULT_RECIPES) <= set(RECIPES)
+    assert DEFAULT_RECIPES == ("adaptors", "all-bn-frozen", "all-bn-reestimated", "all-logits")
     with pytest.raises(Exception, match="unknown recovery recipe"):
         get_recipes(["adaptors", "sgd-on-labels"])
 
