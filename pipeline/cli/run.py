@@ -130,6 +130,8 @@ def _deployed_form(deployed: dict) -> str:
     if not deployed:
         return ""
     ratio = f", measured ratio {deployed['measured_ratio']:.3f}" if deployed.get("measured_ratio") is not None else ""
+    if deployed.get("artefact_ratio") is not None:  # the shipped file, which mixed precision may have changed
+        ratio += f"; {deployed['artefact']} measured at {deployed['artefact_ratio']:.3f}"
     return f" ({deployed['precision']}, {len(deployed['dropped'])} blocks dropped{ratio})"
 
 

@@ -60,6 +60,9 @@ def deployed_summary(data: dict) -> dict:
         plan = sel["plans"][index]
         summary.update(predicted_ratio=plan["predicted_ratio"], measured_ratio=plan["measured_ratio"],
                        meets_budget=plan["meets_budget"], plan=plan["name"])
+    shipped = next((r for r in data.get("export", {}).values() if isinstance(r, dict) and r.get("deployed")), None)
+    if shipped is not None and shipped.get("latency", {}).get("measured"):  # the file itself (mixed precision too)
+        summary.update(artefact=shipped["path"], artefact_ratio=shipped["latency"]["ratio"])
     return summary
 
 

@@ -49,3 +49,18 @@ def test_a_deployed_precision_plan_reports_its_own_ratio_not_the_recovered_plans
 def test_a_run_without_plans_has_no_precision_section():
     assert "## Precision and depth" not in render_markdown(run_data() | {"deployed": {"precision": "fp32",
                                                                                    "dropped": [], "network": "x"}})
+
+
+def test_the_deployed_summary_carries_the_shipped_files_own_ratio_and_the_cli_prints_it():
+    from pipeline.cli.run import _deployed_form
+
+    data = with_plans(f"{INT8}, no block dropped")
+    data["export"] = {"onnx": {"path": "model.onnx", "latency": {"measured": True, "ratio": 0.98}},
+                      "onnx-int8": {"path": "model.int8.onnx", "deployed": True,  # end layers kept in FP32: slower
+                                    "latency": {"measured": True, "ratio": 0.702}}}
+    summary = deployed_summary(data)
+    assert (summary["measured_ratio"], summary["artefact"], summary["artefact_ratio"]) == (0.55, "model.int8.onnx",
+                                                                                           0.702)
+    assert "model.int8.onnx measured at 0.702" in _deployed_form(summary)
+    data["export"]["onnx-int8"]["latency"] = {"measured": False, "reason": "no runtime"}
+    assert "artefact_ratio" not in deployed_summary(data)
