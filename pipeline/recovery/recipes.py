@@ -21,13 +21,15 @@ class Recipe:
     method: str  # "adaptors" or "mimic"
     batchnorm: str = "frozen"  # "frozen" (running statistics) or "train" (batch statistics, re-estimated)
     logit_weight: float = 0.0  # logit MSE beside the final features
-    point_weight: float = 0.0  # MSE at each dropped block's output (multi-point mimicking)
-    mixing: str | None = None  # None: the preset's; "cutmix"/"mixup": half of each batch mixes two views
+    # None: the preset's (the user's --recovery-points / --recovery-mixing reach every recipe that sets neither)
+    point_weight: float | None = None  # MSE at each dropped block's output (multi-point mimicking)
+    mixing: str | None = None  # "cutmix"/"mixup": half of each batch mixes two views
 
     def settings(self, base: RecoverySettings, max_steps: int) -> RecoverySettings:
         """`base` (the preset's options: batch, views, mixing ...) with this recipe's choices and a step cap."""
         return replace(base, method=self.method, batchnorm=self.batchnorm, logit_weight=self.logit_weight,
-                       point_weight=self.point_weight, mixing=self.mixing or base.mixing,
+                       point_weight=base.point_weight if self.point_weight is None else self.point_weight,
+                       mixing=self.mixing or base.mixing,
                        fit=replace(base.fit, steps=max_steps, lr_milestones=()))
 
     def to_dict(self) -> dict:

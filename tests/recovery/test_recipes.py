@@ -31,8 +31,9 @@ def test_every_recipe_trains_and_returns_the_pruned_networks_state(name, image_f
     recipe = RECIPES[name]
     assert recipe.name == name and recipe.description and recipe.method in ("adaptors", "mimic")
     settings = recipe.settings(BASE, 7)
-    assert (settings.method, settings.batchnorm, settings.logit_weight, settings.point_weight) == (
-        recipe.method, recipe.batchnorm, recipe.logit_weight, recipe.point_weight)
+    assert (settings.method, settings.batchnorm, settings.logit_weight) == (recipe.method, recipe.batchnorm,
+                                                                           recipe.logit_weight)
+    assert settings.point_weight == (BASE.point_weight if recipe.point_weight is None else recipe.point_weight)
     assert settings.mixing == (recipe.mixing or BASE.mixing)
     assert settings.fit.steps == 7 and settings.fit.lr_milestones == () and settings.fit.batch_size == 4
     setup = tiny_recovery_setup(image_folder)
@@ -40,6 +41,14 @@ def test_every_recipe_trains_and_returns_the_pruned_networks_state(name, image_f
     assert trial.finished and trial.summary["recipe"] == name and trial.summary["seconds"] >= 0
     assert 1 <= trial.summary["steps"] <= 4 and trial.summary["lr"] > 0
     drop_blocks(setup[0].module, DROPPED).load_state_dict(trial.state_dict)  # a plain state of the pruned network
+
+
+def test_a_recipe_that_sets_no_point_weight_or_mixing_keeps_the_users():
+    users = replace(BASE, point_weight=0.5, mixing="cutmix")  # --recovery-points 0.5 --recovery-mixing cutmix
+    kept = RECIPES["all-bn-frozen"].settings(users, 7)
+    assert (kept.point_weight, kept.mixing) == (0.5, "cutmix")
+    own = RECIPES["all-bn-reestimated-points"].settings(users, 7)
+    assert (own.point_weight, own.mixing) == (1.0, "cutmix")
 
 
 def test_the_recipes_differ_and_the_default_tries_them_all():
