@@ -101,7 +101,7 @@ def run_seeded(config, mode: str, work: Path, log) -> Path:
     return folder.path
 
 
-def deployed_logits_of(run_dir: Path, loaded, images: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+def deployed_logits_of(run_dir: Path, images: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     """The run's deployed artefact on each held-out set, and what was deployed (precision, blocks, ratio)."""
     from exporters.onnx_check import onnx_logits
 
@@ -155,7 +155,7 @@ def run_benchmark(budgets: list[float], work_root: Path, threads: int) -> dict:
             except UsageError as exc:
                 row[mode] = {"refused": str(exc)}
                 continue
-            logits, info = deployed_logits_of(run_dir, loaded, images)
+            logits, info = deployed_logits_of(run_dir, images)
             row[mode] = info | {"agreement": agreement_by_set(logits, reference)}
         result["budgets"][str(budget)] = row
         if "precision_only" not in result and "refused" not in row["joint"]:
@@ -212,6 +212,11 @@ def _agreements(agreement: dict, sets: list[str]) -> str:
 
 
 def _cell(entry: dict | None, sets: list[str]) -> str:
+    return deployment_cell(entry, lambda e: _agreements(e["agreement"], sets))
+
+
+def deployment_cell(entry: dict | None, figures) -> str:
+    """A table cell for one run's deployment: what shipped, its measured ratio, and `figures(entry)`."""
     if entry is None:
         return "not run"
     if "refused" in entry:
@@ -219,7 +224,7 @@ def _cell(entry: dict | None, sets: list[str]) -> str:
     ratio = "n/a" if entry["measured_ratio"] is None else f"{entry['measured_ratio']:.3f}"
     missed = " **(misses the budget)**" if entry.get("meets_budget") is False else ""
     return (f"{entry['precision']}, {len(entry['dropped'])} blocks ({entry['deployed']}): ratio {ratio}{missed}, "
-            f"{_agreements(entry['agreement'], sets)}")
+            f"{figures(entry)}")
 
 
 def plot(result: dict, path: Path) -> None:
@@ -265,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.network == "fashion":
         from benchmarks import precision_and_depth_fashion
 
+        if not saved.exists():
+            raise SystemExit(f"{saved} not found: --network fashion adds its section to the Lite0 results. Run "
+                             "`python -m benchmarks.precision_and_depth` first, or pass --out with a folder that has it.")
         result = json.loads(saved.read_text())  # the Lite0 figures stay; the fashion section is replaced
         result["fashion"] = precision_and_depth_fashion.run_benchmark(args.budgets or list(FASHION_BUDGETS),
                                                                        args.work / "fashion", args.threads)

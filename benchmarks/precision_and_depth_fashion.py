@@ -83,17 +83,10 @@ def scores(logits: torch.Tensor, subject: dict) -> dict:
 
 def deployed(run_dir: Path, subject: dict) -> dict:
     """The run's deployed artefact scored on the test images, with what it deployed."""
-    from exporters.onnx_check import onnx_logits
+    from benchmarks.precision_and_depth import deployed_logits_of
 
-    export = json.loads((run_dir / "export.json").read_text())
-    name = next(fmt for fmt, record in export.items() if record.get("deployed"))
-    dropped = json.loads((run_dir / "dropped_blocks.json").read_text())
-    latency = export[name]["latency"]
-    info = {"artefact": export[name]["path"], "precision": dropped.get("precision", "fp32"),
-            "dropped": dropped["dropped"], "measured_ratio": latency.get("ratio"),
-            "meets_budget": latency.get("meets_budget"),
-            "deployed": json.loads((run_dir / "evaluation.json").read_text())["deployed"]}
-    return info | scores(onnx_logits(run_dir / export[name]["path"], subject["x_test"]), subject)
+    logits, info = deployed_logits_of(run_dir, {"test": subject["x_test"]})
+    return info | scores(logits["test"], subject)
 
 
 def precision_only(run_dir: Path, subject: dict) -> dict:
@@ -179,11 +172,6 @@ def _scores(entry: dict) -> str:
 
 
 def _cell(entry: dict | None) -> str:
-    if entry is None:
-        return "not run"
-    if "refused" in entry:
-        return f"refused: {entry['refused'][:300]}"
-    ratio = "n/a" if entry["measured_ratio"] is None else f"{entry['measured_ratio']:.3f}"
-    missed = " **(misses the budget)**" if entry.get("meets_budget") is False else ""
-    return (f"{entry['precision']}, {len(entry['dropped'])} blocks ({entry['deployed']}): ratio {ratio}{missed}, "
-            f"{_scores(entry)}")
+    from benchmarks.precision_and_depth import deployment_cell
+
+    return deployment_cell(entry, _scores)
