@@ -14,7 +14,7 @@ later run folder: the FP32 latency table and the recoverability scores (the same
 seed and settings), and the precision survey (joint runs only).
 
     python -m benchmarks.precision_and_depth [--budgets 0.9 0.78 0.65 0.5 0.4] [--out DIR] [--replot]
-    python -m benchmarks.precision_and_depth --network fashion [--budgets 0.9 0.78 0.65]
+    python -m benchmarks.precision_and_depth --network fashion [--budgets 0.9 0.78 0.65] [--seeds 0 1 2]
 
 `--network fashion` runs the in-domain counterpart (benchmarks/precision_and_depth_fashion.py) and stores it
 beside the Lite0 figures in the same files.
@@ -261,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "practise-precision-and-depth",
                         help="run folders and image copies (large; not results)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="fashion only: the runs' --seed; seeds already stored for a budget are kept unless run "
+                             "again (so `--budgets 0.78 --seeds 1 2` adds two seeds to the stored seed 0)")
     parser.add_argument("--replot", action="store_true", help="redraw the .md and .png from the saved .json")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -273,10 +276,10 @@ def main(argv: list[str] | None = None) -> None:
         if not saved.exists():
             raise SystemExit(f"{saved} not found: --network fashion adds its section to the Lite0 results. Run "
                              "`python -m benchmarks.precision_and_depth` first, or pass --out with a folder that has it.")
-        result = json.loads(saved.read_text())  # the Lite0 figures stay; the fashion section is replaced
-        result["fashion"] = precision_and_depth_fashion.run_benchmark(args.budgets or list(FASHION_BUDGETS),
-                                                                       args.work / "fashion", args.threads)
-        result["fashion"]["machine"] = machine_info()
+        result = json.loads(saved.read_text())  # the Lite0 figures stay; the fashion section gains these runs
+        new = precision_and_depth_fashion.run_benchmark(args.budgets or list(FASHION_BUDGETS), args.work / "fashion",
+                                                        args.threads, seeds=tuple(args.seeds))
+        result["fashion"] = precision_and_depth_fashion.merge(result.get("fashion"), new | {"machine": machine_info()})
         saved.write_text(json.dumps(result, indent=2))
     else:
         fashion = json.loads(saved.read_text()).get("fashion") if saved.exists() else None

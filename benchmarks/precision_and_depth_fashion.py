@@ -65,13 +65,13 @@ def prepare(work: Path, log) -> dict:
             "x_test": x_test, "labels": labels, "reference": reference}
 
 
-def run_config(subject: dict, budget: float, precision: str, out: Path, threads: int):
+def run_config(subject: dict, budget: float, precision: str, out: Path, threads: int, seed: int = 0):
     from benchmarks.fashion_mnist import MEAN, STD
     from pipeline.run.config import RunConfig
 
     return RunConfig(model=SPEC, weights=str(subject["weights"]), data=str(subject["tiny"]),
                      val_data=str(subject["report"]), resolution=32, mean=f"{MEAN}", std=f"{STD}", crop_fraction=1.0,
-                     budget=str(budget), precision=precision, out=str(out), threads=threads)
+                     budget=str(budget), precision=precision, out=str(out), threads=threads, seed=seed)
 
 
 def scores(logits: torch.Tensor, subject: dict) -> dict:
@@ -109,8 +109,11 @@ def precision_only(run_dir: Path, subject: dict) -> dict:
     return rows
 
 
-def run_benchmark(budgets: list[float], work: Path, threads: int, log=print) -> dict:
-    """Joint and depth-only runs at each budget, and the INT8 schemes of the teacher alone."""
+def run_benchmark(budgets: list[float], work: Path, threads: int, log=print, seeds: tuple[int, ...] = (0,)) -> dict:
+    """Joint and depth-only runs at each budget and seed, and the INT8 schemes of the teacher alone.
+
+    The seed is the run's `--seed` (scoring and recovery's augmentation and order); the tiny set and the report
+    images stay the same. Each seed has its own run folders (its scores differ), `runs` for seed 0."""
     from benchmarks.precision_and_depth import run_seeded
     from pipeline.core.errors import UsageError
 
@@ -122,21 +125,48 @@ def run_benchmark(budgets: list[float], work: Path, threads: int, log=print) -> 
               "budgets": {}}
     log(f"teacher {100 * result['teacher_accuracy']:.2f}% test accuracy")
     for budget in budgets:
-        row = {}
-        for mode, precision in (("joint", "auto"), ("depth", "fp32")):
-            started = time.monotonic()
-            config = run_config(subject, budget, precision, work / "runs" / f"{mode}-{budget}", threads)
-            try:
-                folder = run_seeded(config, mode, work / "runs", lambda message, m=mode: log(
-                    f"  [fashion {m} {budget}] {message}"))
-            except UsageError as exc:
-                row[mode] = {"refused": str(exc)}
-                continue
-            row[mode] = deployed(folder, subject) | {"run_s": round(time.monotonic() - started, 1)}
+        row = {"joint": {"by_seed": {}}, "depth": {"by_seed": {}}}
+        for seed in seeds:
+            runs = work / ("runs" if seed == 0 else f"runs-seed{seed}")
+            for mode, precision in (("joint", "auto"), ("depth", "fp32")):
+                started = time.monotonic()
+                config = run_config(subject, budget, precision, runs / f"{mode}-{budget}", threads, seed)
+                try:
+                    folder = run_seeded(config, mode, runs, lambda message, m=mode: log(
+                        f"  [fashion {m} {budget} seed {seed}] {message}"))
+                except UsageError as exc:
+                    row[mode]["by_seed"][str(seed)] = {"refused": str(exc)}
+                    continue
+                row[mode]["by_seed"][str(seed)] = deployed(folder, subject) | {
+                    "run_s": round(time.monotonic() - started, 1)}
+            joint = row["joint"]["by_seed"][str(seed)]
+            if "precision_only" not in result and "refused" not in joint:
+                result["precision_only"] = precision_only(runs / f"joint-{budget}", subject)
         result["budgets"][str(budget)] = row
-        if "precision_only" not in result and "refused" not in row.get("joint", {"refused": ""}):
-            result["precision_only"] = precision_only(work / "runs" / f"joint-{budget}", subject)
     return result
+
+
+def by_seed(entry: dict | None) -> dict[str, dict]:
+    """A mode's entries per seed (results stored before seeds were recorded hold seed 0's entry itself)."""
+    if entry is None:
+        return {}
+    return entry["by_seed"] if "by_seed" in entry else {"0": entry}
+
+
+def merge(saved: dict | None, new: dict) -> dict:
+    """`new` with the seeds and budgets of `saved` it did not run kept (a seed run again is replaced)."""
+    if not saved:
+        return new
+    merged = {**saved, **{k: v for k, v in new.items() if k not in ("budgets", "precision_only")}}
+    if "precision_only" not in saved and "precision_only" in new:
+        merged["precision_only"] = new["precision_only"]
+    budgets = {b: dict(row) for b, row in saved.get("budgets", {}).items()}
+    for budget, row in new["budgets"].items():
+        old = budgets.setdefault(budget, {})
+        for mode, entry in row.items():
+            old[mode] = {"by_seed": {**by_seed(old.get(mode)), **by_seed(entry)}}
+    merged["budgets"] = budgets
+    return merged
 
 
 def best_precision_only(result: dict, budget: float) -> tuple[str, dict] | None:
@@ -174,4 +204,17 @@ def _scores(entry: dict) -> str:
 def _cell(entry: dict | None) -> str:
     from benchmarks.precision_and_depth import deployment_cell
 
-    return deployment_cell(entry, _scores)
+    seeds = by_seed(entry)
+    if len(seeds) <= 1:
+        return deployment_cell(next(iter(seeds.values()), None), _scores)
+    done = {s: e for s, e in sorted(seeds.items()) if "refused" not in e}
+    if not done:
+        return deployment_cell(next(iter(seeds.values())), _scores)
+    accuracy = np.array([100 * e["test_accuracy"] for e in done.values()])
+    agreement = np.array([100 * e["agreement"] for e in done.values()])
+    blocks = "/".join(str(len(e["dropped"])) for e in done.values())
+    ratios = "/".join(f"{e['measured_ratio']:.3f}" for e in done.values())
+    precisions = "/".join(dict.fromkeys(e["precision"] for e in done.values()))
+    return (f"{len(done)} seeds: {precisions}, {blocks} blocks, ratio {ratios}: **{accuracy.mean():.2f} ± "
+            f"{accuracy.std(ddof=1):.2f}%** / {agreement.mean():.1f}% (seeds: "
+            f"{' / '.join(f'{a:.2f}' for a in accuracy)})")

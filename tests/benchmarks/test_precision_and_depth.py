@@ -47,3 +47,27 @@ def test_the_fashion_section_scores_by_test_accuracy_and_is_rendered_beside_lite
     assert "misses the budget" in depth and "84.00%" in depth
     assert only.startswith("int8-x: ratio 0.700, 84.90%")  # more accurate than int8-y, and it meets 0.78
     assert best_fashion(fashion, 0.65)[0] == "int8-y" and best_fashion(fashion, 0.5) is None
+
+
+def test_added_seeds_join_the_stored_seed_and_the_cell_gives_their_mean_and_spread():
+    from benchmarks.precision_and_depth_fashion import by_seed, merge, render as render_fashion
+
+    stored = {"teacher_accuracy": 0.86, "test_images": 10000, "tiny_set": 100, "report_images": 300,
+              "precision_only": {"int8-x": {"measured_ratio": 0.9, "kept": True, "reason": "", "test_accuracy": 0.85,
+                                            "agreement": 0.97}},
+              "budgets": {"0.78": {"depth": _fashion_entry("fp32", 0.72, True, 0.85),
+                                   "joint": _fashion_entry("int8-x", 0.75, True, 0.84)},
+                          "0.9": {"depth": _fashion_entry("fp32", 0.88, True, 0.86)}}}
+    new = {"teacher_accuracy": 0.86, "test_images": 10000, "tiny_set": 100, "report_images": 300,
+           "precision_only": {"int8-x": {"measured_ratio": 0.5, "kept": True, "reason": "", "test_accuracy": 0.1,
+                                         "agreement": 0.1}},
+           "budgets": {"0.78": {"depth": {"by_seed": {"1": _fashion_entry("fp32", 0.73, True, 0.86)}},
+                                "joint": {"by_seed": {"1": _fashion_entry("int8-x", 0.74, True, 0.86)}}}}}
+    merged = merge(stored, new)
+    assert sorted(by_seed(merged["budgets"]["0.78"]["joint"])) == ["0", "1"]
+    assert merged["budgets"]["0.9"] == stored["budgets"]["0.9"]  # a budget not run again is kept
+    assert merged["precision_only"] == stored["precision_only"]  # the stored survey is kept
+    row = next(line for line in render_fashion(merged) if line.startswith("| 0.78 |"))
+    depth, _, joint = row.split(" | ")[1:4]
+    assert "2 seeds" in joint and "**85.00 ± 1.41%**" in joint and "84.00 / 86.00" in joint
+    assert "**85.50 ± 0.71%**" in depth
