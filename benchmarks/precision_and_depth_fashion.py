@@ -215,6 +215,9 @@ def _cell(entry: dict | None) -> str:
     blocks = "/".join(str(len(e["dropped"])) for e in done.values())
     ratios = "/".join(f"{e['measured_ratio']:.3f}" for e in done.values())
     precisions = "/".join(dict.fromkeys(e["precision"] for e in done.values()))
+    missed = [s for s, e in done.items() if e.get("meets_budget") is False]
+    if missed:
+        ratios += f" **(seed {', '.join(missed)} misses the budget)**"
     return (f"{len(done)} seeds: {precisions}, {blocks} blocks, ratio {ratios}: **{accuracy.mean():.2f} ± "
             f"{accuracy.std(ddof=1):.2f}%** / {agreement.mean():.1f}% (seeds: "
             f"{' / '.join(f'{a:.2f}' for a in accuracy)})")
