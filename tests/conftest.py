@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,12 +25,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# the README's test command runs two pytest-xdist workers on a 2-core machine: one torch thread each (and in the
+# subprocesses they start), so two tests never fight over the cores (a test run alone, without -n, keeps two)
+TORCH_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the runs tests start as subprocesses train on one thread too
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
     """Latency tables and the embedded set go to a per-session folder, never the user's cache."""
     home = tmp_path_factory.getbasetemp() / "practise-home"
     monkeypatch.setenv("PRACTISE_HOME", str(home))
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS)
     return home
 
 

@@ -119,15 +119,19 @@ def build_plans(options: list[PrecisionOption], tables: dict[str, LatencyTable],
     return plans
 
 
-def choose(plans: list[Plan]) -> tuple[Plan | None, Plan | None, str]:
+def choose(plans: list[Plan], clear_ratio: float | None = None) -> tuple[Plan | None, Plan | None, str]:
     """(the depth plan to recover, the best precision-only plan, why): each the most faithful that meets the
-    budget (agreement, then lower KL); when no depth plan meets it, the one closest to it."""
+    budget (agreement, then lower KL); when no depth plan meets it, the one closest to it.
+
+    With `clear_ratio` (the target less the measurement's precision), plans measured under it come first: a plan
+    that meets the budget only within what its measurement can tell apart misses it about half the times its file
+    is timed again (seen: a plan measured at 0.777 against 0.78, its file timed at 0.783 after recovery)."""
     def faithful(plan: Plan):
         return (plan.agreement if plan.agreement is not None else -1.0, -(plan.kl or 0.0))
 
     meeting = [p for p in plans if p.meets_budget is not False]
-    depth = [p for p in meeting if p.dropped]
-    only = [p for p in meeting if not p.dropped]
+    depth, narrow_depth = _clear_first([p for p in meeting if p.dropped], clear_ratio)
+    only, narrow_only = _clear_first([p for p in meeting if not p.dropped], clear_ratio)
     best_only = max(only, key=faithful) if only else None
     if depth:
         chosen = max(depth, key=faithful)
@@ -138,10 +142,22 @@ def choose(plans: list[Plan]) -> tuple[Plan | None, Plan | None, str]:
         chosen = min(missing, key=lambda p: p.measured_ratio or p.predicted_ratio) if missing else None
         why = ("no plan with dropped blocks meets the budget; the closest is recovered" if chosen
                else "no block needs dropping")
+    narrow = narrow_depth + narrow_only
+    if narrow:
+        why += (f" by more than the measurements' precision (under {clear_ratio:.3f}); passed over as too close to "
+                "the budget to be sure: " + ", ".join(f"{p.name} (measured {p.measured_ratio:.3f})" for p in narrow))
     if best_only is not None:
         why += (f"; {best_only.name} meets the budget alone ({_percent(best_only.agreement)} agreement) and is "
                 "offered to the report images beside the recovered network")
     return chosen, best_only, why
+
+
+def _clear_first(plans: list[Plan], clear_ratio: float | None) -> tuple[list[Plan], list[Plan]]:
+    """(the plans to choose among, those passed over): the ones measured under `clear_ratio` when there are any."""
+    if clear_ratio is None:
+        return plans, []
+    clear = [p for p in plans if p.measured_ratio is None or p.measured_ratio <= clear_ratio]
+    return (clear, [p for p in plans if p not in clear]) if clear else (plans, [])
 
 
 def _percent(value: float | None) -> str:

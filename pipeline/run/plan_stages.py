@@ -156,11 +156,20 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
         if not plans:
             plans = [_aggressive_plan_or_refuse(ctx, options, tables, profiler if same_device else None)]
         _measure_agreement(ctx, plans)
-        chosen, precision_only, why = choose(plans)
+        chosen, precision_only, why = choose(plans, _clear_ratio(ctx, base_table, profiler if same_device else None))
     ctx.log(f"plans: {why}")
     folder.write_json("selection.json", _selection_record(ctx, plans, chosen, precision_only, why, tables, base_table,
                                                           recoverability))
     save_timings(ctx)
+
+
+def _clear_ratio(ctx: RunContext, base_table: LatencyTable, profiler) -> float | None:
+    """The ratio a plan must be measured under to meet the budget beyond doubt: the target less the standard
+    error the profiler's stop rule allows a measured ratio (half its ratio tolerance). None when nothing was
+    measured here."""
+    if profiler is None:
+        return None
+    return ctx.budget.target_ratio(base_table.full.median_ms) - 0.5 * profiler.settings.ratio_tolerance
 
 
 def stage_mixed_precision(ctx: RunContext, profiler) -> None:

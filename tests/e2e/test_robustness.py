@@ -98,11 +98,16 @@ def _checkpoint_step(out: Path) -> int | None:
         return None
 
 
+# recovery checkpoints every 20 steps; the test stops the run after the first and the second checkpoint, so
+# 240 steps leave 200 for the signals to land in (600 cost 20 s more and 160 s under two pytest workers)
+RECOVERY_STEPS = 240
+
+
 def _long_recovery_run(tmp_path: Path, out: Path) -> list[str]:
     """Arguments of a run whose recovery lasts long enough to be interrupted after its first checkpoints."""
     data = write_images(tmp_path / "data", 12)
     return ["run", "--model", TINY, "--resolution", "32", "--allow-random-weights", "--scoring-steps", "3",
-            "--recovery-steps", "600", "--batch-size", "4", "--recovery", "mimic", "--data", str(data),
+            "--recovery-steps", str(RECOVERY_STEPS), "--batch-size", "4", "--recovery", "mimic", "--data", str(data),
             "--backend", "torch", "--profile-time-cap", "1", "--latency-budget", "0.9", "--out", str(out)]
 
 
@@ -132,16 +137,16 @@ def test_ctrl_c_stops_cleanly_and_a_kill_loses_nothing_each_rerun_resuming_from_
     killed = _start_and_stop_when(_cli(*args, home=tmp_path), env, lambda: (_checkpoint_step(out) or 0) > first,
                                   signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
-    assert f"resuming recovery from its checkpoint at step {first + 1} of 600" in killed.stderr.read()
+    assert f"resuming recovery from its checkpoint at step {first + 1} of {RECOVERY_STEPS}" in killed.stderr.read()
     second = _checkpoint_step(out)
     assert not (out / "report.json").exists()
     resumed = subprocess.run(_cli(*args, home=tmp_path), cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resuming recovery from its checkpoint at step {second + 1} of 600" in resumed.stderr
+    assert f"resuming recovery from its checkpoint at step {second + 1} of {RECOVERY_STEPS}" in resumed.stderr
     assert "profiling" not in resumed.stderr and "scoring" not in resumed.stderr
     assert _finished_stages(out) == finished  # not one finished stage file written again
-    assert len(json.loads((out / "recovery.json").read_text())["losses"]) == 600
+    assert len(json.loads((out / "recovery.json").read_text())["losses"]) == RECOVERY_STEPS
     assert (out / "report.json").exists() and not (out / "recovery_checkpoint.pt").exists()
     assert not [p for p in out.iterdir() if p.name.endswith((".partial", ".tmp")) or ".partial." in p.name]
 

@@ -79,6 +79,17 @@ def test_the_recovered_plan_is_the_most_faithful_depth_plan_and_the_precision_pl
     assert "meets the budget alone" in why
 
 
+def test_a_plan_that_meets_the_budget_only_within_the_measurements_precision_gives_way_to_one_clearly_under():
+    plans = [Plan("fp32", ["b1", "b2", "b3"], 0.74, 0.738, True, agreement=0.60),
+             Plan(INT8, ["b1", "b2"], 0.77, 0.777, True, agreement=0.77)]  # 0.003 under 0.78: within the noise
+    assert choose(plans)[0] is plans[1]  # nothing measured here: the most faithful, as before
+    recovered, _, why = choose(plans, clear_ratio=0.77)
+    assert recovered is plans[0] and "passed over" in why and "measured 0.777" in why
+    narrow = [Plan(INT8, ["b1", "b2"], 0.77, 0.777, True, agreement=0.77),
+              Plan("fp32", ["b1", "b2"], 0.77, 0.775, True, agreement=0.7)]
+    assert choose(narrow, clear_ratio=0.77)[0] is narrow[0]  # none clearly under: the most faithful of them
+
+
 def test_with_no_depth_plan_meeting_the_budget_the_closest_is_recovered():
     plans = [Plan("fp32", ["b1", "b2"], 0.7, 0.81, False, agreement=0.6), Plan("fp32", ["b1"], 0.8, 0.9, False)]
     recovered, precision_only, why = choose(plans)
