@@ -144,8 +144,9 @@ def choose(plans: list[Plan], clear_ratio: float | None = None) -> tuple[Plan | 
                else "no block needs dropping")
     narrow = narrow_depth + narrow_only
     if narrow:
-        why += (f" by more than the measurements' precision (under {clear_ratio:.3f}); passed over as too close to "
-                "the budget to be sure: " + ", ".join(f"{p.name} (measured {p.measured_ratio:.3f})" for p in narrow))
+        why += (f"; passed over as too close to the budget to be sure (measured above {clear_ratio:.3f}, the target "
+                "less the measurements' precision), since other plans are clearly under it: "
+                + ", ".join(f"{p.name} (measured {p.measured_ratio:.3f})" for p in narrow))
     if best_only is not None:
         why += (f"; {best_only.name} meets the budget alone ({_percent(best_only.agreement)} agreement) and is "
                 "offered to the report images beside the recovered network")
