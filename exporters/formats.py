@@ -38,6 +38,7 @@ class ExportInputs:
     int8_scheme: str | None = None  # the INT8 scheme the run measured fastest here (None: DEFAULT_SCHEME)
     int8_fp32_end_layers: int = 0  # first and last N compute layers kept in FP32 (the run's mixed-precision choice)
     metadata: dict[str, str] | None = None  # ONNX metadata_props: how to feed the artefact (mean, std, resolution...)
+    openvino_precision: str = "openvino-fp32"  # the precision a --format openvino IR is written and timed in
     target: str = "cpu"  # the device compiled formats (aoti) are built for: "cpu" or "gpu"
 
     def scheme(self) -> Int8Scheme:
@@ -191,6 +192,30 @@ def export_tensorrt(inputs: ExportInputs) -> dict:
                    input_shape=inputs.input_shape(), max_batch=shapes.max_batch)
 
 
+# largest error tolerated relative to the largest logit, by OpenVINO precision (reduced ones: agreement is stated)
+_OPENVINO_TOLERANCE = {"openvino-fp32": 1e-3, "openvino-bf16": float("inf"), "openvino-int8": float("inf")}
+
+
+def export_openvino(inputs: ExportInputs) -> dict:
+    """An OpenVINO IR (`model.xml` + `model.bin`) in the run's OpenVINO precision, converted from the run's FP32
+    ONNX file (INT8: quantized by NNCF on the tiny set), checked on real images in OpenVINO."""
+    from exporters import openvino_ir
+
+    precision = inputs.openvino_precision
+    path = openvino_ir.write_ir(_onnx(inputs), inputs.out_dir / "model.xml", precision,
+                                inputs.calibration_images[:openvino_ir.CALIBRATION_IMAGES], metadata=inputs.metadata)
+    outputs = openvino_ir.ir_logits(path, inputs.check_images).numpy()
+    check = compare_outputs(outputs, inputs.reference_logits, _OPENVINO_TOLERANCE[precision])
+    if precision != openvino_ir.FP32:
+        check["note"] = _precision_note(precision, check["top1_agreement_with_pytorch"])
+    hint = openvino_ir.inference_precision_of(path)
+    return _record("openvino", path, check, precision=precision, inference_precision_hint=hint,
+                   ran_in=openvino_ir.ran_in(openvino_ir.compile_ir(path, 1)),
+                   openvino_version=openvino_ir.openvino_version(), weights_file=path.with_suffix(".bin").name,
+                   source_onnx="model.onnx", input_shape=[1, inputs.channels, inputs.resolution, inputs.resolution],
+                   loading_snippet=openvino_ir.loading_snippet(path.name, hint))
+
+
 def _load_torchscript(path: Path) -> nn.Module:
     with warnings.catch_warnings():
         _ignore_jit_deprecation()
@@ -238,6 +263,8 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
                  lambda module, example, target: _exported(module, example).module()),
     ExportFormat("aoti", export_aoti, _load_aoti, {"cpu": "torch", "gpu": "torch"}, _compiled_like),
     ExportFormat("tensorrt", export_tensorrt, Path, {"gpu": "tensorrt"}),
+    # timed by the auto backend: the IR in OpenVINO beside the original in the reference runtime
+    ExportFormat("openvino", export_openvino, Path, {"cpu": "auto"}),
 )}
 
 
@@ -246,7 +273,7 @@ def export_formats(inputs: ExportInputs, formats: list[str]) -> dict[str, dict]:
     if unknown:
         raise UsageError(f"unknown export format {', '.join(unknown)}; choose from: {', '.join(FORMATS)}.")
     inputs.out_dir.mkdir(parents=True, exist_ok=True)
-    derived = {"onnx-int8", "tensorrt"} & set(formats)
+    derived = {"onnx-int8", "tensorrt", "openvino"} & set(formats)
     if derived and not _onnx_matches(inputs.out_dir / "model.onnx", inputs.dynamic_batch):
         formats = ["onnx", *formats]  # derived formats need model.onnx as asked for; rewrite and record it
     (inputs.out_dir / "model.fp16.onnx").unlink(missing_ok=True)

@@ -11,8 +11,10 @@ from profilers.table import LatencyTable, TableStore
 # target -> backend name -> "module:Class" (imported only when chosen, so optional runtimes stay optional)
 _BACKENDS = {
     "cpu": {
+        "auto": "profilers.openvino_backend:AutoCpuProfiler",
         "inductor": "profilers.inductor_backend:InductorCpuProfiler",
         "onnxruntime": "profilers.onnxruntime_backend:OnnxRuntimeCpuProfiler",
+        "openvino": "profilers.openvino_backend:OpenVinoCpuProfiler",
         "torch": "profilers.torch_backend:TorchCpuProfiler",
     },
     "gpu": {
@@ -37,11 +39,25 @@ def default_backend(target: str) -> tuple[str, str]:
             return "tensorrt", "GPU backend: TensorRT (installed)"
         return "torch", ("GPU backend: torch CUDA, because TensorRT is not installed "
                          "(pip install '.[tensorrt]' to profile with TensorRT engines)")
-    return "onnxruntime", "CPU backend: onnxruntime"
+    from exporters.openvino_ir import INSTALL, openvino_available
+
+    if openvino_available():
+        return "auto", "CPU backend: auto (onnxruntime and OpenVINO, every plan measured on one clock)"
+    return "auto", ("CPU backend: auto, onnxruntime only because OpenVINO is not installed "
+                    f"({INSTALL} to plan with OpenVINO's precisions too)")
 
 
-def get_profiler(target: str, backend: str | None, settings: ProfileSettings) -> Profiler:
-    """The profiler for `target` with `backend` (the target's default when None)."""
+def available_backends(target: str) -> list[str]:
+    """The backend names a target offers (the CLI's choices)."""
+    return sorted(_BACKENDS.get(target, {}))
+
+
+def all_backends() -> list[str]:
+    return sorted({name for choices in _BACKENDS.values() for name in choices})
+
+
+def backend_class(target: str, backend: str | None) -> type[Profiler]:
+    """The profiler class of `backend` on `target` (the target's default when None), imported now."""
     if target not in _BACKENDS:
         raise UsageError(f"unsupported target '{target}'; choose one of: {', '.join(available_targets())}.")
     backend = backend or default_backend(target)[0]
@@ -53,7 +69,18 @@ def get_profiler(target: str, backend: str | None, settings: ProfileSettings) ->
     module_name, _, class_name = choices[backend].partition(":")
     import importlib
 
-    cls = getattr(importlib.import_module(module_name), class_name)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def reference_precision(target: str, backend: str | None) -> str:
+    """The precision a backend's budgets are relative to under --precision auto (its runtime's FP32)."""
+    return backend_class(target, backend).reference_precision
+
+
+def get_profiler(target: str, backend: str | None, settings: ProfileSettings) -> Profiler:
+    """The profiler for `target` with `backend` (the target's default when None)."""
+    cls = backend_class(target, backend)
+    backend = backend or default_backend(target)[0]
     if settings.precision not in cls.precisions:
         raise UsageError(f"the {backend} backend on {target} measures {', '.join(cls.precisions)}, not {settings.precision}.")
     if settings.cuda_graphs and not cls.supports_cuda_graphs:
@@ -63,5 +90,5 @@ def get_profiler(target: str, backend: str | None, settings: ProfileSettings) ->
 
 __all__ = [
     "DeviceFingerprint", "LatencyTable", "Measurement", "Profiler", "ProfileSettings", "TableStore",
-    "TimingStats", "get_profiler", "available_targets", "default_backend",
+    "TimingStats", "get_profiler", "backend_class", "reference_precision", "available_backends", "all_backends", "available_targets", "default_backend",
 ]

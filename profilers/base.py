@@ -85,6 +85,7 @@ class Profiler(ABC):
     target: str = ""
     precisions: tuple[str, ...] = ("fp32",)
     auto_precisions: tuple[str, ...] = ("fp32",)  # what --precision auto plans with on this backend
+    reference_precision: str = "fp32"  # under --precision auto, budgets are relative to the original in this
     supports_cuda_graphs: bool = False
 
     def __init__(self, settings: ProfileSettings):

@@ -8,6 +8,7 @@ import sys
 import click
 
 from exporters.onnx_int8 import INT8_SCHEMES
+from exporters.openvino_ir import PRECISIONS as OPENVINO_PRECISIONS
 
 
 @contextlib.contextmanager
@@ -21,7 +22,13 @@ def log(message: str) -> None:
     click.echo(message, err=True)
 
 
-EXPORT_FORMATS = ["onnx", "onnx-int8", "torchscript", "exported-program", "aoti", "tensorrt"]
+def _export_formats() -> list[str]:
+    from exporters.formats import FORMATS
+
+    return list(FORMATS)
+
+
+EXPORT_FORMATS = _export_formats()  # read from the format registry
 
 
 model_option = click.option("--model", "model", default="efficientnet_lite0", show_default=True,
@@ -33,16 +40,18 @@ resolution_option = click.option("--resolution", type=click.IntRange(16, 4096), 
                                  help="input resolution in pixels (default: the model's own).")
 target_option = click.option("--target", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 backend_option = click.option("--backend", default=None,
-                              help="profiling backend: onnxruntime (default), torch or inductor (torch.compile) on cpu; "
+                              help="profiling backend: auto (default: every CPU runtime installed, onnxruntime and "
+                                   "OpenVINO, planned together), onnxruntime, openvino, torch or inductor (torch.compile) on cpu; "
                                    "tensorrt, torch, inductor or onnxruntime (CUDA provider, needs onnxruntime-gpu) on gpu "
                                    "(default: tensorrt when installed, else torch).")
-_MEASURED_PRECISIONS = ["fp32", "fp16", "int8", *INT8_SCHEMES]
+_MEASURED_PRECISIONS = ["fp32", "fp16", "int8", *INT8_SCHEMES, *OPENVINO_PRECISIONS]
 precision_option = click.option("--precision", type=click.Choice(_MEASURED_PRECISIONS), default="fp32",
                                 show_default=True, help="precision the latency is measured in (fp16: GPU; int8: "
-                                "TensorRT; int8-...: an onnxruntime INT8 scheme on the CPU).")
+                                "TensorRT; int8-...: an onnxruntime INT8 scheme on the CPU; openvino-...: OpenVINO on the CPU).")
 run_precision_option = click.option(
     "--precision", type=click.Choice(["auto", *_MEASURED_PRECISIONS]), default="auto", show_default=True,
-    help="auto: plan in every precision the backend deploys (onnxruntime CPU: FP32 and each INT8 scheme), each "
+    help="auto: plan in every precision the backend deploys (CPU auto: onnxruntime FP32 and each INT8 scheme, and "
+         "OpenVINO FP32, BF16 where native and NNCF INT8 when OpenVINO is installed), each "
          "measured here, and keep the most faithful plan that meets the budget; a named precision plans in it only "
          "(the budget is then relative to the original in that precision).")
 time_cap_option = click.option("--profile-time-cap", type=click.FloatRange(1, 86400), default=None,

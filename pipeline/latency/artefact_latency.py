@@ -27,10 +27,14 @@ def timing_settings(fmt: str, target: str, settings: ProfileSettings) -> tuple[s
     """The profiler backend that runs `fmt` on `target` (None: none in this tool), and its settings."""
     from exporters.formats import FORMATS
 
+    from exporters.openvino_ir import is_openvino
+
     backend = FORMATS[fmt].runtimes.get(target)
-    if backend is not None and backend != "tensorrt" and not (fmt == "onnx-int8"
-                                                               and settings.precision.startswith("int8")):
-        # beside the FP32 original; a run planned in one INT8 scheme only is timed beside the original in it
+    own_reference = ((fmt == "onnx-int8" and settings.precision.startswith("int8"))
+                     or (fmt == "openvino" and is_openvino(settings.precision)))
+    if backend is not None and backend != "tensorrt" and not own_reference:
+        # beside the FP32 original on the reference runtime; a run planned in one INT8 scheme only (or in OpenVINO
+        # only) is timed beside the original in its own reference precision
         settings = replace(settings, precision="fp32", cuda_graphs=False)
     return backend, settings
 

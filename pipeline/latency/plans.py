@@ -15,7 +15,7 @@ from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, quiet_log
 from pipeline.latency.budget import Budget
 from pipeline.latency.measured_selection import select_by_measurement
-from pipeline.latency.precision import FP32, PrecisionOption
+from pipeline.latency.precision import PrecisionOption
 from pipeline.latency.profiling import EndToEnd
 from pipeline.latency.selection import score_blocks, select_blocks
 from profilers import LatencyTable
@@ -104,7 +104,7 @@ def build_plans(options: list[PrecisionOption], tables: dict[str, LatencyTable],
     plans = []
     for option in (o for o in options if o.kept):
         only = precision_only_plan(option, budget, fp32_full_ms)
-        if option.precision != FP32 and only.meets_budget:
+        if option.precision != options[0].precision and only.meets_budget:
             plans.append(only)
             continue
         if option.precision not in tables:

@@ -50,7 +50,25 @@ class PrecisionOption:
 
 
 def is_quantized(precision: str) -> bool:
+    """An onnxruntime INT8 scheme (what mixed precision and quantization-aware recovery know how to handle)."""
     return precision.startswith("int8")
+
+
+def runs_in_pytorch_as_is(precision: str) -> bool:
+    """FP32 on onnxruntime computes what PyTorch computes (to float tolerance); every other precision is judged
+    on its deployed file."""
+    return precision == FP32
+
+
+def file_logits(path: Path, images: torch.Tensor) -> torch.Tensor:
+    """Logits of a deployed file on `images`: an OpenVINO IR (`.xml`) in OpenVINO, an ONNX file in onnxruntime."""
+    if path.suffix == ".xml":
+        from exporters.openvino_ir import ir_logits
+
+        return ir_logits(path, images)
+    from exporters.onnx_check import onnx_logits
+
+    return onnx_logits(path, images)
 
 
 def deployed_file(module: nn.Module, precision: str, calibration: torch.Tensor, folder: Path, name: str,
@@ -58,12 +76,15 @@ def deployed_file(module: nn.Module, precision: str, calibration: torch.Tensor, 
     """The network as it would be deployed in `precision`: its ONNX file, quantized on `calibration`.
 
     The FP32 export in `folder` is reused when it is there (one export serves every scheme)."""
+    from exporters import openvino_ir
     from exporters.onnx_file import export_onnx
     from exporters.onnx_int8 import get_scheme, quantize_onnx
 
     fp32 = folder / f"{name}.onnx"
     if not fp32.exists():
         export_onnx(module, calibration[:1], fp32)
+    if openvino_ir.is_openvino(precision):
+        return openvino_ir.write_ir(fp32, folder / f"{name}.{precision}.xml", precision, calibration)
     if not is_quantized(precision):
         return fp32
     scheme = get_scheme(precision).with_accuracy_options(**(scheme_options or {}))
@@ -72,53 +93,54 @@ def deployed_file(module: nn.Module, precision: str, calibration: torch.Tensor, 
 
 def deployed_logits(module: nn.Module, precision: str, images: torch.Tensor, calibration: torch.Tensor,
                     scheme_options: dict | None = None) -> torch.Tensor:
-    """Logits of `module` in its deployed precision: PyTorch for FP32, onnxruntime for a quantized file."""
-    if not is_quantized(precision):
+    """Logits of `module` in its deployed precision: PyTorch for FP32, its deployed file's runtime otherwise
+    (onnxruntime for an INT8 scheme, OpenVINO for an OpenVINO precision)."""
+    if runs_in_pytorch_as_is(precision):
         return predict_logits(module, images)
-    from exporters.onnx_check import onnx_logits
-
     with tempfile.TemporaryDirectory(prefix="practise-precision-") as tmp:
         path = deployed_file(module, precision, calibration, Path(tmp), "network", scheme_options)
-        return onnx_logits(path, images)
+        return file_logits(path, images)
 
 
 def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple[str, ...],
                       selection_images: torch.Tensor, calibration: torch.Tensor,
                       progress: ProgressFactory = silent, log: Log = quiet_log) -> list[PrecisionOption]:
-    """Time every precision of the original beside FP32 and measure its agreement; mark which are kept.
+    """Time every precision of the original beside the reference and measure its agreement; mark which are kept.
 
-    `profiler` is the active FP32 profiler; each other precision is timed as a file in its deployed form.
+    `profiler` is the active profiler in the reference precision (its runtime's FP32: the budget's scale), which
+    times the original as it is; each other precision is timed as a file in its deployed form (onnxruntime or
+    OpenVINO, by the file), in the same interleaved rounds. Agreement is against the FP32 PyTorch original.
     """
-    from exporters.onnx_check import onnx_logits
-
+    base = profiler.settings.precision
     reference = predict_logits(original, selection_images)
-    options, variants = {}, {FP32: original}
+    options, variants = {base: (1.0, 0.0)}, {base: original}
     with tempfile.TemporaryDirectory(prefix="practise-precision-") as tmp:
         for precision in precisions:
-            if precision == FP32:
-                options[precision] = (1.0, 0.0)
+            if precision == base:
                 continue
-            log(f"quantizing the original network: {precision}")
+            log(f"converting the original network: {precision}")
             path = deployed_file(original, precision, calibration, Path(tmp), "original")
             variants[precision] = path
-            logits = onnx_logits(path, selection_images)
+            logits = file_logits(path, selection_images)
             options[precision] = (compare(logits, reference, None).top1_agreement, prediction_kl(logits, reference))
         log(f"timing the original network in {len(variants)} precisions side by side")
-        rounds = measure_variants(variants, profiler, progress, reference=FP32)
-    measured = [PrecisionOption(p, rounds.ratio(p, FP32), rounds.median_ms(p), *options[p]) for p in variants]
+        rounds = measure_variants(variants, profiler, progress, reference=base)
+    measured = [PrecisionOption(p, rounds.ratio(p, base), rounds.median_ms(p), *options[p]) for p in variants]
     return keep_precisions(measured)
 
 
 def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
-    """FP32 always; another precision when it saves at least MIN_SAVING and no precision about as fast is
-    more faithful (agreement, then KL)."""
+    """The reference (the first option) always; another precision when it saves at least MIN_SAVING and no
+    precision about as fast is more faithful (agreement, then KL)."""
+    base = options[0].precision
     for option in options:
-        if option.precision == FP32:
+        if option.precision == base:
             option.kept, option.reason = True, "the reference precision"
         elif option.latency_ratio > 1 - MIN_SAVING:
             option.kept = False
-            option.reason = (f"not faster than FP32 on this device (latency ratio {option.latency_ratio:.3f})")
-    fast = sorted((o for o in options if o.precision != FP32 and o.reason == ""), key=lambda o: o.latency_ratio)
+            shown = "FP32" if base == FP32 else base
+            option.reason = (f"not faster than {shown} on this device (latency ratio {option.latency_ratio:.3f})")
+    fast = sorted((o for o in options if o.precision != base and o.reason == ""), key=lambda o: o.latency_ratio)
     for option in fast:
         rivals = [o for o in fast if o is not option and abs(o.latency_ratio - option.latency_ratio) <= SAME_SPEED]
         better = [o for o in rivals if (o.agreement, -o.kl, -o.latency_ratio) > (option.agreement, -option.kl,

@@ -97,7 +97,7 @@ def parse_blends(text: str | None) -> tuple[float, ...] | None:
 def profile_settings(config: RunConfig, preset: Preset, resolution: int | None = None,
                      channels: int = 3) -> ProfileSettings:
     settings = replace(preset.profile, batch=config.profile_batch, threads=config.threads, channels=channels,
-                       precision=base_precision(config.precision), cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
+                       precision=base_precision(config.precision, config.target, config.backend), cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
     return replace(settings, time_cap_s=config.profile_time_cap) if config.profile_time_cap else settings
 
 
@@ -106,6 +106,11 @@ def default_out(config: RunConfig, identity_hash: str) -> Path:
     return Path("runs") / f"{name}-{config.target}-{config.budget}-{identity_hash[:8]}"
 
 
-def base_precision(precision: str) -> str:
-    """The precision of the run's own latency table: FP32 under --precision auto (other precisions are planned)."""
-    return "fp32" if precision == "auto" else precision
+def base_precision(precision: str, target: str = "cpu", backend: str | None = None) -> str:
+    """The precision of the run's own latency table: under --precision auto the backend's reference, its runtime's
+    FP32 (onnxruntime's for --backend auto); other precisions are planned against it."""
+    if precision != "auto":
+        return precision
+    from profilers import reference_precision
+
+    return reference_precision(target, backend)

@@ -28,8 +28,26 @@ def stage_export(ctx: RunContext) -> None:
 
 def deployed_format(folder: RunFolder) -> str:
     """The artefact that carries the deployed network in its precision."""
+    from exporters.openvino_ir import is_openvino
+
     precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
+    if is_openvino(precision):
+        return "openvino"
     return "onnx-int8" if precision.startswith("int8") else "onnx"
+
+
+def openvino_precision(folder: RunFolder) -> str:
+    """The precision a --format openvino IR is written in: the deployed one when the run deploys in OpenVINO, else
+    the fastest OpenVINO precision the run kept here, else OpenVINO FP32."""
+    from exporters.openvino_ir import FP32, is_openvino
+
+    precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
+    if is_openvino(precision):
+        return precision
+    if not folder.has("precisions.json"):
+        return FP32
+    kept = [o for o in folder.read_json("precisions.json")["options"] if o["kept"] and is_openvino(o["precision"])]
+    return min(kept, key=lambda o: o["latency_ratio"])["precision"] if kept else FP32
 
 
 def int8_scheme(folder: RunFolder) -> str | None:
@@ -65,6 +83,7 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
                           config.tensorrt_precision, int8_scheme(ctx.folder), int8_fp32_end_layers(ctx.folder))
     inputs.metadata = onnx_metadata(ctx.prep, int(inputs.reference_logits.shape[1]))
     inputs.target = config.target  # compiled formats (aoti) are built for the run's target
+    inputs.openvino_precision = openvino_precision(ctx.folder)
     with timed(ctx, "export_s"):
         records = export_formats(inputs, formats)
     with timed(ctx, "artefact_latency_s"):

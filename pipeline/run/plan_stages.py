@@ -70,6 +70,14 @@ def _precision_options(ctx: RunContext, profiler, table: LatencyTable) -> list[P
                else f"the {table.fingerprint.backend} backend plans in {base} only")
         ctx.log(f"precision: {why}")
         return [PrecisionOption(base, 1.0, table.full.median_ms, 1.0, 0.0, True, why)]
+    if profiler.name == "auto":
+        from exporters.openvino_ir import INSTALL, offered_precisions, openvino_available
+
+        ctx.log("runtimes: onnxruntime and OpenVINO, every plan timed on one clock against onnxruntime FP32"
+                if openvino_available() else
+                f"runtimes: onnxruntime only; OpenVINO is not installed ({INSTALL} to plan with it too)")
+        if openvino_available() and "openvino-bf16" not in offered_precisions():
+            ctx.log("precision openvino-bf16: not offered, this CPU reports no native BF16 to OpenVINO")
     options = survey_precisions(ctx.loaded.module, profiler, candidates, eval_tensors(ctx.selection, ctx.prep),
                                 calibration_images(ctx), ctx.progress, ctx.log)
     for option in options:

@@ -15,7 +15,7 @@ QUICK = ProfileSettings(resolution=32, threads=2, warmup_runs=1, runs_per_round=
 def test_unknown_target_and_backend_are_usage_errors():
     with pytest.raises(UsageError, match="unsupported target 'tpu'"):
         get_profiler("tpu", None, QUICK)
-    with pytest.raises(UsageError, match="available: inductor, onnxruntime, torch"):
+    with pytest.raises(UsageError, match="available: auto, inductor, onnxruntime, openvino, torch"):
         get_profiler("cpu", "tensorflow", QUICK)
 
 
