@@ -75,7 +75,16 @@ def export_onnx_fp32(inputs: ExportInputs) -> dict:
     path = inputs.out_dir / "model.onnx"
     path.unlink(missing_ok=True)  # written afresh: the dynamic-batch choice may differ from an earlier export
     check = verify_onnx(_onnx(inputs), inputs.reference_logits, inputs.check_images, batched=inputs.dynamic_batch)
-    return _record("onnx", path, check, opset=DEFAULT_OPSET, input_shape=inputs.input_shape())
+    return _record("onnx", path, check, opset=DEFAULT_OPSET, input_shape=inputs.input_shape(),
+                   loading_snippet=_onnxruntime_snippet(path.name))
+
+
+def _onnxruntime_snippet(name: str) -> str:
+    """The lines that load and run an ONNX file as it was timed (onnxruntime's CPU provider)."""
+    return ("import numpy as np, onnxruntime as ort\n"
+            f"session = ort.InferenceSession('{name}', providers=['CPUExecutionProvider'])\n"
+            "logits = session.run(None, {session.get_inputs()[0].name: images.astype(np.float32)})[0]"
+            "  # images: (1, C, H, W), normalised as in the file's metadata\n")
 
 
 def export_onnx_int8(inputs: ExportInputs) -> dict:
@@ -85,7 +94,7 @@ def export_onnx_int8(inputs: ExportInputs) -> dict:
     check["note"] = _precision_note("INT8", check["top1_agreement_with_pytorch"])
     return _record("onnx-int8", target, check, opset=DEFAULT_OPSET, calibration_images=int(len(inputs.calibration_images)),
                    quantization=inputs.scheme().describe(), scheme=inputs.scheme().name,
-                   input_shape=inputs.input_shape())
+                   input_shape=inputs.input_shape(), loading_snippet=_onnxruntime_snippet(target.name))
 
 
 def _int8_onnx(inputs: ExportInputs) -> Path:

@@ -14,7 +14,9 @@ quantization, calibrated on the tiny set; the layers NNCF leaves in float run in
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,12 +98,31 @@ def write_ir(onnx_file: Path, xml: Path, precision: str, calibration: torch.Tens
 def _quantized(model: Any, calibration: torch.Tensor, ignored_nodes: Sequence[str]) -> Any:
     if importlib.util.find_spec("nncf") is None:
         raise UsageError(f"OpenVINO INT8 needs NNCF, which is not installed: {INSTALL}.")
-    import nncf
+    with _quiet_nncf():
+        import nncf
 
-    images = [calibration[i : i + 1].numpy().astype(np.float32) for i in range(len(calibration))]
-    ignored = nncf.IgnoredScope(names=list(ignored_nodes), validate=False) if ignored_nodes else None
-    return nncf.quantize(model, nncf.Dataset(images), subset_size=len(images),
-                         **({"ignored_scope": ignored} if ignored is not None else {}))
+        images = [calibration[i : i + 1].numpy().astype(np.float32) for i in range(len(calibration))]
+        ignored = nncf.IgnoredScope(names=list(ignored_nodes), validate=False) if ignored_nodes else None
+        return nncf.quantize(model, nncf.Dataset(images), subset_size=len(images),
+                             **({"ignored_scope": ignored} if ignored is not None else {}))
+
+
+@contextlib.contextmanager
+def _quiet_nncf():
+    """NNCF draws progress bars on the console and, on import, torch logs that it found no CUDA runtime: the run's
+    own log says what is being quantized, so both are kept off the user's terminal (NNCF's errors still raise)."""
+    import logging
+
+    quiet = [logging.getLogger(name) for name in ("torch.utils.cpp_extension", "nncf")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
 
 
 def _recorded(model: Any, *key: str) -> str | None:

@@ -34,4 +34,6 @@ def evaluate(run_dir, data, model, weights, resolution, trust_model_code, as_jso
             parts.append(f"top-1 {100 * r['top1']:.1f}%  top-5 {100 * r['top5']:.1f}%")
         if r.get("top1_agreement") is not None:
             parts.append(f"agreement with original {100 * r['top1_agreement']:.1f}%")
+        if r.get("file"):
+            parts.append(f"({r['file']}, as it ships)")
         click.echo("  ".join(parts))

@@ -63,6 +63,10 @@ from pipeline.cli.options import (
 @click.option("--recovery-quantization-aware", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="when an INT8 network may ship, also recover it with the INT8 scheme's rounding in the loop (fake "
                    "quantization; one more trial within --recovery-time); the report images choose.")
+@click.option("--depth-plans", type=click.Choice(["auto", "always"]), default="auto", show_default=True,
+              help="auto: skip scoring, depth plans and recovery when a precision alone meets the budget clearly and "
+                   "changes no prediction on the selection split (dropping blocks could at best tie it); always: "
+                   "plan and recover with dropped blocks anyway.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")
@@ -123,6 +127,12 @@ def run(as_json: bool = False, **kwargs) -> None:
         click.echo(f"plans: {report['selection']['why']}")
     click.echo(f"deployed network: {report['evaluation'].get('deployed', report['recovery']['kept'])}"
                + _deployed_form(report.get("deployed", {})))
+    shipped = next((r for r in report.get("export", {}).values() if isinstance(r, dict) and r.get("deployed")), None)
+    if shipped is not None:
+        from pipeline.run.report import shipped_verdict
+
+        click.echo(f"shipped: {folder.path / shipped['path']} ({shipped['format']}), "
+                   f"{shipped_verdict(shipped.get('latency'))}")
     click.echo(f"report: {folder.path / 'report.md'}")
 
 

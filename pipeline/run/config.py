@@ -32,6 +32,7 @@ class RunConfig:
     recovery_views: str | None = None  # "random" or "confident": which tiny-set views recovery mimics on
     recovery_time: float | None = None  # seconds the recipes share (None: the preset's)
     recovery_quantization_aware: str = "on"  # "on": INT8 networks that may ship also get a fake-quantized recovery
+    depth_plans: str = "auto"  # "auto": no depth plans when a precision alone meets the budget losslessly
     batch_size: int | None = None
     latency_table: str | None = None
     threads: int = 0
@@ -75,7 +76,7 @@ _ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": N
                 "train_device": "auto", "recovery_synthetic": None,
                 "recovery_blends": None, "recovery_views": None, "recovery_time": None,
                 "recovery_quantization_aware": "on", "mean": None, "std": None, "crop_fraction": None,
-                "interpolation": None}
+                "interpolation": None, "depth_plans": "auto"}
 
 
 def parse_blends(text: str | None) -> tuple[float, ...] | None:

@@ -40,8 +40,29 @@ def evaluate_folder(run_dir: Path | None, data: Path, model: str, weights: str |
         networks["compressed"] = _accuracy(compressed, images.labels) | {
             "top1_agreement": agreement.top1_agreement, "top5_agreement": agreement.top5_agreement,
         }
+        shipped = _deployed_artefact(folder)
+        if shipped is not None:  # the file that ships, in its runtime and precision (INT8, BF16: not PyTorch's answer)
+            from pipeline.latency.precision import file_logits
+
+            logits = file_logits(folder.file(shipped["path"]), x)
+            agreement = compare(logits, original, images.labels)
+            networks["deployed_artefact"] = _accuracy(logits, images.labels) | {
+                "file": shipped["path"], "format": shipped["format"],
+                "top1_agreement": agreement.top1_agreement, "top5_agreement": agreement.top5_agreement,
+            }
     return {"images": len(images), "labelled": images.labels is not None, "skipped": images.summary()["skipped"],
             "networks": networks}
+
+
+def _deployed_artefact(folder: RunFolder) -> dict | None:
+    """export.json's record of the artefact that carries the deployed network, when it is not the plain FP32 ONNX
+    file (which computes what the compressed PyTorch network does) and is still in the folder."""
+    if not folder.has("export.json"):
+        return None
+    for record in folder.read_json("export.json").values():
+        if record.get("deployed") and record.get("format") != "onnx" and folder.file(record["path"]).exists():
+            return record
+    return None
 
 
 def _accuracy(logits, labels) -> dict:

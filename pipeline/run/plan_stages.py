@@ -15,6 +15,7 @@ from pipeline.latency.plans import (
     Plan,
     build_plans,
     choose,
+    lossless_precision_plan,
     most_aggressive_plan,
     needing_blocks,
 )
@@ -146,6 +147,17 @@ def plan_measurer(ctx: RunContext, profiler):
     return measure
 
 
+def settling_plan(ctx: RunContext, options: list[PrecisionOption], tables: dict, profiler) -> Plan | None:
+    """The precision-only plan that makes depth plans pointless (plans.lossless_precision_plan), unless
+    --depth-plans always; None when depth plans are to be built."""
+    if ctx.config.depth_plans == "always":
+        return None
+    base_table = tables[options[0].precision]
+    same_device = measurable_here(profiler, base_table)
+    return lossless_precision_plan(options, ctx.budget, base_table.full.median_ms,
+                                   _clear_ratio(ctx, base_table, profiler if same_device else None))
+
+
 def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, recoverability: dict,
                 profiler) -> None:
     """Build and measure a plan per kept precision; choose the one to recover and the precision-only rival."""
@@ -154,6 +166,10 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
         return
     base_table = tables[options[0].precision]
     same_device = measurable_here(profiler, base_table)
+    settled = settling_plan(ctx, options, tables, profiler)
+    if settled is not None:
+        _save_settled_selection(ctx, options, settled, tables, base_table)
+        return
     with timed(ctx, "selection_and_measurement_s"):
         tables = ensure_tables(ctx, needing_blocks(options, ctx.budget, base_table), tables,
                                profiler if same_device else None)
@@ -168,6 +184,23 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
     ctx.log(f"plans: {why}")
     folder.write_json("selection.json", _selection_record(ctx, plans, chosen, precision_only, why, tables, base_table,
                                                           recoverability))
+    save_timings(ctx)
+
+
+def _save_settled_selection(ctx: RunContext, options: list[PrecisionOption], settled: Plan, tables: dict,
+                            base_table: LatencyTable) -> None:
+    """selection.json when a precision alone settles the plan: every precision-only plan that meets the budget, no
+    plan with dropped blocks, and why."""
+    fp32_ms = base_table.full.median_ms
+    from pipeline.latency.plans import precision_only_plan
+
+    plans = [p for p in (precision_only_plan(o, ctx.budget, fp32_ms) for o in options[1:] if o.kept) if p.meets_budget]
+    why = (f"{settled.name} meets the budget clearly (measured {settled.measured_ratio:.3f}) and changes no prediction "
+           "on the selection split, so dropping blocks could at best tie it: scoring, depth plans and recovery were "
+           "skipped (--depth-plans always builds them anyway)")
+    ctx.log(f"plans: {why}")
+    best = max(plans, key=lambda p: (p.agreement or 0.0, -(p.kl or 0.0)))
+    ctx.folder.write_json("selection.json", _selection_record(ctx, plans, None, best, why, tables, base_table, {}))
     save_timings(ctx)
 
 

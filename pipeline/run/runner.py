@@ -14,7 +14,7 @@ from pipeline.run.config import RunConfig, profile_settings
 from pipeline.run.context import RunContext, prepare
 from pipeline.run.deployment import stage_evaluation
 from pipeline.run.export_step import stage_export
-from pipeline.run.plan_stages import stage_mixed_precision, stage_plans, stage_precisions
+from pipeline.run.plan_stages import settling_plan, stage_mixed_precision, stage_plans, stage_precisions
 from pipeline.run.ranks import join_ranks, rank_log, rank_progress
 from pipeline.run.report import write_report
 from pipeline.run.runfolder import RunFolder
@@ -45,7 +45,9 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
     with profiler or contextlib.nullcontext():
         profiled = world.main_only(lambda: _profile(ctx, profiler), "latency table and precisions (profiling is "
                                    "not distributed: ranks would disturb each other's timings)", log)
-        recoverability = stage_recoverability(ctx)
+        settled = world.on_main(lambda: _settled(ctx, profiled, profiler), "whether a precision alone settles the plan",
+                                log)
+        recoverability = {} if settled else stage_recoverability(ctx)
         world.main_only(lambda: _plan(ctx, profiled, recoverability, profiler),
                         "plans and their end-to-end measurements (timing runs on one rank)", log)
     stage_recovery(ctx)
@@ -67,6 +69,16 @@ def _prepare(config: RunConfig, progress: ProgressFactory, log: Log, world: Worl
 def _profile(ctx: RunContext, profiler):
     table = stage_latency_table(ctx, profiler)
     return stage_precisions(ctx, profiler, table)
+
+
+def _settled(ctx: RunContext, profiled, profiler) -> bool:
+    """Whether a lossless precision-only plan makes scoring pointless (said in the log once, by stage_plans)."""
+    options, tables = profiled
+    plan = settling_plan(ctx, options, tables, profiler)
+    if plan is not None and not ctx.folder.has("selection.json"):
+        ctx.log(f"{plan.name} meets the budget and changes no prediction on the selection split: skipping the "
+                "recoverability scoring")
+    return plan is not None
 
 
 def _plan(ctx: RunContext, profiled, recoverability: dict, profiler) -> None:

@@ -23,6 +23,7 @@ def int8_twice_as_fast(monkeypatch):
     """Three precisions surveyed (to keep the test short); recorded rounds: INT8 u8s8 at half the FP32 time."""
     from pipeline.latency import precision
     from profilers.onnxruntime_backend import OnnxRuntimeCpuProfiler
+    from profilers.openvino_backend import AutoCpuProfiler
 
     def recorded(variants, profiler, progress=None, reference=None):
         return Rounds({name: [1.0 if name == "fp32" else 0.5 if name == FAST_INT8 else 1.2] * 5 for name in variants},
@@ -30,6 +31,27 @@ def int8_twice_as_fast(monkeypatch):
 
     monkeypatch.setattr(precision, "measure_variants", recorded)
     monkeypatch.setattr(OnnxRuntimeCpuProfiler, "auto_precisions", ("fp32", FAST_INT8, SLOW_INT8))
+    monkeypatch.setattr(AutoCpuProfiler, "auto_precisions", ("fp32", FAST_INT8, SLOW_INT8))  # the default backend
+
+
+@pytest.fixture
+def lossless_int8(monkeypatch):
+    """Every deployed file computes what the PyTorch network computes: INT8 changes no prediction."""
+    from pipeline.latency import precision
+
+    originals = {}
+
+    def as_pytorch(path, images):
+        return originals["network"](images)
+
+    real = precision.deployed_file
+
+    def remember(module, *args, **kwargs):
+        originals["network"] = lambda images: precision.predict_logits(module, images)
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(precision, "deployed_file", remember)
+    monkeypatch.setattr(precision, "file_logits", as_pytorch)
 
 
 def test_auto_plans_in_each_kept_precision_and_a_winning_precision_plan_deploys_the_quantized_original(
@@ -46,7 +68,8 @@ def test_auto_plans_in_each_kept_precision_and_a_winning_precision_plan_deploys_
     monkeypatch.setattr(deployment, "_best_candidate", precision_plan_if_offered)
     out = tmp_path / "auto"
     code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--precision", "auto", "--data",
-                               str(image_folder), "--latency-budget", "0.8", "--out", str(out), "--threads", "1")
+                               str(image_folder), "--latency-budget", "0.8", "--out", str(out), "--threads", "1",
+                               "--depth-plans", "always")  # INT8 may change no prediction of this tiny network
     assert code == 0, err
     options = {o["precision"]: o for o in json.loads((out / "precisions.json").read_text())["options"]}
     assert set(options) == {"fp32", FAST_INT8, SLOW_INT8}
@@ -132,3 +155,31 @@ def test_an_int8_plan_alone_gets_a_quantization_aware_finetune_offered_to_the_re
     assert row["precision"] == FAST_INT8 and row["recover_then_quantize_top1"] is not None
     assert (row["quantization_aware_top1"] is not None) == row["offered"]
     assert "| no block dropped | int8-qdq-u8s8-channel |" in (out / "report.md").read_text()
+
+
+def test_a_precision_that_meets_the_budget_and_changes_no_prediction_settles_the_plan_without_scoring(
+        capsys, image_folder, tmp_path, int8_twice_as_fast, lossless_int8, even_savings):
+    """INT8 at 0.5 against a 0.8 budget, agreeing with the original on every selection image: no plan that drops
+    blocks could agree more, so scoring, depth plans and recovery are skipped and INT8 ships; --depth-plans always
+    builds them anyway."""
+    out = tmp_path / "settled"
+    code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--precision", "auto", "--data",
+                               str(image_folder), "--latency-budget", "0.8", "--out", str(out), "--threads", "1")
+    assert code == 0, err
+    assert "skipping the recoverability scoring" in err
+    assert not (out / "recoverability.json").exists()
+    selection = json.loads((out / "selection.json").read_text())
+    assert [p["name"] for p in selection["plans"]] == [f"{FAST_INT8}, no block dropped"]
+    assert selection["chosen_plan"] is None and selection["dropped"] == [] and "could at best tie" in selection["why"]
+    assert json.loads((out / "recovery.json").read_text())["skipped"] == "no block dropped"
+    assert json.loads((out / "dropped_blocks.json").read_text())["precision"] == FAST_INT8
+    assert json.loads((out / "export.json").read_text())["onnx-int8"]["deployed"]
+
+    always = tmp_path / "always"
+    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--precision", "auto", "--data",
+                          str(image_folder), "--latency-budget", "0.8", "--out", str(always), "--threads", "1",
+                          "--depth-plans", "always")
+    assert code == 0, err
+    assert (always / "recoverability.json").exists()
+    plans = json.loads((always / "selection.json").read_text())["plans"]
+    assert any(p["dropped"] for p in plans)
