@@ -103,7 +103,7 @@ def run_seeded(config, mode: str, work: Path, log) -> Path:
 
 def deployed_logits_of(run_dir: Path, images: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     """The run's deployed artefact on each held-out set, and what was deployed (precision, blocks, ratio)."""
-    from exporters.onnx_check import onnx_logits
+    from pipeline.latency.precision import file_logits
 
     export = json.loads((run_dir / "export.json").read_text())
     deployed = next(fmt for fmt, record in export.items() if record.get("deployed"))
@@ -113,7 +113,7 @@ def deployed_logits_of(run_dir: Path, images: dict[str, torch.Tensor]) -> tuple[
     info = {"artefact": path.name, "precision": dropped.get("precision", "fp32"), "dropped": dropped["dropped"],
             "measured_ratio": latency.get("ratio"), "meets_budget": latency.get("meets_budget"),
             "deployed": json.loads((run_dir / "evaluation.json").read_text())["deployed"]}
-    return {name: onnx_logits(path, x) for name, x in images.items()}, info
+    return {name: file_logits(path, x) for name, x in images.items()}, info
 
 
 def precision_only(run_dir: Path, loaded, images: dict, reference: dict) -> dict:

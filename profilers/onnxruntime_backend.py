@@ -82,7 +82,7 @@ class OnnxRuntimeCpuProfiler(Profiler):
         path = variant if isinstance(variant, Path) else self._file_for(variant, example)
         session = self.session(path)
         self._sessions.append(session)
-        feed = {session.get_inputs()[0].name: example.numpy().astype(np.float32)}
+        feed = {session.get_inputs()[0].name: _input_for(session.get_inputs()[0].shape, example)}
         return lambda: session.run(None, feed)
 
     def prepared(self, variant: Variant) -> Variant:
@@ -160,6 +160,14 @@ class OnnxRuntimeCpuProfiler(Profiler):
                 export_onnx(module, example, path)
             self._exports[digest] = path
         return self._exports[digest]
+
+
+def _input_for(shape, example: torch.Tensor) -> np.ndarray:
+    """A random input of the file's own static shape (a file made at another input size, e.g. a smaller resolution
+    timed beside the original), else of the profiler's settings."""
+    if shape and all(isinstance(d, int) and d > 0 for d in shape) and tuple(shape) != tuple(example.shape):
+        return torch.randn(*shape).numpy()
+    return example.numpy().astype(np.float32)
 
 
 def _run_once(path: Path, images: torch.Tensor) -> np.ndarray:

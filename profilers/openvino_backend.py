@@ -17,14 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from exporters import openvino_ir
 from pipeline.core.errors import UsageError
 from profilers.base import Variant
 from profilers.fingerprint import DeviceFingerprint
-from profilers.onnxruntime_backend import TIMING_CALIBRATION_IMAGES, OnnxRuntimeCpuProfiler
+from profilers.onnxruntime_backend import TIMING_CALIBRATION_IMAGES, OnnxRuntimeCpuProfiler, _input_for
 
 
 def _onnxruntime_precisions() -> tuple[str, ...]:
@@ -64,7 +63,9 @@ class OpenVinoCpuProfiler(OnnxRuntimeCpuProfiler):
         compiled = openvino_ir.compile_ir(path, s.resolved_threads())
         request = compiled.create_infer_request()
         self._sessions.append(compiled)
-        feed = {0: example.numpy().astype(np.float32)}
+        shape = compiled.input(0).get_partial_shape()
+        static = [d.get_length() for d in shape] if shape.is_static else None
+        feed = {0: _input_for(static, example)}
         return lambda: request.infer(feed)
 
     def _file_for(self, module: torch.nn.Module, example: torch.Tensor) -> Path:
