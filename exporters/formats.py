@@ -211,14 +211,17 @@ def export_openvino(inputs: ExportInputs) -> dict:
     from exporters import openvino_ir
 
     precision = inputs.openvino_precision
+    end_layers = inputs.int8_fp32_end_layers if precision == openvino_ir.INT8 else 0
     path = openvino_ir.write_ir(_onnx(inputs), inputs.out_dir / "model.xml", precision,
-                                inputs.calibration_images[:openvino_ir.CALIBRATION_IMAGES], metadata=inputs.metadata)
+                                inputs.calibration_images[:openvino_ir.CALIBRATION_IMAGES], end_layers,
+                                metadata=inputs.metadata)
     outputs = openvino_ir.ir_logits(path, inputs.check_images).numpy()
     check = compare_outputs(outputs, inputs.reference_logits, _OPENVINO_TOLERANCE[precision])
     if precision != openvino_ir.FP32:
         check["note"] = _precision_note(precision, check["top1_agreement_with_pytorch"])
     hint = openvino_ir.inference_precision_of(path)
     return _record("openvino", path, check, precision=precision, inference_precision_hint=hint,
+                   fp32_end_layers=end_layers,
                    ran_in=openvino_ir.ran_in(openvino_ir.compile_ir(path, 1)),
                    openvino_version=openvino_ir.openvino_version(), weights_file=path.with_suffix(".bin").name,
                    source_onnx="model.onnx", input_shape=[1, inputs.channels, inputs.resolution, inputs.resolution],

@@ -73,9 +73,10 @@ def offered_precisions() -> tuple[str, ...]:
 
 
 def write_ir(onnx_file: Path, xml: Path, precision: str, calibration: torch.Tensor | None = None,
-             ignored_nodes: Sequence[str] = (), metadata: dict[str, str] | None = None) -> Path:
-    """Convert an FP32 ONNX file to an IR in `precision` (INT8: quantized by NNCF on `calibration`, leaving
-    `ignored_nodes` in float), with the precision and `metadata` recorded in its rt_info."""
+             fp32_end_layers: int = 0, metadata: dict[str, str] | None = None) -> Path:
+    """Convert an FP32 ONNX file to an IR in `precision` (INT8: quantized by NNCF on `calibration`, leaving the
+    first and last `fp32_end_layers` compute layers in float), with the precision, the float end layers and
+    `metadata` recorded in its rt_info."""
     require_openvino(f"the {precision} precision")
     import openvino as ov
 
@@ -85,7 +86,8 @@ def write_ir(onnx_file: Path, xml: Path, precision: str, calibration: torch.Tens
     if precision == INT8:
         if calibration is None:
             raise ValueError("OpenVINO INT8 needs calibration images")
-        model = _quantized(model, calibration[:CALIBRATION_IMAGES], ignored_nodes)
+        model = _quantized(model, calibration[:CALIBRATION_IMAGES], end_layer_names(model, fp32_end_layers))
+        model.set_rt_info(str(fp32_end_layers), [_RT_INFO, "fp32_end_layers"])
     model.set_rt_info(precision, [_RT_INFO, "precision"])
     model.set_rt_info(HINTS[precision], [_RT_INFO, "inference_precision_hint"])
     for key, value in (metadata or {}).items():
@@ -93,6 +95,26 @@ def write_ir(onnx_file: Path, xml: Path, precision: str, calibration: torch.Tens
     xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(xml), compress_to_fp16=False)
     return xml
+
+
+COMPUTE_OPS = ("Convolution", "GroupConvolution", "MatMul")
+
+
+def end_layer_names(model: Any, per_end: int) -> list[str]:
+    """The first and last `per_end` compute operations of an OpenVINO model, in execution order (all of them in a
+    small model): the layers a mixed-precision rung keeps in float, named as NNCF's ignored scope reads them."""
+    if per_end <= 0:
+        return []
+    names = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in COMPUTE_OPS]
+    return names if len(names) <= 2 * per_end else names[:per_end] + names[-per_end:]
+
+
+def end_layers_by_rung(onnx_file: Path, rungs: Sequence[int]) -> dict[int, list[str]]:
+    """`end_layer_names` for each rung of a ladder, on the IR converted from `onnx_file`."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_file))
+    return {per_end: end_layer_names(model, per_end) for per_end in rungs}
 
 
 def _quantized(model: Any, calibration: torch.Tensor, ignored_nodes: Sequence[str]) -> Any:

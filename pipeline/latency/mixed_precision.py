@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from pipeline.core.progress import Log, quiet_log
-from pipeline.latency.precision import deployed_file, is_quantized
+from pipeline.latency.precision import deployed_file, file_logits, is_int8
 from pipeline.network.evaluation import compare, prediction_kl
 
 LADDER = (1, 3, 6, 10)  # compute layers kept in FP32 at each end of the network
@@ -55,7 +55,7 @@ class MixedOption:
 
 
 def worth_trying(precision: str, measured_ratio: float | None, target_ratio: float) -> bool:
-    return is_quantized(precision) and measured_ratio is not None and measured_ratio < target_ratio - SLACK_TO_SPEND
+    return is_int8(precision) and measured_ratio is not None and measured_ratio < target_ratio - SLACK_TO_SPEND
 
 
 def end_layers(fp32_onnx: Path, per_end: int) -> list[str]:
@@ -76,17 +76,16 @@ def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, i
                 plain: MixedOption, log: Log = quiet_log) -> dict:
     """Quantize and measure every rung of the ladder; return every option tried and the one to deploy
     (`plain`: none kept)."""
-    from exporters.onnx_check import onnx_logits
 
     tried = [plain]
     with tempfile.TemporaryDirectory(prefix="practise-mixed-") as tmp:
         fp32 = deployed_file(network, "fp32", calibration, Path(tmp), "network")
-        names = distinct_rungs(end_layers_by_rung(fp32, LADDER))
+        names = distinct_rungs(_end_layers_by_rung(fp32, precision, LADDER))
         files = {per_end: deployed_file(network, precision, calibration, Path(tmp), f"mixed{per_end}",
                                         {"fp32_end_layers": per_end}) for per_end in names}
         ratios = measure(files) if measure is not None else {}
         for per_end, path in files.items():
-            logits = onnx_logits(path, images)
+            logits = file_logits(path, images)
             ratio = ratios.get(per_end)
             option = MixedOption(per_end, names[per_end], ratio, compare(logits, reference, None).top1_agreement,
                                  prediction_kl(logits, reference), ratio is None or ratio <= target_ratio)
@@ -114,6 +113,15 @@ def closest_worth_its_time(options: list[MixedOption]) -> MixedOption:
         if option.kl < (1 - CLOSER_ENOUGH) * kept.kl:
             kept = option
     return kept
+
+
+def _end_layers_by_rung(fp32_onnx: Path, precision: str, rungs: tuple[int, ...]) -> dict[int, list[str]]:
+    """Each rung's FP32 layers as the precision's quantizer names them (onnxruntime's or NNCF's graph)."""
+    from exporters import openvino_ir
+
+    if openvino_ir.is_openvino(precision):
+        return openvino_ir.end_layers_by_rung(fp32_onnx, rungs)
+    return end_layers_by_rung(fp32_onnx, rungs)
 
 
 def distinct_rungs(names: dict[int, list[str]]) -> dict[int, list[str]]:

@@ -54,6 +54,13 @@ def is_quantized(precision: str) -> bool:
     return precision.startswith("int8")
 
 
+def is_int8(precision: str) -> bool:
+    """Any INT8 precision, of either runtime: what the mixed-precision ladder (FP32 end layers) applies to."""
+    from exporters.openvino_ir import INT8
+
+    return is_quantized(precision) or precision == INT8
+
+
 def runs_in_pytorch_as_is(precision: str) -> bool:
     """FP32 on onnxruntime computes what PyTorch computes (to float tolerance); every other precision is judged
     on its deployed file."""
@@ -84,7 +91,8 @@ def deployed_file(module: nn.Module, precision: str, calibration: torch.Tensor, 
     if not fp32.exists():
         export_onnx(module, calibration[:1], fp32)
     if openvino_ir.is_openvino(precision):
-        return openvino_ir.write_ir(fp32, folder / f"{name}.{precision}.xml", precision, calibration)
+        end_layers = int((scheme_options or {}).get("fp32_end_layers", 0))
+        return openvino_ir.write_ir(fp32, folder / f"{name}.{precision}.xml", precision, calibration, end_layers)
     if not is_quantized(precision):
         return fp32
     scheme = get_scheme(precision).with_accuracy_options(**(scheme_options or {}))

@@ -64,8 +64,10 @@ def int8_scheme(folder: RunFolder) -> str | None:
 
 def int8_fp32_end_layers(folder: RunFolder) -> int:
     """How many compute layers at each end the deployed INT8 network keeps in FP32 (the run's measured choice)."""
+    from pipeline.latency.precision import is_int8
+
     record = folder.read_json("dropped_blocks.json")
-    if not record.get("precision", "fp32").startswith("int8"):
+    if not is_int8(record.get("precision", "fp32")):
         return 0
     return int(record.get("int8_fp32_end_layers", 0))
 

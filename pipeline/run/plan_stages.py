@@ -214,7 +214,7 @@ def _clear_ratio(ctx: RunContext, base_table: LatencyTable, profiler) -> float |
 
 
 def stage_mixed_precision(ctx: RunContext, profiler) -> None:
-    """For each INT8 plan that may deploy (the chosen one, the precision-only one) and measured well under the
+    """For each INT8 plan (onnxruntime's schemes, OpenVINO's NNCF INT8) that may deploy (the chosen one, the precision-only one) and measured well under the
     budget, keep the end layers in FP32 that bring it closest to the original (measured: every rung's latency
     in one interleaved measurement, KL and agreement on the selection split). Recorded in selection.json under
     "mixed_precision", one entry per plan tried."""
@@ -225,7 +225,7 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
         return
     indices = dict.fromkeys(i for i in (selection.get("chosen_plan"), selection.get("precision_plan")) if i is not None)
     plans = [selection["plans"][i] for i in indices]
-    plans = [p for p in plans if _quantized_by_onnxruntime(p["precision"]) and worth_trying(
+    plans = [p for p in plans if worth_trying(
         p["precision"], p.get("measured_ratio"), selection["target_ratio"])]
     entries = []
     if profiler is not None:
@@ -243,12 +243,6 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
     selection["mixed_precision"] = entries
     ctx.folder.write_json("selection.json", selection)
     save_timings(ctx)
-
-
-def _quantized_by_onnxruntime(precision: str) -> bool:
-    from exporters.onnx_int8 import INT8_SCHEMES
-
-    return precision in INT8_SCHEMES
 
 
 def _file_measurer(ctx: RunContext, profiler, precision: str):

@@ -102,3 +102,28 @@ def test_the_choice_applies_to_each_export_by_position_since_names_differ_betwee
         quantized = quantize_onnx(fp32, tmp_path / f"{name}.int8.onnx", images, scheme)
         kept = [n for n in onnx.load(str(quantized)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
         assert [n.name for n in kept] == end_layers(fp32, 1)  # this file's own first and last, in FP32
+
+
+def test_the_ladder_runs_on_openvino_int8_with_nncf_names(tmp_path):
+    """The same ladder for an OpenVINO INT8 plan: rungs named in the converted IR (NNCF's ignored scope), each
+    file run in OpenVINO to judge it."""
+    import pytest
+
+    from exporters import openvino_ir
+
+    if not openvino_ir.openvino_available():
+        pytest.skip("needs OpenVINO (pip install '.[openvino]')")
+    network, images, reference = _network_and_images()
+    plain = MixedOption(0, [], 0.5, 0.0, 9.0, True)
+    assert worth_trying(openvino_ir.INT8, 0.5, 0.78) and not worth_trying(openvino_ir.BF16, 0.5, 0.78)
+    result = spend_slack(network, openvino_ir.INT8, images, images, reference,
+                         lambda files: dict.fromkeys(files, 0.6), 0.8, plain)
+    assert result["fp32_end_layers"] > 0 and result["excluded_nodes"]
+    every = openvino_ir.end_layer_names(openvino_ir_model(network, images, tmp_path), 1000)
+    assert set(result["excluded_nodes"]) <= set(every)  # OpenVINO's own op names, not onnxruntime's
+
+
+def openvino_ir_model(network, images, tmp_path):
+    import openvino as ov
+
+    return ov.convert_model(str(export_onnx(network, images[:1], tmp_path / "ov.onnx")))

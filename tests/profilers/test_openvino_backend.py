@@ -100,3 +100,25 @@ def test_the_survey_measures_openvino_precisions_beside_onnxruntime_fp32():
     # OpenVINO FP32 computes what PyTorch does: every selection image agrees
     assert by_name[openvino_ir.FP32].agreement == 1.0 and by_name[openvino_ir.FP32].kl < 1e-6
     assert all(o.latency_ratio > 0 and o.reason for o in options)
+
+
+@needs_openvino
+def test_an_openvino_int8_rung_keeps_its_end_layers_in_float(tmp_path):
+    """The mixed-precision ladder on OpenVINO: NNCF's ignored scope leaves the first and last compute layers
+    unquantized, so fewer layers read quantized inputs and the choice is recorded in the IR."""
+    import openvino as ov
+
+    network = tiny_resnet().eval()
+    calibration = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+    def quantized_inputs(options):
+        path = deployed_file(network, openvino_ir.INT8, calibration, tmp_path, f"n{len(options)}", options)
+        model = ov.Core().read_model(str(path))
+        return model, sum(1 for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
+
+    plain, plain_count = quantized_inputs({})
+    mixed, mixed_count = quantized_inputs({"fp32_end_layers": 1})
+    assert 0 < mixed_count < plain_count
+    assert str(mixed.get_rt_info(["practise", "fp32_end_layers"]).astype(str)) == "1"
+    names = openvino_ir.end_layer_names(ov.convert_model(str(tmp_path / "n0.onnx")), 1)
+    assert len(names) == 2  # the first convolution and the classifier
