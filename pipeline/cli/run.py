@@ -63,6 +63,8 @@ from pipeline.cli.options import (
 @click.option("--recovery-quantization-aware", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="when an INT8 network may ship, also recover it with the INT8 scheme's rounding in the loop (fake "
                    "quantization; one more trial within --recovery-time); the report images choose.")
+@click.option("--reference-backend", type=click.Choice(["onnxruntime", "openvino"]), default=None,
+              help="--backend auto: the runtime whose FP32 original the budget is relative to (default: onnxruntime).")
 @click.option("--depth-plans", type=click.Choice(["auto", "always"]), default="auto", show_default=True,
               help="auto: skip scoring, depth plans and recovery when a precision alone meets the budget clearly and "
                    "changes no prediction on the selection split (dropping blocks could at best tie it); always: "

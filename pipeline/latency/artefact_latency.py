@@ -30,6 +30,10 @@ def timing_settings(fmt: str, target: str, settings: ProfileSettings) -> tuple[s
     from exporters.openvino_ir import is_openvino
 
     backend = FORMATS[fmt].runtimes.get(target)
+    if target == "cpu" and is_openvino(settings.precision) and backend in ("onnxruntime", "openvino", "auto"):
+        # a run whose budget is relative to OpenVINO FP32 (--backend openvino, --reference-backend openvino): every
+        # CPU file is timed beside the original in that precision, by the backend that runs both runtimes
+        return "auto", replace(settings, cuda_graphs=False)
     own_reference = ((fmt == "onnx-int8" and settings.precision.startswith("int8"))
                      or (fmt == "openvino" and is_openvino(settings.precision)))
     if backend is not None and backend != "tensorrt" and not own_reference:

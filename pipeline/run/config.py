@@ -18,6 +18,7 @@ class RunConfig:
     val_data: str | None = None  # labelled or not; never trained on
     target: str = "cpu"
     backend: str | None = None
+    reference_backend: str | None = None  # --backend auto: the runtime whose FP32 original budgets are relative to
     budget: str = "0.78"
     out: str | None = None
     preset: str = "fast"
@@ -76,7 +77,8 @@ _ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": N
                 "train_device": "auto", "recovery_synthetic": None,
                 "recovery_blends": None, "recovery_views": None, "recovery_time": None,
                 "recovery_quantization_aware": "on", "mean": None, "std": None, "crop_fraction": None,
-                "interpolation": None, "depth_plans": "auto"}
+                "interpolation": None, "depth_plans": "auto",
+                "reference_backend": None}
 
 
 def parse_blends(text: str | None) -> tuple[float, ...] | None:
@@ -98,7 +100,8 @@ def parse_blends(text: str | None) -> tuple[float, ...] | None:
 def profile_settings(config: RunConfig, preset: Preset, resolution: int | None = None,
                      channels: int = 3) -> ProfileSettings:
     settings = replace(preset.profile, batch=config.profile_batch, threads=config.threads, channels=channels,
-                       precision=base_precision(config.precision, config.target, config.backend), cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
+                       precision=base_precision(config.precision, config.target, config.backend,
+                                                 config.reference_backend), cuda_graphs=config.cuda_graphs, **({"resolution": resolution} if resolution else {}))
     return replace(settings, time_cap_s=config.profile_time_cap) if config.profile_time_cap else settings
 
 
@@ -107,11 +110,26 @@ def default_out(config: RunConfig, identity_hash: str) -> Path:
     return Path("runs") / f"{name}-{config.target}-{config.budget}-{identity_hash[:8]}"
 
 
-def base_precision(precision: str, target: str = "cpu", backend: str | None = None) -> str:
+# --reference-backend NAME: the FP32 precision of that runtime, which --backend auto's budgets are relative to
+REFERENCE_BACKENDS = {"onnxruntime": "fp32", "openvino": "openvino-fp32"}
+
+
+def base_precision(precision: str, target: str = "cpu", backend: str | None = None,
+                   reference_backend: str | None = None) -> str:
     """The precision of the run's own latency table: under --precision auto the backend's reference, its runtime's
-    FP32 (onnxruntime's for --backend auto); other precisions are planned against it."""
+    FP32 (for --backend auto, onnxruntime's unless --reference-backend names another); other precisions are
+    planned against it."""
+    from profilers import backend_class, reference_precision
+
+    if reference_backend is not None:
+        if backend_class(target, backend).name != "auto":
+            raise UsageError(f"--reference-backend applies to --backend auto (which plans across runtimes), not to "
+                             f"--backend {backend}; drop it, or use --backend auto.")
+        if reference_backend not in REFERENCE_BACKENDS:
+            raise UsageError(f"--reference-backend '{reference_backend}' is not a CPU runtime; choose one of: "
+                             f"{', '.join(REFERENCE_BACKENDS)}.")
     if precision != "auto":
         return precision
-    from profilers import reference_precision
-
+    if reference_backend is not None:
+        return REFERENCE_BACKENDS[reference_backend]
     return reference_precision(target, backend)

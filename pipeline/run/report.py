@@ -139,7 +139,9 @@ def _shipped_section(data: dict) -> list[str]:
     deployed, ev = data["deployed"], data.get("evaluation", {})
     shipped = next((r for r in (data.get("export") or {}).values() if isinstance(r, dict) and r.get("deployed")), None)
     blocks = f"{len(deployed['dropped'])} blocks dropped" if deployed["dropped"] else "no block dropped"
-    lines = ["## What ships", "", f"**{deployed['network']}**: {deployed['precision']}, {blocks}."]
+    form = f"{deployed['precision']}, {blocks}"
+    name = deployed["network"] or form
+    lines = ["## What ships", "", f"**{name}**" + ("." if name == form else f": {form}.")]
     report = ev.get("report", {})
     if deployed.get("network") in report:
         lines.append(f"Top-1 agreement with the original on the {report['images']} report images: "
@@ -152,7 +154,9 @@ def _shipped_section(data: dict) -> list[str]:
 
 
 def render_markdown(data: dict) -> str:
-    lines = [*_heading(data), *_shipped_section(data), *_plans_section(data), *_latency_section(data), *_dropped_blocks_section(data),
+    depth = bool(data["selection"]["dropped"]) or data["selection"].get("chosen_plan") is not None
+    lines = [*_heading(data), *_shipped_section(data), *_plans_section(data),
+             *(_latency_section(data) + _dropped_blocks_section(data) if depth else []),
              *_recovery_section(data),
              *_export_section(data.get("export")), *_wall_time_section(data["timings_s"])]
     return "\n".join(lines) + "\n"

@@ -122,3 +122,29 @@ def test_an_openvino_int8_rung_keeps_its_end_layers_in_float(tmp_path):
     assert str(mixed.get_rt_info(["practise", "fp32_end_layers"]).astype(str)) == "1"
     names = openvino_ir.end_layer_names(ov.convert_model(str(tmp_path / "n0.onnx")), 1)
     assert len(names) == 2  # the first convolution and the classifier
+
+
+def test_the_reference_backend_sets_what_auto_budgets_are_relative_to():
+    from pipeline.latency.artefact_latency import timing_settings
+    from pipeline.run.config import base_precision
+
+    assert base_precision("auto", "cpu", None) == "fp32"
+    assert base_precision("auto", "cpu", "auto", "openvino") == "openvino-fp32"
+    assert base_precision("auto", "cpu", "auto", "onnxruntime") == "fp32"
+    with pytest.raises(UsageError, match="--reference-backend applies to --backend auto"):
+        base_precision("auto", "cpu", "onnxruntime", "openvino")
+    # artefacts are timed beside the original in the reference: OpenVINO FP32 for every CPU file
+    settings = replace(QUICK, precision="openvino-fp32")
+    assert timing_settings("onnx", "cpu", settings) == ("auto", settings)
+    assert timing_settings("openvino", "cpu", QUICK) == ("auto", QUICK)  # onnxruntime FP32: the default reference
+    assert timing_settings("onnx", "cpu", QUICK)[0] == "onnxruntime"
+
+
+@needs_openvino
+def test_a_survey_against_openvino_fp32_keeps_it_as_the_reference():
+    network = tiny_resnet().eval()
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with get_profiler("cpu", "auto", replace(QUICK, precision=openvino_ir.FP32)) as profiler:
+        options = survey_precisions(network, profiler, ("fp32", openvino_ir.FP32), images, images)
+    assert [o.precision for o in options] == [openvino_ir.FP32, "fp32"]
+    assert options[0].latency_ratio == 1.0 and options[0].reason == "the reference precision"
