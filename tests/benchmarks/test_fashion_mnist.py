@@ -53,7 +53,7 @@ def test_fashion_mnist_benchmark_smoke(tmp_path):
     main(["--smoke", "--data-dir", str(data), "--out", str(out), "--seeds", "0,1", "--resume"])
     resumed = json.loads((out / "fashion_mnist_smoke.json").read_text())
     assert [cell[2] for cell in resumed["cells_done"]] == [0, 1]
-    assert resumed["records"][: len(saved["records"])] == saved["records"]
+    assert resumed["records"][: len(saved["records"])] == saved["records"]  # exactly: read back, not computed again
     assert {r["seed"] for r in resumed["records"] if r["method"] != "teacher"} == {0, 1}
     assert sum(r["method"] == "teacher" for r in resumed["records"]) == sum(
         r["method"] == "teacher" for r in saved["records"])
@@ -71,6 +71,8 @@ def _check_values(saved: dict, data, out) -> None:
     test = load_fashion_mnist(data)
     n = saved["settings"]["test_images"]
     labels = torch.from_numpy(test["test_labels"][:n].astype("int64"))
+    # exactly: this process computed the saved figure too, on the same thread count (main's --threads), the same
+    # weights and images in the same batches; and an accuracy is a count of n images, not a rounded sum
     assert saved["teacher_accuracy"] == accuracy(teacher, padded(test["test_images"])[:n], labels)
     by_method = {r["method"]: r for r in saved["records"]}
     assert by_method["teacher"]["test_accuracy"] == saved["teacher_accuracy"]
@@ -205,6 +207,7 @@ def test_a_rank_that_fails_stops_the_grid_with_one_line_and_one_process_resumes_
     fashion_mnist.main([*args, "--resume"])
     resumed = json.loads((out / "fashion_mnist_smoke.json").read_text())
     assert scored == [(40, 0), (40, 1)]  # the finished cells were skipped
+    # the ranks' records exactly: the resumed run read them back from the file, it did not compute them again
     assert resumed["finished"] and resumed["records"][: len(saved["records"])] == saved["records"]
     assert sorted(map(tuple, resumed["cells_done"])) == [(0.78, 40, 0), (0.78, 40, 1), (0.78, 50, 0), (0.78, 50, 1)]
 

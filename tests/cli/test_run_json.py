@@ -29,7 +29,7 @@ def test_run_json_prints_one_object_that_matches_the_report_and_preprocessing_tr
     # the same command on the finished folder: the same summary, nothing redone
     code, again, err = invoke(capsys, *args, "--json")
     assert code == 0 and "already holds a finished run" in err
-    assert json.loads(again) == summary
+    assert json.loads(again) == summary  # exactly: read back from the finished folder's report, nothing recomputed
 
     # the preprocessing: in the settings as given, resolved in data.json, and in the ONNX file's metadata
     run = tmp_path / "run"

@@ -22,5 +22,7 @@ def test_a_damaged_deployed_state_dict_is_named_and_its_stage_redone_bit_identic
     assert "compressed_state_dict.pt is damaged" in err and "Traceback" not in err
     assert (out / "compressed_state_dict.pt.damaged").exists() and (out / "report.json").exists()
     assert (out / "selection.json").stat().st_mtime_ns == selection_mtime  # earlier stages kept
+    # bit-identical holds: the redone stage rebuilds the deployed weights from the kept recovered_state_dict.pt in
+    # this process (no training again), and the run's training_layout.json is read back, not timed again
     redone = torch.load(out / "compressed_state_dict.pt", weights_only=True)
     assert redone.keys() == deployed.keys() and all(torch.equal(redone[k], deployed[k]) for k in deployed)

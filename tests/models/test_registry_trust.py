@@ -55,7 +55,7 @@ def test_file_prefix_loads_a_whole_saved_module_whatever_its_suffix(tmp_path):
     loaded = load_model(f"file:{path}")
     assert loaded.weights_source.startswith("saved-module:")
     x = torch.randn(1, 3, 32, 32)
-    assert torch.equal(loaded.module(x), module.eval()(x))
+    assert torch.equal(loaded.module(x), module.eval()(x))  # exactly: the same weights and kernels, this process
 
 
 def test_user_code_is_imported_without_leaving_the_working_directory_on_sys_path(tmp_path, monkeypatch):

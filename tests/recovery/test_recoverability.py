@@ -23,7 +23,7 @@ def test_recoverability_fit_lowers_feature_mse(image_folder):
     # already scored blocks are not scored again (resume)
     again = score_recoverability(loaded.module, structure, pool, eval_tensors(train, prep), settings, results,
                                  on_block=lambda b, r: seen.append(b))
-    assert again == results and len(seen) == len(structure.candidates)
+    assert again == results and len(seen) == len(structure.candidates)  # exactly: `done` returned, nothing rescored
 
 
 def test_each_candidate_is_seeded_by_its_name_so_any_rank_and_order_scores_it_alike(image_folder, monkeypatch):
@@ -41,6 +41,7 @@ def test_each_candidate_is_seeded_by_its_name_so_any_rank_and_order_scores_it_al
     forward = score_recoverability(loaded.module, structure, pool, images, settings, {}, seed=3)
     backward = score_recoverability(loaded.module, structure, pool, images, settings, {}, seed=3, blocks=names[::-1])
     alone = score_recoverability(loaded.module, structure, pool, images, settings, {}, seed=3, blocks=names[-1:])
+    # exactly: the stand-in score is a torch.rand draw (no arithmetic to round), seeded by the block's name
     assert forward == backward and alone == {names[-1]: forward[names[-1]]}
     assert score_recoverability(loaded.module, structure, pool, images, settings, {}, seed=4) != forward
 
