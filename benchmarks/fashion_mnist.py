@@ -33,6 +33,7 @@ import math
 import os
 import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -324,7 +325,10 @@ class _Grid:
     other_ranks: dict = field(default_factory=dict)  # rank 0, under torchrun: rank -> its stage times and memory
 
     def log(self, message: str) -> None:
-        print(self.world.tag() + message, flush=True)
+        # one write per line: under PYTHONUNBUFFERED print() writes the text and its newline separately, and two
+        # ranks sharing a console then splice each other's lines
+        sys.stdout.write(self.world.tag() + message + "\n")
+        sys.stdout.flush()
 
     def choose(self, selector, budget) -> dict:
         """Select and correct by end-to-end measurement exactly as `run` does (measured_selection)."""

@@ -163,7 +163,7 @@ def export_aoti(inputs: ExportInputs) -> dict:
                              for i in range(len(inputs.check_images))]).numpy()
     check = compare_outputs(outputs, inputs.reference_logits, _AOTI_TOLERANCE[inputs.target])
     return _record("aoti", path, check, device=built["device"], compile_s=built["compile_s"],
-                   compiled_from_cache=built["from_cache"], input_shape=[1, 3, inputs.resolution, inputs.resolution])
+                   compiled_from_cache=built["from_cache"], input_shape=[1, inputs.channels, inputs.resolution, inputs.resolution])
 
 
 # largest error tolerated relative to the largest logit, by the precision an engine computes in

@@ -65,8 +65,6 @@ INT8_SCHEMES: dict[str, Int8Scheme] = {s.name: s for s in (
 )}
 # what `--format onnx-int8` writes when no run measured the schemes (the export's historical scheme)
 DEFAULT_SCHEME = INT8_SCHEMES["int8-qdq-s8s8-channel"]
-# kept for records written before schemes existed
-METHOD = DEFAULT_SCHEME.describe()
 
 
 def get_scheme(name: str) -> Int8Scheme:

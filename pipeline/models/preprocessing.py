@@ -16,7 +16,6 @@ from pipeline.core.errors import UsageError
 from pipeline.models.registry import LoadedModel
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-DEFAULT_CROP_FRACTION = 0.875  # resize to resolution / 0.875, centre-crop resolution: torchvision's evaluation
 
 
 def parse_values(text: str | None, option: str, channels: int = 3) -> tuple[float, ...] | None:

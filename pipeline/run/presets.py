@@ -1,7 +1,7 @@
 """Named bundles of settings: a fast CPU default and the paper's reference settings.
 
 The fast preset's numbers come from measurements on this project's 2-core CPU machines with
-EfficientNet-Lite0 (see benchmarks/results/); the paper preset follows ../shared/PRACTISE.md.
+EfficientNet-Lite0 (see benchmarks/results/); the paper preset follows the PRACTISE paper's reference settings.
 """
 
 from __future__ import annotations
