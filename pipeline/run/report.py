@@ -136,7 +136,9 @@ def shipped_verdict(latency: dict | None) -> str:
 
 def _shipped_section(data: dict) -> list[str]:
     """What ships, first: the file, its runtime and precision, its own measured ratio and agreement, how to load it."""
-    deployed, ev = data["deployed"], data.get("evaluation", {})
+    deployed, ev = data.get("deployed"), data.get("evaluation", {})
+    if not deployed:  # a report rendered from records without a deployment summary (older folders)
+        return []
     shipped = next((r for r in (data.get("export") or {}).values() if isinstance(r, dict) and r.get("deployed")), None)
     blocks = f"{len(deployed['dropped'])} blocks dropped" if deployed["dropped"] else "no block dropped"
     form = f"{deployed['precision']}, {blocks}"
@@ -154,7 +156,7 @@ def _shipped_section(data: dict) -> list[str]:
 
 
 def render_markdown(data: dict) -> str:
-    depth = bool(data["selection"]["dropped"]) or data["selection"].get("chosen_plan") is not None
+    depth = bool(data["selection"]["dropped"]) or data["selection"].get("chosen_plan", 0) is not None
     lines = [*_heading(data), *_shipped_section(data), *_plans_section(data),
              *(_latency_section(data) + _dropped_blocks_section(data) if depth else []),
              *_recovery_section(data),

@@ -52,7 +52,7 @@ def test_settings_added_later_keep_older_run_folders_reopenable(tmp_path):
     for key in ("out", "overwrite", "reprofile", "precision", "cuda_graphs", "profile_time_cap", "dynamic_batch",
                 "max_batch", "tensorrt_precision", "recovery_point_weight", "recovery_mixing", "train_device",
                 "recovery_synthetic", "recovery_blends", "recovery_views", "recovery_time", "recovery_quantization_aware", "mean", "std", "crop_fraction",
-                "interpolation"):
+                "interpolation", "depth_plans", "reference_backend"):
         older.pop(key)
     older["export"] = list(config.export)
     RunFolder.open(tmp_path / "run", older)
@@ -65,5 +65,9 @@ def test_settings_added_later_keep_older_run_folders_reopenable(tmp_path):
         RunFolder.open(tmp_path / "run", RunConfig(data="tiny", train_device="cuda").identity())
     with pytest.raises(UsageError, match="differs in: recovery_blends"):
         RunFolder.open(tmp_path / "run", RunConfig(data="tiny", recovery_blends="0.5").identity())
+    with pytest.raises(UsageError, match="differs in: depth_plans"):
+        RunFolder.open(tmp_path / "run", RunConfig(data="tiny", depth_plans="always").identity())
+    with pytest.raises(UsageError, match="differs in: reference_backend"):
+        RunFolder.open(tmp_path / "run", RunConfig(data="tiny", reference_backend="openvino").identity())
     with pytest.raises(UsageError, match="differs in: recovery_quantization_aware"):
         RunFolder.open(tmp_path / "run", RunConfig(data="tiny", recovery_quantization_aware="off").identity())
