@@ -92,7 +92,7 @@ def depth_plan(option: PrecisionOption, table: LatencyTable, recoverability: dic
 def lossless_precision_plan(options: list[PrecisionOption], budget: Budget, fp32_full_ms: float,
                             clear_ratio: float | None) -> Plan | None:
     """A precision-only plan that meets the budget beyond the measurement's doubt and changes no prediction on the
-    selection split (the fastest such, when several), or None. Dropping blocks can at best tie it on agreement, so
+    selection split (the one closest to the original, lowest KL, when several), or None. Dropping blocks can at best tie it on agreement, so
     scoring, depth plans and recovery would cost minutes to lose or tie (the cheap lever settles the plan)."""
     found = []
     for option in options[1:]:
@@ -100,7 +100,7 @@ def lossless_precision_plan(options: list[PrecisionOption], budget: Budget, fp32
         clear = clear_ratio is None or option.latency_ratio <= clear_ratio
         if option.kept and plan.meets_budget and clear and option.agreement >= 1.0:
             found.append(plan)
-    return min(found, key=lambda p: p.measured_ratio or p.predicted_ratio) if found else None
+    return min(found, key=lambda p: (p.kl or 0.0, p.measured_ratio or p.predicted_ratio)) if found else None
 
 
 def needing_blocks(options: list[PrecisionOption], budget: Budget, base: LatencyTable) -> list[str]:

@@ -127,3 +127,17 @@ def test_of_two_equally_faithful_precisions_about_as_fast_only_the_faster_is_kep
     options = keep_precisions([option("fp32", 1.0), option(INT8, 0.620, 0.688, 0.3),
                                option("int8-qop-u8s8-channel", 0.593, 0.688, 0.3)])
     assert [o.precision for o in options if o.kept] == ["fp32", "int8-qop-u8s8-channel"]
+
+
+def test_a_lossless_precision_settles_the_plan_closest_to_the_original_first():
+    from pipeline.latency.plans import lossless_precision_plan
+
+    options = [option("fp32", 1.0), option("openvino-bf16", 0.50, 1.0, 0.01), option("openvino-fp32", 0.70, 1.0, 1e-6),
+               option("openvino-int8", 0.30, 0.8, 0.2)]
+    settle = lambda ratio, clear=None: lossless_precision_plan(options, Budget(ratio=ratio), 5.0, clear)  # noqa: E731
+    assert settle(0.78).precision == "openvino-fp32"  # both meet it and change nothing: the lower KL ships
+    assert settle(0.6).precision == "openvino-bf16"  # FP32 in OpenVINO is too slow here
+    assert settle(0.705, clear=0.695).precision == "openvino-bf16"  # 0.70 is within the measurement's doubt
+    assert settle(0.4) is None  # only INT8 meets it, and it changes predictions: depth plans are needed
+    options[1].kept = False
+    assert settle(0.6) is None  # a precision the survey dropped never settles a plan

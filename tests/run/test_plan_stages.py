@@ -137,6 +137,14 @@ def test_when_only_a_precision_meets_the_budget_nothing_is_recovered_and_it_ship
     assert evaluation["verdict"].startswith("no block was dropped")
     assert json.loads((out / "export.json").read_text())["onnx-int8"]["deployed"]
 
+    from pipeline.run.evaluate_folder import evaluate_folder  # `pipeline evaluate` scores the file that ships
+
+    scored = evaluate_folder(out, image_folder, TINY, None, 32)["networks"]
+    assert scored["deployed_artefact"]["file"] == "model.int8.onnx" and scored["deployed_artefact"]["format"] == "onnx-int8"
+    assert 0 <= scored["deployed_artefact"]["top1_agreement"] <= 1
+    assert "### What ships" not in (out / "report.md").read_text() and "## What ships" in (out / "report.md").read_text()
+    assert "onnxruntime as ort" in (out / "report.md").read_text()  # the lines that load the shipped file
+
 
 def test_an_int8_plan_alone_gets_a_quantization_aware_finetune_offered_to_the_report_images(
         capsys, image_folder, tmp_path, int8_twice_as_fast, even_savings):
