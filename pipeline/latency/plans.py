@@ -103,30 +103,44 @@ def lossless_precision_plan(options: list[PrecisionOption], budget: Budget, fp32
     return min(found, key=lambda p: (p.kl or 0.0, p.measured_ratio or p.predicted_ratio)) if found else None
 
 
-def needing_blocks(options: list[PrecisionOption], budget: Budget, base: LatencyTable) -> list[str]:
-    """The kept precisions that do not meet the budget alone, so need a table of their own block savings."""
+def _clearly_meets(option: PrecisionOption, budget: Budget, fp32_full_ms: float, clear_ratio: float | None) -> bool:
+    """The precision alone meets the budget, by more than the measurement's precision when that is known."""
+    plan = precision_only_plan(option, budget, fp32_full_ms)
+    return bool(plan.meets_budget) and (clear_ratio is None or option.latency_ratio <= clear_ratio)
+
+
+def needing_blocks(options: list[PrecisionOption], budget: Budget, base: LatencyTable,
+                   clear_ratio: float | None = None) -> list[str]:
+    """The kept precisions that do not clearly meet the budget alone, so need a table of their own block savings."""
     return [o.precision for o in options
-            if o.kept and (o.precision == options[0].precision or not precision_only_plan(o, budget,
-                                                                                             base.full.median_ms).meets_budget)]
+            if o.kept and (o.precision == options[0].precision
+                           or not _clearly_meets(o, budget, base.full.median_ms, clear_ratio))]
 
 
 def build_plans(options: list[PrecisionOption], tables: dict[str, LatencyTable], recoverability: dict[str, float],
                 budget: Budget, selector: str, measure: MeasurePlan | None, max_attempts: int,
-                log: Log = quiet_log) -> list[Plan]:
-    """One plan per kept precision; a precision whose table cannot reach the budget gets none (logged)."""
+                log: Log = quiet_log, clear_ratio: float | None = None) -> list[Plan]:
+    """One plan per kept precision; a precision whose table cannot reach the budget gets none (logged). A precision
+    that meets the budget alone gets that plan, and also a depth plan when it meets it only within the measurement's
+    precision (`clear_ratio`), since `choose` prefers plans clearly under the budget."""
     fp32_full_ms = tables[options[0].precision].full.median_ms  # the first option is the base precision
     plans = []
     for option in (o for o in options if o.kept):
         only = precision_only_plan(option, budget, fp32_full_ms)
         if option.precision != options[0].precision and only.meets_budget:
             plans.append(only)
-            continue
+            if _clearly_meets(option, budget, fp32_full_ms, clear_ratio):
+                continue
+            log(f"plan in {option.precision}: it meets the budget alone only within the measurement's precision "
+                f"(measured {option.latency_ratio:.3f}); a plan that also drops blocks to get under {clear_ratio:.3f} "
+                "is made beside it")
         if option.precision not in tables:
             log(f"no plan in {option.precision}: it has no latency table (its device is not measurable here)")
             continue
+        aim = budget if not only.meets_budget or clear_ratio is None else Budget(ratio=clear_ratio)
         try:
             log(f"plan in {option.precision}: selecting blocks under its latency table")
-            plans.append(depth_plan(option, tables[option.precision], recoverability, budget, selector, measure,
+            plans.append(depth_plan(option, tables[option.precision], recoverability, aim, selector, measure,
                                     max_attempts, log))
         except UsageError as exc:
             log(f"no plan in {option.precision}: {exc}")

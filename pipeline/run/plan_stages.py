@@ -171,12 +171,13 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
         _save_settled_selection(ctx, options, settled, tables, base_table)
         return
     with timed(ctx, "selection_and_measurement_s"):
-        tables = ensure_tables(ctx, needing_blocks(options, ctx.budget, base_table), tables,
+        clear = _clear_ratio(ctx, base_table, profiler if same_device else None)
+        tables = ensure_tables(ctx, needing_blocks(options, ctx.budget, base_table, clear), tables,
                                profiler if same_device else None)
         _save_precisions(ctx, options, tables)
         plans = build_plans(options, tables, recoverability, ctx.budget, ctx.config.selector,
                             plan_measurer(ctx, profiler) if same_device else None, ctx.config.max_budget_attempts,
-                            ctx.log)
+                            ctx.log, clear)
         if not plans:
             plans = [_aggressive_plan_or_refuse(ctx, options, tables, profiler if same_device else None)]
         _measure_agreement(ctx, plans)

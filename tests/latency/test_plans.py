@@ -11,6 +11,7 @@ from pipeline.latency.plans import (
     build_plans,
     choose,
     most_aggressive_plan,
+    needing_blocks,
 )
 from pipeline.latency.precision import PrecisionOption, keep_precisions
 from pipeline.latency.profiling import EndToEnd
@@ -141,3 +142,18 @@ def test_a_lossless_precision_settles_the_plan_closest_to_the_original_first():
     assert settle(0.4) is None  # only INT8 meets it, and it changes predictions: depth plans are needed
     options[1].kept = False
     assert settle(0.6) is None  # a precision the survey dropped never settles a plan
+
+
+def test_a_precision_that_meets_the_budget_only_within_the_measurements_precision_also_gets_a_depth_plan():
+    """Seen on Lite0 at 0.5: OpenVINO BF16 alone measured 0.498, too close to tell from the budget, so `choose`
+    passed it over; without a BF16 plan that also dropped a block, only far less faithful plans were left."""
+    options = [option("fp32", 1.0), option(INT8, 0.55, agreement=0.9)]
+    clear = build_plans(options, tables(), RECOVERABILITY, Budget.parse("0.56"), "greedy", as_predicted(options), 3,
+                        clear_ratio=0.55)
+    assert [(p.precision, bool(p.dropped)) for p in clear if p.precision == INT8] == [(INT8, False)]
+    narrow = build_plans(options, tables(), RECOVERABILITY, Budget.parse("0.56"), "greedy", as_predicted(options), 3,
+                         clear_ratio=0.54)
+    by_blocks = {bool(p.dropped): p for p in narrow if p.precision == INT8}
+    assert set(by_blocks) == {False, True} and by_blocks[True].measured_ratio <= 0.56
+    assert needing_blocks(options, Budget.parse("0.56"), tables()["fp32"], 0.54) == ["fp32", INT8]
+    assert needing_blocks(options, Budget.parse("0.56"), tables()["fp32"], 0.55) == ["fp32"]
