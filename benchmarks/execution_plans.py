@@ -17,12 +17,14 @@ images). The rule: the joint plan meets every budget and agrees at least as well
 meets it, within one image per set (NOISE); the table flags each budget where it does not.
 
     python -m benchmarks.execution_plans [--budgets 0.9 0.78 0.65 0.55 0.5 0.4] [--threads 2] [--replot]
+    python -m benchmarks.execution_plans --rerun --budgets 0.5   # rerun cells, merged into the saved results
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -100,7 +102,7 @@ def resolution_levers(folders: dict[str, Path], reference: dict, threads: int) -
     return rows
 
 
-def run_benchmark(budgets: list[float], work_root: Path, threads: int) -> dict:
+def run_benchmark(budgets: list[float], work_root: Path, threads: int, resolution: dict | None = None) -> dict:
     from pipeline.core.errors import UsageError
     from pipeline.models import load_model
     from pipeline.network.evaluation import predict_logits
@@ -111,7 +113,7 @@ def run_benchmark(budgets: list[float], work_root: Path, threads: int) -> dict:
     images = held_out_tensors(folders, loaded)
     reference = {name: predict_logits(loaded.module, x) for name, x in images.items()}
     result = {"machine": machine_info(), "threads": threads, "held_out": {n: len(x) for n, x in images.items()},
-              "budgets": {}, "resolution": resolution_levers(folders, reference, threads)}
+              "budgets": {}, "resolution": resolution or resolution_levers(folders, reference, threads)}
     for budget in budgets:
         row = {}
         for mode in ("joint", "depth"):
@@ -254,11 +256,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "practise-execution-plans",
                         help="run folders and image copies (large; not results)")
     parser.add_argument("--replot", action="store_true", help="redraw the .md and .png from the saved .json")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run --budgets again (their run folders under --work are replaced) and merge them into the "
+                             "saved results, keeping the saved single-lever figures")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "execution_plans.json"
     if args.replot:
         result = json.loads(saved.read_text())
+    elif args.rerun:
+        result = json.loads(saved.read_text())
+        for budget in args.budgets:
+            for mode in ("joint", "depth"):
+                shutil.rmtree(args.work / "runs" / f"{mode}-{budget}", ignore_errors=True)
+        fresh = run_benchmark(args.budgets, args.work, args.threads, resolution=result["resolution"])
+        result["budgets"].update(fresh["budgets"])
+        result.setdefault("reruns", []).append({"budgets": args.budgets, "machine": fresh["machine"]})
+        saved.write_text(json.dumps(result, indent=2))
     else:
         result = run_benchmark(args.budgets, args.work, args.threads)
         saved.write_text(json.dumps(result, indent=2))
