@@ -139,7 +139,12 @@ def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple
 
 def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
     """The reference (the first option) always; another precision when it saves at least MIN_SAVING and no
-    precision about as fast is more faithful (agreement, then KL)."""
+    precision about as fast is more faithful (lower KL, then agreement).
+
+    KL before top-1 agreement: on a selection split of 16 images agreement moves in steps of 6%, while KL moves with
+    every image. On Lite0 (AMD EPYC, embedded tiny set) agreement ranked OpenVINO's NNCF INT8 (81.2%, KL 0.096) over
+    onnxruntime's u8s8 (68.8%, KL 0.061); on 172 held-out images it was the other way round (70.3/82.0% against
+    86.8/86.9%), as KL said."""
     base = options[0].precision
     for option in options:
         if option.precision == base:
@@ -151,10 +156,10 @@ def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
     fast = sorted((o for o in options if o.precision != base and o.reason == ""), key=lambda o: o.latency_ratio)
     for option in fast:
         rivals = [o for o in fast if o is not option and abs(o.latency_ratio - option.latency_ratio) <= SAME_SPEED]
-        better = [o for o in rivals if (o.agreement, -o.kl, -o.latency_ratio) > (option.agreement, -option.kl,
+        better = [o for o in rivals if (-o.kl, o.agreement, -o.latency_ratio) > (-option.kl, option.agreement,
                                                                                    -option.latency_ratio)]
         faster_and_as_good = [o for o in fast if o.latency_ratio < option.latency_ratio - SAME_SPEED
-                              and (o.agreement, -o.kl) >= (option.agreement, -option.kl)]
+                              and (-o.kl, o.agreement) >= (-option.kl, option.agreement)]
         if better:
             option.kept, option.reason = False, f"{better[0].precision} is about as fast and agrees at least as much"
         elif faster_and_as_good:

@@ -123,10 +123,11 @@ def test_a_named_precision_or_a_backend_without_precision_plans_plans_in_one_pre
 
 def test_when_only_a_precision_meets_the_budget_nothing_is_recovered_and_it_ships(
         capsys, image_folder, tmp_path, int8_twice_as_fast, even_savings):
-    """Every block saves 12%: FP32 reaches 0.52 at best, so a 0.5 budget leaves INT8 alone (0.5) as the plan."""
+    """Every block saves 12%: FP32 reaches 0.52 at best, so a 0.51 budget leaves INT8 alone (0.5, clearly under: the
+    target less 0.01) as the plan."""
     out = tmp_path / "only"
     code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--precision", "auto", "--data",
-                               str(image_folder), "--latency-budget", "0.5", "--out", str(out), "--threads", "1")
+                               str(image_folder), "--latency-budget", "0.51", "--out", str(out), "--threads", "1")
     assert code == 0, err
     selection = json.loads((out / "selection.json").read_text())
     assert [p["name"] for p in selection["plans"]] == [f"{FAST_INT8}, no block dropped"]
@@ -139,7 +140,7 @@ def test_when_only_a_precision_meets_the_budget_nothing_is_recovered_and_it_ship
 
     from pipeline.run.evaluate_folder import evaluate_folder  # `pipeline evaluate` scores the file that ships
 
-    scored = evaluate_folder(out, image_folder, TINY, None, 32)["networks"]
+    scored = evaluate_folder(out, image_folder, TINY, None, 32, trust_model_code=True)["networks"]
     assert scored["deployed_artefact"]["file"] == "model.int8.onnx" and scored["deployed_artefact"]["format"] == "onnx-int8"
     assert 0 <= scored["deployed_artefact"]["top1_agreement"] <= 1
     assert "### What ships" not in (out / "report.md").read_text() and "## What ships" in (out / "report.md").read_text()
@@ -154,7 +155,7 @@ def test_an_int8_plan_alone_gets_a_quantization_aware_finetune_offered_to_the_re
     at = FAST_RUN.index("--recovery-steps")
     quick = FAST_RUN[:at] + FAST_RUN[at + 2:]
     code, stdout, err = invoke(capsys, "run", "--model", TINY, *quick, "--precision", "auto", "--data",
-                               str(image_folder), "--latency-budget", "0.5", "--recovery-time", "8", "--out", str(out),
+                               str(image_folder), "--latency-budget", "0.51", "--recovery-time", "8", "--out", str(out),
                                "--threads", "1")
     assert code == 0, err
     recovery = json.loads((out / "recovery.json").read_text())
