@@ -161,10 +161,12 @@ def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
         faster_and_as_good = [o for o in fast if o.latency_ratio < option.latency_ratio - SAME_SPEED
                               and (-o.kl, o.agreement) >= (-option.kl, option.agreement)]
         if better:
-            option.kept, option.reason = False, f"{better[0].precision} is about as fast and agrees at least as much"
+            option.kept, option.reason = False, (f"{better[0].precision} is about as fast and closer to the original "
+                                                 "(KL on the selection split)")
         elif faster_and_as_good:
             option.kept = False
-            option.reason = f"{faster_and_as_good[0].precision} is faster and agrees at least as much"
+            option.reason = (f"{faster_and_as_good[0].precision} is faster and at least as close to the original "
+                             "(KL on the selection split)")
         else:
-            option.kept, option.reason = True, "faster than FP32, and no precision as fast agrees more"
+            option.kept, option.reason = True, "faster than the reference, and no precision as fast is closer"
     return options
