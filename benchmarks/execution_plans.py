@@ -27,15 +27,17 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from benchmarks.machine import machine_info
 from benchmarks.precision_and_depth import (
     agreement_by_set,
-    deployed_logits_of,
+    deployment_row,
     held_out_tensors,
     heldout_sets,
+    precision_only,
     run_seeded,
 )
 
@@ -57,24 +59,6 @@ def run_mode(budget: float, mode: str, work: Path, threads: int) -> Path:
     return run_seeded(config, mode, work, lambda message: print(f"  [{mode} {budget}] {message}", flush=True))
 
 
-def precision_levers(run_dir: Path, loaded, images: dict, reference: dict) -> dict:
-    """Every precision of the original the joint run surveyed: its measured ratio and held-out agreement."""
-    from pipeline.data.tiny_set import Preprocessing, eval_tensors, load_image_folder
-    from pipeline.latency.precision import deployed_logits
-
-    survey = json.loads((run_dir / "precisions.json").read_text())["options"]
-    data = json.loads((run_dir / "data.json").read_text())
-    prep = Preprocessing(loaded.resolution, loaded.mean, loaded.std)
-    calibration = eval_tensors(load_image_folder(Path(data["train_folder"]), loaded.resolution), prep)[:64]
-    rows = {}
-    for option in survey[1:]:
-        logits = {name: deployed_logits(loaded.module, option["precision"], x, calibration)
-                  for name, x in images.items()}
-        rows[option["precision"]] = {"measured_ratio": option["latency_ratio"], "kept": option["kept"],
-                                     "agreement": agreement_by_set(logits, reference)}
-    return rows
-
-
 def resolution_levers(folders: dict[str, Path], reference: dict, threads: int) -> dict:
     """The original at each of RESOLUTIONS, FP32 in onnxruntime: timed beside the 224 px original in one
     interleaved measurement, agreement with the 224 px original's predictions."""
@@ -84,7 +68,8 @@ def resolution_levers(folders: dict[str, Path], reference: dict, threads: int) -
     from pipeline.network.evaluation import predict_logits
     from profilers import ProfileSettings, get_profiler
 
-    rows, files = {}, {}
+    rows: dict[str, dict] = {}
+    files: dict[int, Path] = {}
     with tempfile.TemporaryDirectory(prefix="practise-resolution-") as tmp:
         for resolution in (224, *RESOLUTIONS):
             loaded = load_model("efficientnet_lite0", resolution=resolution)
@@ -103,7 +88,6 @@ def resolution_levers(folders: dict[str, Path], reference: dict, threads: int) -
 
 
 def run_benchmark(budgets: list[float], work_root: Path, threads: int, resolution: dict | None = None) -> dict:
-    from pipeline.core.errors import UsageError
     from pipeline.models import load_model
     from pipeline.network.evaluation import predict_logits
 
@@ -112,21 +96,16 @@ def run_benchmark(budgets: list[float], work_root: Path, threads: int, resolutio
     folders = heldout_sets(work_root / "images")
     images = held_out_tensors(folders, loaded)
     reference = {name: predict_logits(loaded.module, x) for name, x in images.items()}
-    result = {"machine": machine_info(), "threads": threads, "held_out": {n: len(x) for n, x in images.items()},
-              "budgets": {}, "resolution": resolution or resolution_levers(folders, reference, threads)}
+    result: dict[str, Any] = {
+        "machine": machine_info(), "threads": threads, "held_out": {n: len(x) for n, x in images.items()},
+        "budgets": {}, "resolution": resolution or resolution_levers(folders, reference, threads)}
     for budget in budgets:
-        row = {}
-        for mode in ("joint", "depth"):
-            try:
-                run_dir = run_mode(budget, mode, work, threads)
-            except UsageError as exc:
-                row[mode] = {"refused": str(exc)}
-                continue
-            logits, info = deployed_logits_of(run_dir, images)
-            row[mode] = info | {"agreement": agreement_by_set(logits, reference)}
+        row = {mode: deployment_row(lambda: run_mode(budget, mode, work, threads), images, reference)
+               for mode in ("joint", "depth")}
         result["budgets"][str(budget)] = row
         if "precisions" not in result and "refused" not in row["joint"]:
-            result["precisions"] = precision_levers(work / f"joint-{budget}", loaded, images, reference)
+            # every precision of the original the joint run surveyed (onnxruntime's and OpenVINO's alike)
+            result["precisions"] = precision_only(work / f"joint-{budget}", loaded, images, reference)
         (work_root / "partial.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 
 def machine_info() -> dict:
@@ -34,7 +35,7 @@ SPEED_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_tile")
 def cpu_flags() -> dict[str, bool]:
     """Which of SPEED_FLAGS this CPU reports (Linux /proc/cpuinfo; all False where it cannot be read)."""
     try:
-        text = open("/proc/cpuinfo").read()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return {flag: False for flag in SPEED_FLAGS}
     flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))

@@ -117,7 +117,8 @@ def deployed_logits_of(run_dir: Path, images: dict[str, torch.Tensor]) -> tuple[
 
 
 def precision_only(run_dir: Path, loaded, images: dict, reference: dict) -> dict:
-    """Every INT8 scheme of the original: its measured latency ratio and its held-out agreement."""
+    """Every precision of the original the run surveyed (INT8 schemes, OpenVINO): its measured ratio and held-out
+    agreement."""
     from pipeline.data.tiny_set import Preprocessing, eval_tensors, load_image_folder
     from pipeline.latency.precision import deployed_logits
 
@@ -136,8 +137,19 @@ def precision_only(run_dir: Path, loaded, images: dict, reference: dict) -> dict
     return rows
 
 
-def run_benchmark(budgets: list[float], work_root: Path, threads: int) -> dict:
+def deployment_row(run, images: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict:
+    """What one `pipeline run` (the `run()` callable) deployed and its held-out agreement, or why it refused."""
     from pipeline.core.errors import UsageError
+
+    try:
+        run_dir = run()
+    except UsageError as exc:
+        return {"refused": str(exc)}
+    logits, info = deployed_logits_of(run_dir, images)
+    return info | {"agreement": agreement_by_set(logits, reference)}
+
+
+def run_benchmark(budgets: list[float], work_root: Path, threads: int) -> dict:
     from pipeline.models import load_model
     from pipeline.network.evaluation import predict_logits
 
@@ -148,15 +160,8 @@ def run_benchmark(budgets: list[float], work_root: Path, threads: int) -> dict:
     result = {"machine": machine_info(), "threads": threads, "held_out": {n: len(x) for n, x in images.items()},
               "budgets": {}}
     for budget in budgets:
-        row = {}
-        for mode, precision in (("joint", "auto"), ("depth", "fp32")):
-            try:
-                run_dir = run_one(budget, precision, work, threads)
-            except UsageError as exc:
-                row[mode] = {"refused": str(exc)}
-                continue
-            logits, info = deployed_logits_of(run_dir, images)
-            row[mode] = info | {"agreement": agreement_by_set(logits, reference)}
+        row = {mode: deployment_row(lambda: run_one(budget, precision, work, threads), images, reference)
+               for mode, precision in (("joint", "auto"), ("depth", "fp32"))}
         result["budgets"][str(budget)] = row
         if "precision_only" not in result and "refused" not in row["joint"]:
             result["precision_only"] = precision_only(work / f"joint-{budget}", loaded, images, reference)

@@ -36,7 +36,7 @@ class OpenVinoCpuProfiler(OnnxRuntimeCpuProfiler):
     name = "openvino"
     target = "cpu"
     # fp32 (onnxruntime) stays measurable so that artefacts can be timed against the reference runtime
-    precisions = ("fp32", *openvino_ir.PRECISIONS)
+    precisions: tuple[str, ...] = ("fp32", *openvino_ir.PRECISIONS)
     auto_precisions = openvino_ir.offered_precisions()
     reference_precision = openvino_ir.FP32
 
