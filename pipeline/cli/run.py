@@ -115,16 +115,20 @@ def run(as_json: bool = False, **kwargs) -> None:
         return
     lat, ev = report["latency"], report["evaluation"]["report"]
     measured = "n/a" if lat["measured_ratio"] is None else f"{lat['measured_ratio']:.3f}"
+    candidates = report["evaluation"].get("candidates", ["unrecovered", "recovered"])
     if report["selection"]["dropped"] or report["selection"].get("chosen_plan", 0) is not None:  # a depth plan ran
         click.echo(f"dropped {len(report['selection']['dropped'])} blocks: {', '.join(report['selection']['dropped'])}")
         click.echo(f"latency ratio: predicted {lat['predicted_ratio']:.3f}, measured {measured}, "
                    f"target {lat['target_ratio']:.3f}")
-    else:
+        others = [n for n in candidates if n != "unrecovered"]
+        click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
+                   f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> "
+                   + ", ".join(f"{100 * ev[n]['top1_agreement']:.1f}% {n}" for n in others))
+    else:  # nothing was recovered: only the original in each offered precision competed
         click.echo(f"no plan drops blocks: a precision of the original meets the target {lat['target_ratio']:.3f}")
-    others = [n for n in report["evaluation"].get("candidates", ["unrecovered", "recovered"]) if n != "unrecovered"]
-    click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
-               f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> "
-               + ", ".join(f"{100 * ev[n]['top1_agreement']:.1f}% {n}" for n in others))
+        offered = [n for n in candidates if n not in ("unrecovered", "recovered")] or ["unrecovered"]
+        click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
+                   + ", ".join(f"{100 * ev[n]['top1_agreement']:.1f}% {n}" for n in offered))
     click.echo(f"verdict: {report['evaluation']['verdict']}")
     if report["evaluation"]["report_source"] != "validation folder":
         click.echo("note: the held-out images are part of the tiny set; pass --val with a few deployment images "

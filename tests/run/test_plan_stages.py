@@ -177,6 +177,8 @@ def test_a_precision_that_meets_the_budget_and_changes_no_prediction_settles_the
     assert code == 0, err
     assert "skipping the recoverability scoring" in err
     assert "no plan drops blocks" in stdout and "dropped 0 blocks" not in stdout
+    assert "held-out images: " in stdout and "unrecovered ->" not in stdout  # nothing was recovered
+    assert f"% {FAST_INT8}, no block dropped" in stdout
     assert "shipped: " in stdout and "model.int8.onnx (onnx-int8), measured at" in stdout
     assert not (out / "recoverability.json").exists()
     selection = json.loads((out / "selection.json").read_text())
