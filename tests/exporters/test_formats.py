@@ -105,3 +105,20 @@ def test_dynamic_batch_onnx_runs_any_batch_in_onnxruntime(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     for batch in (1, 5):
         assert session.run(None, {"images": torch.randn(batch, 3, 32, 32).numpy()})[0].shape == (batch, 10)
+
+
+def test_an_openvino_ir_is_written_in_the_runs_precision_with_lines_that_load_it_so(tmp_path):
+    from exporters import openvino_ir
+    from exporters.formats import export_formats
+
+    if not openvino_ir.openvino_available():
+        pytest.skip("needs OpenVINO (pip install '.[openvino]')")
+    inputs = _inputs(tmp_path)
+    inputs.openvino_precision = openvino_ir.BF16
+    inputs.metadata = {"mean": "0.5", "resolution": "32"}
+    record = export_formats(inputs, ["openvino"])["openvino"]
+    assert record["precision"] == openvino_ir.BF16 and record["inference_precision_hint"] == "bf16"
+    assert "'INFERENCE_PRECISION_HINT': 'bf16'" in record["loading_snippet"]
+    assert "note" in record["check"]  # a reduced precision states its agreement with the FP32 network
+    assert (tmp_path / "model.bin").exists() and openvino_ir.precision_of(tmp_path / "model.xml") == openvino_ir.BF16
+    assert record["ran_in"] in ("bf16", "f32")  # f32 where the CPU has no native BF16: recorded, not assumed
