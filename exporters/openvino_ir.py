@@ -15,6 +15,7 @@ quantization, calibrated on the tiny set; the layers NNCF leaves in float run in
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import io
 from collections.abc import Sequence
@@ -64,6 +65,7 @@ def native_bf16() -> bool:
     return "BF16" in capabilities()
 
 
+@functools.cache
 def offered_precisions() -> tuple[str, ...]:
     """The OpenVINO precisions worth measuring on this CPU: BF16 only where it is native (elsewhere OpenVINO
     would run it in FP32 and the plan would be a duplicate); none when OpenVINO is not installed."""

@@ -30,6 +30,17 @@ def _onnxruntime_precisions() -> tuple[str, ...]:
     return OnnxRuntimeCpuProfiler.precisions
 
 
+class _WithOfferedOpenVino:
+    """`auto_precisions` that adds OpenVINO's offered precisions when first read, not when the module is imported
+    (asking OpenVINO what the CPU offers starts its runtime)."""
+
+    def __init__(self, *fixed: str):
+        self.fixed = fixed
+
+    def __get__(self, instance, owner) -> tuple[str, ...]:
+        return (*self.fixed, *openvino_ir.offered_precisions())
+
+
 class OpenVinoCpuProfiler(OnnxRuntimeCpuProfiler):
     """OpenVINO's precisions, each variant an IR; onnxruntime's FP32 stays measurable beside them."""
 
@@ -37,7 +48,7 @@ class OpenVinoCpuProfiler(OnnxRuntimeCpuProfiler):
     target = "cpu"
     # fp32 (onnxruntime) stays measurable so that artefacts can be timed against the reference runtime
     precisions: tuple[str, ...] = ("fp32", *openvino_ir.PRECISIONS)
-    auto_precisions = openvino_ir.offered_precisions()
+    auto_precisions = _WithOfferedOpenVino()
     reference_precision = openvino_ir.FP32
 
     def activate(self) -> None:
@@ -87,7 +98,7 @@ class AutoCpuProfiler(OpenVinoCpuProfiler):
 
     name = "auto"
     precisions = (*_onnxruntime_precisions(), *openvino_ir.PRECISIONS)
-    auto_precisions = (*_onnxruntime_precisions(), *openvino_ir.offered_precisions())
+    auto_precisions = _WithOfferedOpenVino(*_onnxruntime_precisions())
     reference_precision = "fp32"
 
     def activate(self) -> None:
