@@ -92,8 +92,9 @@ def depth_plan(option: PrecisionOption, table: LatencyTable, recoverability: dic
 def lossless_precision_plan(options: list[PrecisionOption], budget: Budget, fp32_full_ms: float,
                             clear_ratio: float | None) -> Plan | None:
     """A precision-only plan that meets the budget beyond the measurement's doubt and changes no prediction on the
-    selection split (the one closest to the original, lowest KL, when several), or None. Dropping blocks can at best tie it on agreement, so
-    scoring, depth plans and recovery would cost minutes to lose or tie (the cheap lever settles the plan)."""
+    selection split (the one closest to the original, lowest KL, when several), or None. Dropping blocks can at best
+    tie it on agreement, so scoring, depth plans and recovery would cost minutes to lose or tie (the cheap lever
+    settles the plan)."""
     found = []
     for option in options[1:]:
         plan = precision_only_plan(option, budget, fp32_full_ms)

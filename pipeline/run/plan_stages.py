@@ -215,10 +215,10 @@ def _clear_ratio(ctx: RunContext, base_table: LatencyTable, profiler) -> float |
 
 
 def stage_mixed_precision(ctx: RunContext, profiler) -> None:
-    """For each INT8 plan (onnxruntime's schemes, OpenVINO's NNCF INT8) that may deploy (the chosen one, the precision-only one) and measured well under the
-    budget, keep the end layers in FP32 that bring it closest to the original (measured: every rung's latency
-    in one interleaved measurement, KL and agreement on the selection split). Recorded in selection.json under
-    "mixed_precision", one entry per plan tried."""
+    """For each INT8 plan (onnxruntime's schemes, OpenVINO's NNCF INT8) that may deploy (the chosen one, the
+    precision-only one) and measured well under the budget, keep the end layers in FP32 that bring it closest to the
+    original (measured: every rung's latency in one interleaved measurement, KL and agreement on the selection
+    split). Recorded in selection.json under "mixed_precision", one entry per plan tried."""
     from pipeline.latency.mixed_precision import MixedOption, spend_slack, worth_trying
 
     selection = ctx.folder.read_json("selection.json")
