@@ -184,7 +184,12 @@ def ran_in(compiled: Any) -> str:
 
 def ir_logits(xml: Path, images: torch.Tensor, threads: int = 1) -> torch.Tensor:
     """Logits of the IR on `images`, one image at a time, in its recorded precision: (N, classes)."""
-    request = compile_ir(xml, threads).create_infer_request()
+    return compiled_logits(compile_ir(xml, threads), images)
+
+
+def compiled_logits(compiled: Any, images: torch.Tensor) -> torch.Tensor:
+    """Logits of an already compiled IR on `images`, one image at a time: (N, classes)."""
+    request = compiled.create_infer_request()
     outputs = [np.array(request.infer({0: images[i : i + 1].numpy().astype(np.float32)})[0])
                for i in range(len(images))]
     return torch.from_numpy(np.concatenate(outputs))

@@ -18,6 +18,7 @@ from pipeline.latency.plans import (
     lossless_precision_plan,
     most_aggressive_plan,
     needing_blocks,
+    precision_only_plan,
 )
 from pipeline.latency.precision import (
     CALIBRATION_IMAGES,
@@ -193,8 +194,6 @@ def _save_settled_selection(ctx: RunContext, options: list[PrecisionOption], set
     """selection.json when a precision alone settles the plan: every precision-only plan that meets the budget, no
     plan with dropped blocks, and why."""
     fp32_ms = base_table.full.median_ms
-    from pipeline.latency.plans import precision_only_plan
-
     plans = [p for p in (precision_only_plan(o, ctx.budget, fp32_ms) for o in options[1:] if o.kept) if p.meets_budget]
     why = (f"{settled.name} meets the budget clearly (measured {settled.measured_ratio:.3f}) and changes no prediction "
            "on the selection split, so dropping blocks could at best tie it: scoring, depth plans and recovery were "
