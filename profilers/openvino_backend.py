@@ -75,8 +75,8 @@ class OpenVinoCpuProfiler(OnnxRuntimeCpuProfiler):
         request = compiled.create_infer_request()
         self._sessions.append(compiled)
         shape = compiled.input(0).get_partial_shape()
-        static = [d.get_length() for d in shape] if shape.is_static else None
-        feed = {0: _input_for(static, example)}
+        dims = [d.get_length() if d.is_static else -1 for d in shape] if shape.rank.is_static else None
+        feed = {0: _input_for(dims, example)}
         return lambda: request.infer(feed)
 
     def _file_for(self, module: torch.nn.Module, example: torch.Tensor) -> Path:

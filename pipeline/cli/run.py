@@ -69,6 +69,9 @@ from pipeline.cli.options import (
               help="auto: skip scoring, depth plans and recovery when a precision alone meets the budget clearly and "
                    "changes no prediction on the selection split (dropping blocks could at best tie it); always: "
                    "plan and recover with dropped blocks anyway.")
+@click.option("--min-resolution", type=click.IntRange(16, 4096), default=None, metavar="PX",
+              help="also plan with smaller input images, down to PX pixels, with the model's own preprocessing at "
+                   "each size (off by default: it changes what the deployment must feed the network).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")
@@ -135,9 +138,10 @@ def run(as_json: bool = False, **kwargs) -> None:
                    "to judge recovery on them (see report.md)")
     if report["selection"].get("why"):
         click.echo(f"plans: {report['selection']['why']}")
-    click.echo(f"deployed network: {report['evaluation'].get('deployed', report['recovery']['kept'])}"
-               + _deployed_form(report.get("deployed", {})))
     shipped = next((r for r in report.get("export", {}).values() if isinstance(r, dict) and r.get("deployed")), None)
+    click.echo("deployed network: " + deployed_line(report.get("deployed", {}),
+                                                    report["evaluation"].get("deployed", report["recovery"]["kept"]),
+                                                    timed_file=shipped is not None))
     if shipped is not None:
         from pipeline.run.report import shipped_verdict
 
@@ -146,13 +150,18 @@ def run(as_json: bool = False, **kwargs) -> None:
     click.echo(f"report: {folder.path / 'report.md'}")
 
 
-def _deployed_form(deployed: dict) -> str:
+def deployed_line(deployed: dict, name: str, timed_file: bool) -> str:
+    """The deployed network once: its candidate name, its form when the name does not say it, and the plan's measured
+    ratio only when no shipped file was timed (the `shipped:` line gives the file's own)."""
     if not deployed:
-        return ""
-    ratio = f", measured ratio {deployed['measured_ratio']:.3f}" if deployed.get("measured_ratio") is not None else ""
-    if deployed.get("artefact_ratio") is not None:  # the shipped file, which mixed precision may have changed
-        ratio += f"; {deployed['artefact']} measured at {deployed['artefact_ratio']:.3f}"
-    return f" ({deployed['precision']}, {len(deployed['dropped'])} blocks dropped{ratio})"
+        return name
+    size = f" at {deployed['input_resolution']} px" if deployed.get("input_resolution") else ""
+    blocks = f"{len(deployed['dropped'])} blocks dropped" if deployed["dropped"] else "no block dropped"
+    form = f"{deployed['precision']}{size}, {blocks}"
+    text = name if name == form else f"{name} ({form})"
+    if not timed_file and deployed.get("measured_ratio") is not None:
+        text += f", plan measured at {deployed['measured_ratio']:.3f}"
+    return text
 
 
 def json_summary(report: dict, run_dir) -> dict:

@@ -32,11 +32,12 @@ class Plan:
     kl: float | None = None
     attempts: list[dict] = field(default_factory=list)
     note: str = ""
+    resolution: int | None = None  # the input size, when smaller than the model's own (--min-resolution)
 
     @property
     def name(self) -> str:
         blocks = "no block dropped" if not self.dropped else f"{len(self.dropped)} blocks dropped"
-        return f"{self.precision}, {blocks}"
+        return f"{self.precision}{size_words(self.resolution)}, {blocks}"
 
     def to_dict(self) -> dict:
         return asdict(self) | {"name": self.name}
@@ -44,6 +45,11 @@ class Plan:
     @classmethod
     def from_dict(cls, data: dict) -> "Plan":
         return cls(**{k: v for k, v in data.items() if k != "name"})
+
+
+def size_words(resolution: int | None) -> str:
+    """" at 160 px" for a plan at a smaller input size, "" at the model's own."""
+    return "" if resolution is None else f" at {resolution} px"
 
 
 # measures a plan's network (precision, dropped blocks) against the FP32 original, end to end
@@ -61,8 +67,10 @@ def precision_only_plan(option: PrecisionOption, budget: Budget, fp32_full_ms: f
     """The original in this precision: its ratio was already measured beside FP32 by the survey."""
     meets = (option.latency_ratio * fp32_full_ms <= budget.absolute_ms if budget.absolute_ms is not None
              else option.latency_ratio <= budget.ratio)
+    where = "" if option.resolution is None else f", fed {option.resolution} px images"
     return Plan(option.precision, [], option.latency_ratio, option.latency_ratio, meets, option.agreement, option.kl,
-                note="the original network in this precision (measured by the precision survey)")
+                note=f"the original network in this precision{where} (measured by the precision survey)",
+                resolution=option.resolution)
 
 
 def depth_plan(option: PrecisionOption, table: LatencyTable, recoverability: dict[str, float], budget: Budget,
@@ -167,6 +175,10 @@ def choose(plans: list[Plan], clear_ratio: float | None = None) -> tuple[Plan | 
         chosen = max(depth, key=faithful)
         why = (f"{chosen.name} agrees most with the original on the selection split before recovery "
                f"({_percent(chosen.agreement)}) among the {len(depth)} plan(s) with dropped blocks that meet the budget")
+    elif best_only is not None:  # recovering a plan that misses the budget could only ship something that misses
+        chosen = None
+        why = ("no plan with dropped blocks meets the budget" if any(p.dropped for p in plans)
+               else "no block needs dropping")
     else:
         missing = [p for p in plans if p.dropped]
         chosen = min(missing, key=lambda p: p.measured_ratio or p.predicted_ratio) if missing else None

@@ -42,6 +42,7 @@ class RunConfig:
     cuda_graphs: bool = False
     profile_time_cap: float | None = None  # seconds per latency measurement (default: the preset's)
     resolution: int | None = None
+    min_resolution: int | None = None  # plans may feed the network smaller inputs, down to this size (off: None)
     seed: int = 0
     allow_random_weights: bool = False
     reprofile: bool = False
@@ -78,7 +79,7 @@ _ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": N
                 "recovery_blends": None, "recovery_views": None, "recovery_time": None,
                 "recovery_quantization_aware": "on", "mean": None, "std": None, "crop_fraction": None,
                 "interpolation": None, "depth_plans": "auto",
-                "reference_backend": None}
+                "reference_backend": None, "min_resolution": None}
 
 
 def parse_blends(text: str | None) -> tuple[float, ...] | None:

@@ -136,6 +136,10 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     loaded = with_preprocessing(load_model(config.model, config.weights, config.resolution), config.mean, config.std,
                                 config.crop_fraction, config.interpolation)
     prep = Preprocessing.of(loaded)
+    if config.min_resolution is not None:
+        from pipeline.latency.resolution import resolution_steps
+
+        resolution_steps(loaded.resolution, config.min_resolution)  # refuses a size that is not smaller, now
     if not loaded.has_trained_weights and not config.allow_random_weights:
         raise UsageError(
             f"model '{config.model}' has no trained weights here (nothing is downloaded). Pass --weights FILE with "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.data.tiny_set import Preprocessing, TinySet, eval_tensors
+from pipeline.data.tiny_set import Preprocessing, TinySet
+from pipeline.latency.plans import size_words
 from pipeline.latency.precision import CALIBRATION_IMAGES, deployed_logits
+from pipeline.latency.resolution import tensors_at
 from pipeline.models import LoadedModel
 from pipeline.network.evaluation import (
     compare,
@@ -55,12 +57,12 @@ def stage_evaluation(ctx: RunContext) -> None:
     networks.update({n: (net, p) for n, (net, p, blocks) in aware.items() if not blocks})
     standalone = list(rival) + [n for n, (_, _, blocks) in aware.items() if not blocks]  # no block dropped
     dropped_of = {name: [] if name in standalone else dropped for name in networks}
-    calibration = eval_tensors(ctx.train, ctx.prep)[:CALIBRATION_IMAGES]
+    sizes = _sizes_of(selection, rival)
     with timed(ctx, "evaluation_s"):
-        options = {name: int8_options(selection, precision, dropped_of[name])
+        options = {name: int8_options(selection, precision, dropped_of[name]) if name not in sizes else None
                    for name, (_, precision) in networks.items()}
         result = _evaluate_candidates(teacher, networks, {"report": ctx.report_set, "train": ctx.train}, ctx.prep,
-                                      calibration, labelled="report", options=options)
+                                      ctx.train, labelled="report", options=options, sizes=sizes)
     report = result["report"]
     recovery_names = [n for n in networks if n not in standalone and n not in aware]
     eligible = (recovery_names if kept == "recovered" else ["unrecovered"]) + [n for n in aware if n not in standalone]
@@ -70,13 +72,14 @@ def stage_evaluation(ctx: RunContext) -> None:
     deployed = _best_candidate(_restricted(report, eligible))
     recovery_choice = deployed if deployed in recovery_names else _best_candidate(_restricted(report, [
         n for n in eligible if n in recovery_names] or ["unrecovered"]))
-    _save_deployed(ctx, networks, deployed, dropped_of[deployed], options[deployed])
+    _save_deployed(ctx, networks, deployed, dropped_of[deployed], options[deployed], sizes.get(deployed))
     gain = report[deployed]["top1_agreement"] - report["unrecovered"]["top1_agreement"]
     compared = quantization_aware_comparison(recovery, report, deployed)
     folder.write_json("evaluation.json", {
         "report_source": ctx.report_source, "candidates": list(networks), **result,
         "recovered_gain": report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"],
         "agreement_gain": gain, "deployed": deployed, "deployed_precision": networks[deployed][1],
+        "deployed_resolution": sizes.get(deployed),
         "quantization_aware": compared,
         "verdict": _verdict(_restricted(report, recovery_names), kept, recovery_choice, not dropped)
                    + _precision_verdict(report, rival, deployed) + _quantization_verdict(compared, deployed),
@@ -125,25 +128,35 @@ def _restricted(report: dict, names: list[str]) -> dict:
 
 
 def _precision_only_candidate(ctx: RunContext, selection: dict) -> dict:
-    """The original network in the precision-only plan's precision, when a plan of that kind met the budget."""
+    """The original network in the precision-only plan's precision (at its input size), when a plan of that kind
+    met the budget."""
     index = selection.get("precision_plan")
     if index is None:
         return {}
-    precision = selection["plans"][index]["precision"]
-    return {precision_only_name(precision): (drop_blocks(ctx.loaded.module, []), precision)}
+    plan = selection["plans"][index]
+    name = precision_only_name(plan["precision"], plan.get("resolution"))
+    return {name: (drop_blocks(ctx.loaded.module, []), plan["precision"])}
 
 
-def precision_only_name(precision: str) -> str:
-    return f"{precision}, no block dropped"
+def _sizes_of(selection: dict, rival: dict) -> dict[str, int]:
+    """Candidate name -> its input size, for the candidates fed smaller images than the model's own."""
+    index = selection.get("precision_plan")
+    size = selection["plans"][index].get("resolution") if index is not None else None
+    return {name: size for name in rival} if size is not None else {}
+
+
+def precision_only_name(precision: str, resolution: int | None = None) -> str:
+    return f"{precision}{size_words(resolution)}, no block dropped"
 
 
 def _save_deployed(ctx: RunContext, networks: dict, deployed: str, dropped: list[str],
-                   options: dict | None) -> None:
-    """The deployed network's state; a precision-only plan deploys the original with no block dropped."""
+                   options: dict | None, resolution: int | None = None) -> None:
+    """The deployed network's state; a precision-only plan deploys the original with no block dropped (fed smaller
+    images when its plan was made at a smaller input size)."""
     network, precision = networks[deployed]
     record = ctx.folder.read_json("dropped_blocks.json")
     record.update(dropped=dropped, precision=precision,
-                  int8_fp32_end_layers=int((options or {}).get("fp32_end_layers", 0)))
+                  int8_fp32_end_layers=int((options or {}).get("fp32_end_layers", 0)), input_resolution=resolution)
     ctx.folder.save_tensors(COMPRESSED, network.state_dict())
     ctx.folder.write_json("dropped_blocks.json", record)
 
@@ -201,16 +214,25 @@ def blend_name(weight: float) -> str:
 
 
 def _evaluate_candidates(teacher, networks: dict, image_sets: dict[str, TinySet], prep: Preprocessing,
-                         calibration: torch.Tensor, labelled: str,
-                         options: dict[str, dict | None] | None = None) -> dict[str, dict]:
+                         calibration: TinySet, labelled: str, options: dict[str, dict | None] | None = None,
+                         sizes: dict[str, int] | None = None) -> dict[str, dict]:
     """Per image set: agreement (and accuracy on the `labelled` set) of every candidate in its deployed
-    precision, KL, and what changed against unrecovered. Each candidate is converted (quantized) once for
-    all sets: its logits on every set come from one pass over the sets' images together."""
-    xs = [eval_tensors(images, prep) for images in image_sets.values()]
-    sizes = [len(x) for x in xs]
-    reference = predict_logits(teacher, torch.cat(xs)).split(sizes)
-    options = options or {}
-    logits = {name: deployed_logits(network, precision, torch.cat(xs), calibration, options.get(name)).split(sizes)
+    precision (and input size: `sizes`), KL, and what changed against unrecovered. Each candidate is converted
+    (quantized on `calibration`) once for all sets: its logits on every set come from one pass over the sets'
+    images together."""
+    counts = [len(images) for images in image_sets.values()]
+    made: dict[int | None, torch.Tensor] = {}
+
+    def images_at(size: int | None) -> torch.Tensor:
+        if size not in made:
+            made[size] = torch.cat([tensors_at(images, prep, size) for images in image_sets.values()])
+        return made[size]
+
+    reference = predict_logits(teacher, images_at(None)).split(counts)
+    options, sizes = options or {}, sizes or {}
+    logits = {name: deployed_logits(network, precision, images_at(sizes.get(name)),
+                                    tensors_at(calibration, prep, sizes.get(name))[:CALIBRATION_IMAGES],
+                                    options.get(name)).split(counts)
               for name, (network, precision) in networks.items()}
     return {set_name: _agreement_of(reference[i], {name: lg[i] for name, lg in logits.items()},
                                     images.labels if set_name == labelled else None, len(images))

@@ -34,7 +34,10 @@ def evaluate_folder(run_dir: Path | None, data: Path, model: str, weights: str |
     networks = {"original": _accuracy(original, images.labels)}
     if folder is not None:
         from pipeline.run.deployment import rebuild_compressed
+        from pipeline.run.export_step import deployed_preprocessing
 
+        deployed_prep = deployed_preprocessing(folder, prep)  # a plan at a smaller input size is fed smaller images
+        x = x if deployed_prep == prep else eval_tensors(images, deployed_prep)
         compressed = predict_logits(rebuild_compressed(loaded, folder), x)
         agreement = compare(compressed, original, images.labels)
         networks["compressed"] = _accuracy(compressed, images.labels) | {

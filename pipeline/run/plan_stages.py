@@ -51,17 +51,47 @@ def stage_precisions(ctx: RunContext, profiler, table: LatencyTable) -> tuple[li
         with timed(ctx, "precisions_s"):
             options = _precision_options(ctx, profiler, table)
             tables = {options[0].precision: table}
-            _refuse_if_unreachable(ctx, options, tables, profiler)
-        _save_precisions(ctx, options, tables)
+            sizes = _resolution_options(ctx, profiler, table, options)
+            _refuse_if_unreachable(ctx, options, tables, profiler, sizes)
+        _save_precisions(ctx, options, tables, sizes)
         save_timings(ctx)
     saved = folder.read_json("precisions.json")
     return ([PrecisionOption.from_dict(o) for o in saved["options"]],
             {p: LatencyTable.from_dict(t) for p, t in saved["tables"].items()})
 
 
-def _save_precisions(ctx: RunContext, options: list[PrecisionOption], tables: dict) -> None:
+def _save_precisions(ctx: RunContext, options: list[PrecisionOption], tables: dict,
+                     sizes: list[PrecisionOption] | None = None) -> None:
+    record = ctx.folder.read_json("precisions.json") if ctx.folder.has("precisions.json") else {}
+    resolutions = [o.to_dict() for o in sizes] if sizes is not None else record.get("resolutions", [])
     ctx.folder.write_json("precisions.json", {"options": [o.to_dict() for o in options],
-                                              "tables": {p: t.to_dict() for p, t in tables.items()}})
+                                              "tables": {p: t.to_dict() for p, t in tables.items()},
+                                              "resolutions": resolutions})
+
+
+def saved_resolutions(ctx: RunContext) -> list[PrecisionOption]:
+    """The options at smaller input sizes the precision stage measured (none without --min-resolution)."""
+    record = ctx.folder.read_json("precisions.json") if ctx.folder.has("precisions.json") else {}
+    return [PrecisionOption.from_dict(o) for o in record.get("resolutions", [])]
+
+
+def _resolution_options(ctx: RunContext, profiler, table: LatencyTable,
+                        options: list[PrecisionOption]) -> list[PrecisionOption]:
+    """With --min-resolution, each kept precision at each smaller size, measured (resolution.plan_at_sizes)."""
+    if ctx.config.min_resolution is None:
+        return []
+    if not measurable_here(profiler, table):
+        ctx.log("input resolution: not planned, the target device is not present here to time smaller inputs")
+        return []
+    from pipeline.latency.resolution import option_name, plan_at_sizes
+
+    sizes = plan_at_sizes(ctx.loaded.module, profiler, options, ctx.config.min_resolution, ctx.loaded.resolution,
+                          ctx.selection, ctx.train, ctx.prep, ctx.progress, ctx.log)
+    for option in sizes:
+        ctx.log(f"{option_name(option)}: latency ratio {option.latency_ratio:.3f}, agreement "
+                f"{100 * option.agreement:.1f}% on the selection split; {'kept' if option.kept else 'dropped'}: "
+                f"{option.reason}")
+    return sizes
 
 
 def _precision_options(ctx: RunContext, profiler, table: LatencyTable) -> list[PrecisionOption]:
@@ -102,8 +132,10 @@ def ensure_tables(ctx: RunContext, precisions: list[str], tables: dict, profiler
     return tables
 
 
-def _refuse_if_unreachable(ctx: RunContext, options: list[PrecisionOption], tables: dict, profiler) -> None:
-    """Refuse a budget no precision can reach, unless the most aggressive plan, measured, meets it.
+def _refuse_if_unreachable(ctx: RunContext, options: list[PrecisionOption], tables: dict, profiler,
+                           sizes: list[PrecisionOption] | None = None) -> None:
+    """Refuse a budget no precision can reach, unless the most aggressive plan, measured, meets it (or the original
+    at a smaller input size, measured, does).
 
     Before a precision has its own table, its best is estimated as its ratio times the base table's best.
     """
@@ -111,6 +143,8 @@ def _refuse_if_unreachable(ctx: RunContext, options: list[PrecisionOption], tabl
     kept = [o for o in options if o.kept]
     reachable = min(o.latency_ratio * best_reachable_ratio(tables.get(o.precision, base)) for o in kept)
     if budget.target_ratio(base.full.median_ms) >= reachable:
+        return
+    if any(precision_only_plan(o, budget, base.full.median_ms).meets_budget for o in sizes or [] if o.kept):
         return
     fastest = min(kept, key=lambda o: o.latency_ratio)
     here = measurable_here(profiler, base)
@@ -179,6 +213,7 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
         plans = build_plans(options, tables, recoverability, ctx.budget, ctx.config.selector,
                             plan_measurer(ctx, profiler) if same_device else None, ctx.config.max_budget_attempts,
                             ctx.log, clear)
+        plans += sized_plans(saved_resolutions(ctx), ctx.budget, base_table.full.median_ms)
         if not plans:
             plans = [_aggressive_plan_or_refuse(ctx, options, tables, profiler if same_device else None)]
         _measure_agreement(ctx, plans)
@@ -187,6 +222,12 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
     folder.write_json("selection.json", _selection_record(ctx, plans, chosen, precision_only, why, tables, base_table,
                                                           recoverability))
     save_timings(ctx)
+
+
+def sized_plans(sizes: list[PrecisionOption], budget, fp32_full_ms: float) -> list[Plan]:
+    """The precision-only plans at smaller input sizes that meet the budget (measured by the resolution survey)."""
+    plans = [precision_only_plan(o, budget, fp32_full_ms) for o in sizes if o.kept]
+    return [p for p in plans if p.meets_budget]
 
 
 def _save_settled_selection(ctx: RunContext, options: list[PrecisionOption], settled: Plan, tables: dict,
@@ -225,7 +266,8 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
         return
     indices = dict.fromkeys(i for i in (selection.get("chosen_plan"), selection.get("precision_plan")) if i is not None)
     plans = [selection["plans"][i] for i in indices]
-    plans = [p for p in plans if worth_trying(
+    # a plan at a smaller input size keeps its precision whole: the ladder is measured at the model's own size
+    plans = [p for p in plans if p.get("resolution") is None and worth_trying(
         p["precision"], p.get("measured_ratio"), selection["target_ratio"])]
     entries = []
     if profiler is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline.core.clock import now_iso
 from pipeline.run.html_page import markdown_to_html
 from pipeline.run.plots import markdown_section, write_plots
+from pipeline.run.resolution_hint import hint_line
 from pipeline.run.runfolder import RunFolder
 
 _STAGE_FILES = {
@@ -53,7 +54,8 @@ def deployed_summary(data: dict) -> dict:
     deployed = data.get("deployed", {})
     ev = data.get("evaluation", {})
     summary = {"precision": deployed.get("precision", "fp32"), "dropped": deployed.get("dropped", []),
-               "network": ev.get("deployed")}
+               "network": ev.get("deployed"), "input_resolution": deployed.get("input_resolution"),
+               "model_resolution": data.get("candidates", {}).get("resolution")}
     sel = data["selection"]
     index = sel.get("precision_plan")
     if index is not None and ", no block dropped" in ev.get("deployed", ""):  # plain, or quantization-aware
@@ -148,11 +150,23 @@ def _shipped_section(data: dict) -> list[str]:
     if deployed.get("network") in report:
         lines.append(f"Top-1 agreement with the original on the {report['images']} report images: "
                      f"{_pct(report[deployed['network']]['top1_agreement'])}.")
+    if deployed.get("input_resolution"):
+        lines += ["", _size_changed(data, deployed["input_resolution"], deployed.get("model_resolution"))]
     if shipped is not None:
         lines += ["", f"File `{shipped['path']}` ({shipped['format']}): {shipped_verdict(shipped.get('latency'))}."]
         if shipped.get("loading_snippet"):
             lines += ["", "Load and run it as it was timed:", "", "```python", shipped["loading_snippet"].rstrip(), "```"]
     return lines + [""]
+
+
+def _size_changed(data: dict, size: int, native: int | None) -> str:
+    """The plain warning a deployment at a smaller input size needs: what to feed the file now."""
+    prep = data.get("data", {}).get("preprocessing", {})
+    crop = prep.get("crop_fraction", 0.875)
+    return (f"**The deployed input size changed: {size} px, not the model's own {native} px** (`--min-resolution`). "
+            f"Feed the file {size} x {size} images: resize the shorter side to {round(size / crop)} px "
+            f"({prep.get('interpolation', 'bilinear')}), centre-crop {size} px, normalise as before; its ONNX "
+            "metadata says the same.")
 
 
 def render_markdown(data: dict) -> str:
@@ -185,8 +199,9 @@ def _plans_section(data: dict) -> list[str]:
     if len(survey) > 1:
         lines += ["| precision | latency ratio (original, measured) | agreement (selection split) | kept |",
                   "|---|---|---|---|"]
-        lines += [f"| {o['precision']} | {o['latency_ratio']:.3f} | {_pct(o['agreement'])} | "
-                  f"{'yes' if o['kept'] else 'no'}: {o['reason']} |" for o in survey]
+        sized = data.get("precisions", {}).get("resolutions", [])
+        lines += [f"| {o['precision']}{_at(o.get('resolution'))} | {o['latency_ratio']:.3f} | {_pct(o['agreement'])} | "
+                  f"{'yes' if o['kept'] else 'no'}: {o['reason']} |" for o in survey + sized]
         lines.append("")
     lines += ["| plan | predicted ratio | measured ratio | meets budget | agreement before recovery |",
               "|---|---|---|---|---|"]
@@ -196,8 +211,15 @@ def _plans_section(data: dict) -> list[str]:
                      f"{_pct(plan['agreement'])} |")
     deployed = data["deployed"]
     blocks = f"{len(deployed['dropped'])} blocks dropped" if deployed["dropped"] else "no block dropped"
-    lines += ["", f"{sel['why']}.", "", f"**Deployed: {deployed['precision']}, {blocks}** ({deployed['network']}).", ""]
-    return lines
+    form = f"{deployed['precision']}{_at(deployed.get('input_resolution'))}, {blocks}"
+    shown = form if deployed["network"] in (None, form) else f"{deployed['network']} ({form})"
+    lines += ["", f"{sel['why']}.", "", f"**Deployed: {shown}**.", ""]
+    hint = hint_line(sel.get("resolution_hint"))
+    return lines + ([hint, ""] if hint else [])
+
+
+def _at(size: int | None) -> str:
+    return "" if not size else f" at {size} px"
 
 
 _BUDGET_OUTCOME = {True: "**met**.", False: "**missed** (no further block could be dropped).",

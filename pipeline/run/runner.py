@@ -17,6 +17,7 @@ from pipeline.run.export_step import stage_export
 from pipeline.run.plan_stages import settling_plan, stage_mixed_precision, stage_plans, stage_precisions
 from pipeline.run.ranks import join_ranks, rank_log, rank_progress
 from pipeline.run.report import write_report
+from pipeline.run.resolution_hint import stage_resolution_hint
 from pipeline.run.runfolder import RunFolder
 from pipeline.run.stages import (
     stage_latency_table,
@@ -84,6 +85,7 @@ def _settled(ctx: RunContext, profiled, profiler) -> bool:
 def _plan(ctx: RunContext, profiled, recoverability: dict, profiler) -> None:
     stage_plans(ctx, *profiled, recoverability, profiler)
     stage_mixed_precision(ctx, profiler)
+    stage_resolution_hint(ctx, profiled[0], profiler)
 
 
 def _finish(ctx: RunContext) -> None:

@@ -37,7 +37,7 @@ def test_every_precision_and_plan_is_listed_with_its_measured_ratio_and_why():
     assert "| int8-qop-u8s8-channel | 1.300 | 90.0% | no: not faster than FP32" in text
     assert "| fp32, 2 blocks dropped | 0.857 | 0.875 | yes | 60.0% |" in text
     assert "fp32, 2 blocks dropped agrees most." in text
-    assert "**Deployed: fp32, 2 blocks dropped** (recovered)." in text
+    assert "**Deployed: recovered (fp32, 2 blocks dropped)**." in text
 
 
 def test_a_deployed_precision_plan_reports_its_own_ratio_not_the_recovered_plans():
@@ -52,7 +52,7 @@ def test_a_run_without_plans_has_no_precision_section():
 
 
 def test_the_deployed_summary_carries_the_shipped_files_own_ratio_and_the_cli_prints_it():
-    from pipeline.cli.run import _deployed_form
+    from pipeline.cli.run import deployed_line
 
     data = with_plans(f"{INT8}, no block dropped")
     data["export"] = {"onnx": {"path": "model.onnx", "latency": {"measured": True, "ratio": 0.98}},
@@ -61,6 +61,9 @@ def test_the_deployed_summary_carries_the_shipped_files_own_ratio_and_the_cli_pr
     summary = deployed_summary(data)
     assert (summary["measured_ratio"], summary["artefact"], summary["artefact_ratio"]) == (0.55, "model.int8.onnx",
                                                                                            0.702)
-    assert "model.int8.onnx measured at 0.702" in _deployed_form(summary)
+    # the network once, and no ratio beside it: the `shipped:` line gives the file's own (0.702), not the plan's
+    assert deployed_line(summary, f"{INT8}, no block dropped", timed_file=True) == f"{INT8}, no block dropped"
+    assert deployed_line(summary, "recovered", timed_file=False) == (f"recovered ({INT8}, no block dropped), plan "
+                                                                     "measured at 0.550")
     data["export"]["onnx-int8"]["latency"] = {"measured": False, "reason": "no runtime"}
     assert "artefact_ratio" not in deployed_summary(data)
