@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from exporters.half_precision import in_precision, is_half
 from exporters.onnx_check import compare_outputs, sha256_of, verify_onnx
 from exporters.onnx_file import DEFAULT_OPSET, export_onnx
 from exporters.onnx_int8 import DEFAULT_SCHEME, Int8Scheme, get_scheme, quantize_onnx
@@ -40,6 +41,14 @@ class ExportInputs:
     metadata: dict[str, str] | None = None  # ONNX metadata_props: how to feed the artefact (mean, std, resolution...)
     openvino_precision: str = "openvino-fp32"  # the precision a --format openvino IR is written and timed in
     target: str = "cpu"  # the device compiled formats (aoti) are built for: "cpu" or "gpu"
+    precision: str = "fp32"  # the deployed precision: "fp16"/"bf16" writes every PyTorch format (and FP16 ONNX) in it
+    half_fp32_end_layers: int = 0  # a half-precision network's first and last N compute layers kept in FP32
+
+    def deployed(self) -> nn.Module:
+        """The network every PyTorch format is written from: in half precision when the plan deploys in it."""
+        if not is_half(self.precision):
+            return self.module
+        return in_precision(self.module, self.precision, self.half_fp32_end_layers, self.check_images[:1]).eval()
 
     def scheme(self) -> Int8Scheme:
         scheme = get_scheme(self.int8_scheme) if self.int8_scheme else DEFAULT_SCHEME
@@ -65,18 +74,47 @@ def _onnx(inputs: ExportInputs, precision: str = "fp32") -> Path:
     """The run's ONNX file in `precision` (written once, shared by the formats built from it)."""
     name = "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
     path = inputs.out_dir / name
+    # an FP16 file of an FP16 plan is the deployed network itself (its FP32 end layers included)
+    module = inputs.deployed() if precision == "fp16" and inputs.precision == "fp16" else inputs.module
     if not path.exists():
-        export_onnx(inputs.module, inputs.example(), path, dynamic_batch=inputs.dynamic_batch, precision=precision,
+        export_onnx(module, inputs.example(), path, dynamic_batch=inputs.dynamic_batch, precision=precision,
                     metadata=inputs.metadata)
     return path
 
 
 def export_onnx_fp32(inputs: ExportInputs) -> dict:
-    path = inputs.out_dir / "model.onnx"
+    """The run's ONNX file: FP32, or the FP16 graph when an FP16 plan deploys (`model.fp16.onnx`; `model.onnx` stays
+    FP32 for the formats derived from it). ONNX at opset 18 has no BF16 convolution, so a BF16 plan's file is FP32
+    (its PyTorch formats carry BF16), as the record says."""
+    precision = "fp16" if inputs.precision == "fp16" else "fp32"
+    path = inputs.out_dir / ("model.onnx" if precision == "fp32" else "model.fp16.onnx")
     path.unlink(missing_ok=True)  # written afresh: the dynamic-batch choice may differ from an earlier export
-    check = verify_onnx(_onnx(inputs), inputs.reference_logits, inputs.check_images, batched=inputs.dynamic_batch)
+    check = verify_onnx(_onnx(inputs, precision), inputs.reference_logits, inputs.check_images,
+                        batched=inputs.dynamic_batch)
+    extra = {"precision": precision}
+    if precision == "fp16":
+        from exporters.onnx_check import onnx_logits
+
+        check = _half_check(inputs, onnx_logits(path, inputs.check_images).numpy(), check)
+    elif inputs.precision == "bf16":
+        extra["note"] = "FP32: ONNX (opset 18) has no BF16 convolution; the BF16 network ships as a PyTorch format"
     return _record("onnx", path, check, opset=DEFAULT_OPSET, input_shape=inputs.input_shape(),
-                   loading_snippet=_onnxruntime_snippet(path.name))
+                   loading_snippet=_onnxruntime_snippet(path.name), **extra)
+
+
+def _half_check(inputs: ExportInputs, outputs: np.ndarray, check: dict) -> dict:
+    """A half-precision artefact's check: against the FP32 network (agreement stated, as for INT8), and, to prove the
+    file, against the same network in the same precision in PyTorch (within half precision's rounding)."""
+    check["note"] = _precision_note(inputs.precision.upper(), check["top1_agreement_with_pytorch"])
+    with torch.no_grad():
+        in_precision_logits = torch.cat([inputs.deployed()(inputs.check_images[i : i + 1])
+                                         for i in range(len(inputs.check_images))])
+    check["against_pytorch_in_precision"] = compare_outputs(outputs, in_precision_logits, _HALF_TOLERANCE)
+    return check
+
+
+# largest error tolerated relative to the largest logit between a half-precision file and PyTorch in that precision
+_HALF_TOLERANCE = 2e-2
 
 
 def _onnxruntime_snippet(name: str) -> str:
@@ -132,18 +170,26 @@ def _exported(module: nn.Module, example: torch.Tensor) -> torch.export.Exported
     return torch.export.export(module.eval(), (example,))
 
 
+def _checked(inputs: ExportInputs, outputs: np.ndarray, tolerance: float) -> dict:
+    """A PyTorch-format artefact's check against the FP32 network; in half precision, `_half_check`'s."""
+    check = compare_outputs(outputs, inputs.reference_logits, tolerance)
+    return _half_check(inputs, outputs, check) if is_half(inputs.precision) else check
+
+
 def export_torchscript(inputs: ExportInputs) -> dict:
     path = inputs.out_dir / "model.torchscript.pt"
-    _traced(inputs.module, inputs.example()).save(str(path))
+    _traced(inputs.deployed(), inputs.example()).save(str(path))
     loaded = _load_torchscript(path)
-    return _record("torchscript", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
+    return _record("torchscript", path, _checked(inputs, _run_each(loaded, inputs.check_images), 1e-4),
+                   precision=inputs.precision)
 
 
 def export_exported_program(inputs: ExportInputs) -> dict:
     path = inputs.out_dir / "model.pt2"
-    torch.export.save(_exported(inputs.module, inputs.example()), str(path))
+    torch.export.save(_exported(inputs.deployed(), inputs.example()), str(path))
     loaded = _load_exported_program(path)
-    return _record("exported-program", path, compare_outputs(_run_each(loaded, inputs.check_images), inputs.reference_logits, 1e-4))
+    return _record("exported-program", path, _checked(inputs, _run_each(loaded, inputs.check_images), 1e-4),
+                   precision=inputs.precision)
 
 
 # largest error tolerated relative to the largest logit; CUDA kernels may use TF32 in convolutions
@@ -155,14 +201,14 @@ def export_aoti(inputs: ExportInputs) -> dict:
     from exporters.aoti_package import compile_package, load_package
 
     path = inputs.out_dir / "model.aoti.pt2"
-    built = compile_package(inputs.module, inputs.example(), path, inputs.target)
+    built = compile_package(inputs.deployed(), inputs.example(), path, inputs.target)
     package = load_package(path)
     device = torch.device(built["device"])
     with torch.no_grad():
         outputs = torch.cat([package(inputs.check_images[i : i + 1].to(device)).cpu()
                              for i in range(len(inputs.check_images))]).numpy()
-    check = compare_outputs(outputs, inputs.reference_logits, _AOTI_TOLERANCE[inputs.target])
-    return _record("aoti", path, check, device=built["device"], compile_s=built["compile_s"],
+    check = _checked(inputs, outputs, _AOTI_TOLERANCE[inputs.target])
+    return _record("aoti", path, check, precision=inputs.precision, device=built["device"], compile_s=built["compile_s"],
                    compiled_from_cache=built["from_cache"], input_shape=[1, inputs.channels, inputs.resolution, inputs.resolution])
 
 

@@ -49,7 +49,11 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},) if dynamic_batch else None
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"ONNX precision must be fp32 or fp16, not {precision}")
-    module = (HalfPrecision(module) if precision == "fp16" else module).eval()
+    from exporters.half_precision import pinned_precision
+
+    # a network already pinned to a precision (exporters.half_precision) is written in it as it is
+    pinned = pinned_precision(module) is not None
+    module = (HalfPrecision(module) if precision == "fp16" and not pinned else module).eval()
     chatter = io.StringIO()
     try:
         with atomic_path(path) as tmp, warnings.catch_warnings(record=True) as caught, \

@@ -229,7 +229,7 @@ class OnnxRuntimeCudaProfiler(OnnxRuntimeCpuProfiler):
     name = "onnxruntime-cuda"
     target = "gpu"
     precisions = ("fp32", "fp16")
-    auto_precisions = ("fp32",)
+    auto_precisions = precisions
 
     def activate(self) -> None:
         require_cuda_provider()

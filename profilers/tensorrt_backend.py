@@ -30,6 +30,7 @@ class TensorRTProfiler(Profiler):
     name = "tensorrt"
     target = "gpu"
     precisions = ("fp32", "fp16", "int8")
+    auto_precisions = precisions
 
     def activate(self) -> None:
         from exporters.tensorrt_engine import require_tensorrt, timing_cache_path
@@ -66,6 +67,13 @@ class TensorRTProfiler(Profiler):
         engine = work.with_suffix(".engine")
         build_engine(onnx_path, engine, s.precision, EngineShapes(s.resolution, s.batch, s.batch, s.batch, s.channels), self._cache)
         return engine
+
+    def prepared(self, variant: Variant) -> Variant:
+        """The network's ONNX file in this profiler's precision, so a sibling in another precision builds its engine
+        from it as it is (strongly typed: the graph's types are the engine's precision)."""
+        if isinstance(variant, Path):
+            return variant
+        return self._export(variant, Path(self._tmp.name) / f"prepared{id(variant)}")
 
     def _export(self, module: torch.nn.Module, work: Path) -> Path:
         from exporters.onnx_file import export_onnx

@@ -1,4 +1,4 @@
-"""Latency of eager PyTorch, on the CPU or on a CUDA GPU (CUDA events, optional FP16)."""
+"""Latency of eager PyTorch, on the CPU or on a CUDA GPU (CUDA events; FP32, FP16 or BF16 on the GPU)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from exporters.half_precision import in_precision
 from pipeline.core.devices import gpu_identity, require_cuda
 from pipeline.core.errors import UsageError
 from profilers.base import Profiler, Variant
@@ -69,7 +70,8 @@ class TorchCudaProfiler(Profiler):
 
     name = "torch-cuda"
     target = "gpu"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "bf16")
+    auto_precisions = precisions  # --precision auto surveys and plans with each (exporters.half_precision)
     supports_cuda_graphs = True
     fingerprint_backend = "torch-cuda"
 
@@ -95,10 +97,11 @@ class TorchCudaProfiler(Profiler):
         s = self.settings
         if s.precision not in self.precisions:
             raise UsageError(f"torch CUDA profiling supports {', '.join(self.precisions)}, not {s.precision}.")
-        dtype = torch.float16 if s.precision == "fp16" else torch.float32
-        # a copy: Module.to() moves in place, and the caller's network (the teacher) must stay where it is
-        on_device = _for_inference(copy.deepcopy(variant)).to(self._device, dtype)
-        example = torch.randn(s.input_shape(), device=self._device, dtype=dtype)
+        # the network in the profiler's precision behind FP32 input and output, as it deploys; a network pinned to
+        # another precision (the FP32 reference beside an FP16 plan) runs as it is. A copy: Module.to() moves in
+        # place, and the caller's network (the teacher) must stay where it is
+        on_device = _for_inference(copy.deepcopy(in_precision(variant, s.precision))).to(self._device)
+        example = torch.randn(s.input_shape(), device=self._device)
         runnable = self._runnable(on_device, example)
 
         def run():
@@ -106,6 +109,10 @@ class TorchCudaProfiler(Profiler):
                 return runnable(example)
 
         return self._capture(run) if s.cuda_graphs else run
+
+    def prepared(self, variant: Variant) -> Variant:
+        """The network pinned to this profiler's precision, so a sibling in another precision times it as it is."""
+        return in_precision(variant, self.settings.precision) if isinstance(variant, torch.nn.Module) else variant
 
     def _runnable(self, module: torch.nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
         """The module as this backend runs it (eager here; compiled in the inductor backend)."""

@@ -1,4 +1,4 @@
-"""Spending latency slack on accuracy: an INT8 network with its end layers kept in FP32.
+"""Spending latency slack on accuracy: an INT8 (or FP16/BF16) network with its end layers kept in FP32.
 
 When the chosen INT8 plan lands well under the budget, some of the time left can buy agreement back.
 The layers at the network's two ends are where INT8 usually hurts most (the stem sees raw pixels; the
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from pipeline.core.progress import Log, quiet_log
-from pipeline.latency.precision import deployed_file, file_logits, is_int8
+from pipeline.latency.precision import deployed_file, file_logits, is_half, is_int8
 from pipeline.network.evaluation import compare, prediction_kl
 
 LADDER = (1, 3, 6, 10)  # compute layers kept in FP32 at each end of the network
@@ -37,8 +37,9 @@ SLACK_TO_SPEND = 0.05  # only when the plan measured this far (fraction of the o
 # (KL 0.0136, ratio 0.70)
 CLOSER_ENOUGH = 0.05
 
-# deployed INT8 files by rung -> each one's latency ratio against the FP32 original, measured side by side
-MeasureFiles = Callable[[dict[int, Path]], dict[int, float]]
+# deployed INT8 files (half precision: networks) by rung -> each one's latency ratio against the FP32 original,
+# measured side by side
+MeasureFiles = Callable[[dict[int, Path | nn.Module]], dict[int, float]]
 
 
 @dataclass
@@ -55,7 +56,9 @@ class MixedOption:
 
 
 def worth_trying(precision: str, measured_ratio: float | None, target_ratio: float) -> bool:
-    return is_int8(precision) and measured_ratio is not None and measured_ratio < target_ratio - SLACK_TO_SPEND
+    """INT8 of any runtime, and FP16/BF16 (the GPU's half precisions: a final softmax or a first layer may cost
+    agreement in half precision as in INT8), when the plan measured well under the budget."""
+    return (is_int8(precision) or is_half(precision)) and measured_ratio is not None and measured_ratio < target_ratio - SLACK_TO_SPEND
 
 
 def end_layers(fp32_onnx: Path, per_end: int) -> list[str]:
@@ -79,8 +82,8 @@ def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, i
 
     tried = [plain]
     with tempfile.TemporaryDirectory(prefix="practise-mixed-") as tmp:
-        fp32 = deployed_file(network, "fp32", calibration, Path(tmp), "network")
-        names = distinct_rungs(_end_layers_by_rung(fp32, precision, LADDER))
+        names = distinct_rungs(_half_end_layers_by_rung(network, calibration) if is_half(precision) else
+                               _end_layers_by_rung(_fp32_file(network, calibration, Path(tmp)), precision, LADDER))
         files = {per_end: deployed_file(network, precision, calibration, Path(tmp), f"mixed{per_end}",
                                         {"fp32_end_layers": per_end}) for per_end in names}
         ratios = measure(files) if measure is not None else {}
@@ -91,7 +94,7 @@ def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, i
                                  prediction_kl(logits, reference), ratio is None or ratio <= target_ratio)
             log(f"mixed precision: the first and last {per_end} compute layers in FP32 ({len(option.excluded_nodes)} "
                 f"layers): KL {option.kl:.4f}, agreement "
-                f"{100 * option.agreement:.1f}% (plain INT8 {plain.kl:.4f}, {100 * plain.agreement:.1f}%), latency "
+                f"{100 * option.agreement:.1f}% (plain {_shown(precision)} {plain.kl:.4f}, {100 * plain.agreement:.1f}%), latency "
                 "ratio " + (f"{ratio:.3f}" if ratio is not None else "not measured")
                 + ("" if option.meets_budget else " (over the budget)"))
             tried.append(option)
@@ -101,7 +104,11 @@ def spend_slack(network: nn.Module, precision: str, calibration: torch.Tensor, i
             "why": (f"the first and last {chosen.kept_fp32_per_end} compute layers kept in FP32 are closest to the "
                     "original on the selection split (KL; a larger set must be 5% closer) and meet the budget"
                     if chosen.kept_fp32_per_end
-                    else "no FP32 set was closer to the original within the budget: plain INT8")}
+                    else f"no FP32 set was closer to the original within the budget: plain {_shown(precision)}")}
+
+
+def _shown(precision: str) -> str:
+    return "INT8" if is_int8(precision) else precision.upper()
 
 
 def closest_worth_its_time(options: list[MixedOption]) -> MixedOption:
@@ -122,6 +129,19 @@ def _end_layers_by_rung(fp32_onnx: Path, precision: str, rungs: tuple[int, ...])
     if openvino_ir.is_openvino(precision):
         return openvino_ir.end_layers_by_rung(fp32_onnx, rungs)
     return end_layers_by_rung(fp32_onnx, rungs)
+
+
+def _fp32_file(network: nn.Module, calibration: torch.Tensor, folder: Path) -> Path:
+    path = deployed_file(network, "fp32", calibration, folder, "network")
+    assert isinstance(path, Path)  # FP32 deploys as an ONNX file (for the type checker)
+    return path
+
+
+def _half_end_layers_by_rung(network: nn.Module, calibration: torch.Tensor) -> dict[int, list[str]]:
+    """Each rung's FP32 layers in a half-precision network: module names, in the order the forward pass calls them."""
+    from exporters.half_precision import end_layers_by_rung as half_end_layers
+
+    return half_end_layers(network, LADDER, calibration[:1])
 
 
 def distinct_rungs(names: dict[int, list[str]]) -> dict[int, list[str]]:

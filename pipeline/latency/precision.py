@@ -49,16 +49,27 @@ class PrecisionOption:
         return cls(**data)
 
 
+# TensorRT's INT8: a QDQ ONNX graph in the default onnxruntime scheme (what exporters.formats writes for an engine)
+TENSORRT_INT8 = "int8"
+
+
 def is_quantized(precision: str) -> bool:
     """An onnxruntime INT8 scheme (what mixed precision and quantization-aware recovery know how to handle)."""
-    return precision.startswith("int8")
+    return precision.startswith("int8") and precision != TENSORRT_INT8
 
 
 def is_int8(precision: str) -> bool:
-    """Any INT8 precision, of either runtime: what the mixed-precision ladder (FP32 end layers) applies to."""
+    """Any INT8 precision, of any runtime: what the mixed-precision ladder (FP32 end layers) applies to."""
     from exporters.openvino_ir import INT8
 
-    return is_quantized(precision) or precision == INT8
+    return is_quantized(precision) or precision in (INT8, TENSORRT_INT8)
+
+
+def is_half(precision: str) -> bool:
+    """FP16 or BF16: the network cast as a whole (a GPU backend's precisions), judged on the CPU in PyTorch."""
+    from exporters.half_precision import is_half as half
+
+    return half(precision)
 
 
 def runs_in_pytorch_as_is(precision: str) -> bool:
@@ -67,8 +78,11 @@ def runs_in_pytorch_as_is(precision: str) -> bool:
     return precision == FP32
 
 
-def file_logits(path: Path, images: torch.Tensor) -> torch.Tensor:
-    """Logits of a deployed file on `images`: an OpenVINO IR (`.xml`) in OpenVINO, an ONNX file in onnxruntime."""
+def file_logits(path: Path | nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Logits of a deployed file on `images`: an OpenVINO IR (`.xml`) in OpenVINO, an ONNX file in onnxruntime; a
+    network in half precision (deployed_file's module) in PyTorch on the CPU."""
+    if isinstance(path, nn.Module):
+        return predict_logits(path, images)
     if path.suffix == ".xml":
         from exporters.openvino_ir import ir_logits
 
@@ -79,24 +93,38 @@ def file_logits(path: Path, images: torch.Tensor) -> torch.Tensor:
 
 
 def deployed_file(module: nn.Module, precision: str, calibration: torch.Tensor, folder: Path, name: str,
-                  scheme_options: dict | None = None) -> Path:
-    """The network as it would be deployed in `precision`: its ONNX file, quantized on `calibration`.
+                  scheme_options: dict | None = None) -> Path | nn.Module:
+    """The network as it would be deployed in `precision`: its ONNX file, quantized on `calibration` (FP16 and
+    BF16: the half-precision module itself, which each GPU profiler turns into its own form).
 
     The FP32 export in `folder` is reused when it is there (one export serves every scheme)."""
     from exporters import openvino_ir
     from exporters.onnx_file import export_onnx
-    from exporters.onnx_int8 import get_scheme, quantize_onnx
+    from exporters.onnx_int8 import DEFAULT_SCHEME, get_scheme, quantize_onnx
 
+    if is_half(precision):
+        return half_network(module, precision, calibration, scheme_options)
     fp32 = folder / f"{name}.onnx"
     if not fp32.exists():
         export_onnx(module, calibration[:1], fp32)
     if openvino_ir.is_openvino(precision):
         end_layers = int((scheme_options or {}).get("fp32_end_layers", 0))
         return openvino_ir.write_ir(fp32, folder / f"{name}.{precision}.xml", precision, calibration, end_layers)
-    if not is_quantized(precision):
+    if not is_int8(precision):
         return fp32
-    scheme = get_scheme(precision).with_accuracy_options(**(scheme_options or {}))
+    scheme = (DEFAULT_SCHEME if precision == TENSORRT_INT8 else get_scheme(precision)).with_accuracy_options(
+        **(scheme_options or {}))
     return quantize_onnx(fp32, folder / f"{name}.{precision}.onnx", calibration[:CALIBRATION_IMAGES], scheme)
+
+
+def half_network(module: nn.Module, precision: str, calibration: torch.Tensor,
+                 scheme_options: dict | None = None) -> nn.Module:
+    """The network in FP16 or BF16 as every GPU backend deploys it (exporters.half_precision): a module, not a file,
+    which the torch profilers time as it is and the ONNX-based ones (onnxruntime CUDA, TensorRT) export as it is."""
+    from exporters.half_precision import in_precision
+
+    end_layers = int((scheme_options or {}).get("fp32_end_layers", 0))
+    return in_precision(module.eval(), precision, end_layers, calibration[:1]).eval()
 
 
 def deployed_logits(module: nn.Module, precision: str, images: torch.Tensor, calibration: torch.Tensor,
@@ -116,8 +144,9 @@ def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple
     """Time every precision of the original beside the reference and measure its agreement; mark which are kept.
 
     `profiler` is the active profiler in the reference precision (its runtime's FP32: the budget's scale), which
-    times the original as it is; each other precision is timed as a file in its deployed form (onnxruntime or
-    OpenVINO, by the file), in the same interleaved rounds. Agreement is against the FP32 PyTorch original.
+    times the original as it is; each other precision is timed in its deployed form (a file run by onnxruntime or
+    OpenVINO; FP16 and BF16 a half-precision module, which a GPU profiler runs or exports as it is), in the same
+    interleaved rounds. Agreement is against the FP32 PyTorch original.
     """
     base = profiler.settings.precision
     reference = predict_logits(original, selection_images)

@@ -33,6 +33,8 @@ def deployed_format(folder: RunFolder) -> str:
     precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
     if is_openvino(precision):
         return "openvino"
+    if precision == "bf16":
+        return "exported-program"  # ONNX has no BF16 convolution: the BF16 network ships as a PyTorch format
     return "onnx-int8" if precision.startswith("int8") else "onnx"
 
 
@@ -72,6 +74,19 @@ def int8_fp32_end_layers(folder: RunFolder) -> int:
     return int(record.get("int8_fp32_end_layers", 0))
 
 
+def half_precision(folder: RunFolder) -> tuple[str, int]:
+    """("fp16" or "bf16", FP32 end layers) when the deployed network runs in half precision, else ("fp32", 0): every
+    PyTorch format (and the ONNX file, in FP16) is then written in it. The end-layer count is the mixed-precision
+    step's, stored under the key INT8 plans use."""
+    from pipeline.latency.precision import is_half
+
+    record = folder.read_json("dropped_blocks.json")
+    precision = record.get("precision", "fp32")
+    if not is_half(precision):
+        return "fp32", 0
+    return precision, int(record.get("int8_fp32_end_layers", 0))
+
+
 def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     """Write each format into the run folder, checked against the compressed PyTorch network, and time it."""
     from exporters.formats import ExportInputs, export_formats
@@ -86,6 +101,7 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     inputs.metadata = onnx_metadata(ctx.prep, int(inputs.reference_logits.shape[1]))
     inputs.target = config.target  # compiled formats (aoti) are built for the run's target
     inputs.openvino_precision = openvino_precision(ctx.folder)
+    inputs.precision, inputs.half_fp32_end_layers = half_precision(ctx.folder)
     with timed(ctx, "export_s"):
         records = export_formats(inputs, formats)
     with timed(ctx, "artefact_latency_s"):
