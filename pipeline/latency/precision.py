@@ -150,7 +150,8 @@ def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple
     """
     base = profiler.settings.precision
     reference = predict_logits(original, selection_images)
-    options, variants = {base: (1.0, 0.0)}, {base: original}
+    options = {base: (1.0, 0.0)}
+    variants: dict[str, Path | nn.Module] = {base: original}
     with tempfile.TemporaryDirectory(prefix="practise-precision-") as tmp:
         for precision in precisions:
             if precision == base:
