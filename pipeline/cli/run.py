@@ -72,6 +72,10 @@ from pipeline.cli.options import (
 @click.option("--min-resolution", type=click.IntRange(16, 4096), default=None, metavar="PX",
               help="also plan with smaller input images, down to PX pixels, with the model's own preprocessing at "
                    "each size (off by default: it changes what the deployment must feed the network).")
+@click.option("--latency-margin", type=click.FloatRange(0, 0.5), default=None, metavar="FRACTION",
+              help="how far under the budget a plan must measure to count as meeting it clearly, as a fraction of the "
+                   "original's latency (default: the measurement's own precision, 0.01); raise it (e.g. 0.05) where "
+                   "latencies drift between sessions.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")

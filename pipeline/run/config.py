@@ -52,6 +52,7 @@ class RunConfig:
     max_batch: int = 32
     tensorrt_precision: str = "fp16"
     max_budget_attempts: int = 3
+    latency_margin: float | None = None  # how far under the budget a plan must measure (None: the measurement's precision)
     train_device: str = "auto"  # where scoring and recovery train: auto (the GPU for --target gpu), cpu, cuda
     mean: str | None = None  # preprocessing overrides (None: the model's own): "0.5" or "0.485,0.456,0.406"
     std: str | None = None
@@ -79,7 +80,8 @@ _ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": N
                 "recovery_blends": None, "recovery_views": None, "recovery_time": None,
                 "recovery_quantization_aware": "on", "mean": None, "std": None, "crop_fraction": None,
                 "interpolation": None, "depth_plans": "auto",
-                "reference_backend": None, "min_resolution": None}
+                "reference_backend": None, "min_resolution": None,
+                "latency_margin": None}
 
 
 def parse_blends(text: str | None) -> tuple[float, ...] | None:

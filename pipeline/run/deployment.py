@@ -21,6 +21,7 @@ from pipeline.recovery.trials import recipe_files
 from pipeline.run.context import RunContext, save_timings, timed
 from pipeline.run.plan_stages import int8_options
 from pipeline.run.quantization_aware import QuantizationAwareTarget
+from pipeline.run.reselection import excluded_candidates
 from pipeline.run.runfolder import RunFolder
 
 # the recovery stage's output, and the network the run deploys (recovered or not, chosen on held-out images)
@@ -69,6 +70,8 @@ def stage_evaluation(ctx: RunContext) -> None:
     eligible += standalone
     if selection.get("chosen_plan", 0) is None and standalone:  # no plan with blocks: the original does not meet it
         eligible = standalone
+    excluded = excluded_candidates(ctx)  # their files were timed missing the budget (reselection.py)
+    eligible = [n for n in eligible if n not in excluded] or eligible
     deployed = _best_candidate(_restricted(report, eligible))
     recovery_choice = deployed if deployed in recovery_names else _best_candidate(_restricted(report, [
         n for n in eligible if n in recovery_names] or ["unrecovered"]))
@@ -79,7 +82,10 @@ def stage_evaluation(ctx: RunContext) -> None:
         "report_source": ctx.report_source, "candidates": list(networks), **result,
         "recovered_gain": report["recovered"]["top1_agreement"] - report["unrecovered"]["top1_agreement"],
         "agreement_gain": gain, "deployed": deployed, "deployed_precision": networks[deployed][1],
-        "deployed_resolution": sizes.get(deployed),
+        "deployed_resolution": sizes.get(deployed), "eligible": eligible,
+        "forms": {name: {"dropped": sorted(dropped_of[name]), "precision": precision, "resolution": sizes.get(name),
+                         "fp32_end_layers": int((options[name] or {}).get("fp32_end_layers", 0))}
+                  for name, (_, precision) in networks.items()},
         "quantization_aware": compared,
         "verdict": _verdict(_restricted(report, recovery_names), kept, recovery_choice, not dropped)
                    + _precision_verdict(report, rival, deployed) + _quantization_verdict(compared, deployed),
@@ -155,6 +161,8 @@ def _save_deployed(ctx: RunContext, networks: dict, deployed: str, dropped: list
     images when its plan was made at a smaller input size)."""
     network, precision = networks[deployed]
     record = ctx.folder.read_json("dropped_blocks.json")
+    record.setdefault("plan_dropped", record["dropped"])  # the recovered plan's, for a reselection (reselection.py)
+    record.setdefault("plan_precision", record.get("precision", "fp32"))
     record.update(dropped=dropped, precision=precision,
                   int8_fp32_end_layers=int((options or {}).get("fp32_end_layers", 0)), input_resolution=resolution)
     ctx.folder.save_tensors(COMPRESSED, network.state_dict())

@@ -251,7 +251,15 @@ def _clear_ratio(ctx: RunContext, base_table: LatencyTable, profiler) -> float |
     measured here."""
     if profiler is None:
         return None
-    return ctx.budget.target_ratio(base_table.full.median_ms) - 0.5 * profiler.settings.ratio_tolerance
+    return ctx.budget.target_ratio(base_table.full.median_ms) - latency_margin(ctx, profiler)
+
+
+def latency_margin(ctx: RunContext, profiler) -> float:
+    """How far under the target a plan must be measured to meet the budget beyond doubt: --latency-margin, else the
+    standard error the profiler's stop rule allows a measured ratio (half its ratio tolerance)."""
+    if ctx.config.latency_margin is not None:
+        return ctx.config.latency_margin
+    return 0.5 * profiler.settings.ratio_tolerance
 
 
 def stage_mixed_precision(ctx: RunContext, profiler) -> None:
@@ -278,7 +286,7 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
                 plain = MixedOption(0, [], plan["measured_ratio"], plan["agreement"], plan["kl"], True)
                 # a rung must be clearly under the budget, as plans must (a rung measured at 0.395 against 0.4
                 # shipped a file timed at 0.486 on a busy machine)
-                limit = selection["target_ratio"] - 0.5 * profiler.settings.ratio_tolerance
+                limit = selection["target_ratio"] - latency_margin(ctx, profiler)
                 result = spend_slack(drop_blocks(ctx.loaded.module, plan["dropped"]), plan["precision"],
                                      calibration_images(ctx), images, reference,
                                      _file_measurer(ctx, profiler, plan["precision"]), limit, plain, ctx.log)

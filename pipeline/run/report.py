@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline.core.clock import now_iso
 from pipeline.run.html_page import markdown_to_html
 from pipeline.run.plots import markdown_section, write_plots
+from pipeline.run.reselection import reselection_lines
 from pipeline.run.resolution_hint import hint_line
 from pipeline.run.runfolder import RunFolder
 
@@ -13,6 +14,7 @@ _STAGE_FILES = {
     "latency_table": "latency_table.json", "precisions": "precisions.json", "recoverability": "recoverability.json",
     "selection": "selection.json", "deployed": "dropped_blocks.json",
     "recovery": "recovery.json", "evaluation": "evaluation.json", "export": "export.json",
+    "reselection": "reselection.json",
 }
 
 
@@ -125,14 +127,17 @@ def _artefact_latency(latency: dict | None) -> str:
 WITHIN_NOISE = 0.01
 
 
-def shipped_verdict(latency: dict | None) -> str:
-    """The budget verdict of the shipped file's own measurement, saying when it is within the measurement's noise."""
+def shipped_verdict(latency: dict | None, user_margin: float | None = None) -> str:
+    """The budget verdict of the shipped file's own measurement, saying when it is within the measurement's noise
+    (or inside the margin the user asked plans to keep, --latency-margin)."""
     if not latency or not latency.get("measured"):
         return "its latency was not measured here" + (f" ({latency['reason']})" if latency else "")
     margin = latency["target_ratio"] - latency["ratio"]
     verdict = "meets" if margin >= 0 else "MISSES"
     sure = (f", within the measurement's precision (±{WITHIN_NOISE}) of the target: another measurement may land on "
             "the other side" if abs(margin) < WITHIN_NOISE else "")
+    if not sure and user_margin and 0 <= margin < user_margin:
+        sure = f", but by less than the --latency-margin {user_margin:g} asked for"
     return f"measured at {latency['ratio']:.3f} of the original's latency, {verdict} the target {latency['target_ratio']:.3f}{sure}"
 
 
@@ -143,7 +148,7 @@ def _shipped_section(data: dict) -> list[str]:
         return []
     shipped = next((r for r in (data.get("export") or {}).values() if isinstance(r, dict) and r.get("deployed")), None)
     blocks = f"{len(deployed['dropped'])} blocks dropped" if deployed["dropped"] else "no block dropped"
-    form = f"{deployed['precision']}, {blocks}"
+    form = f"{deployed['precision']}{_at(deployed.get('input_resolution'))}, {blocks}"
     name = deployed["network"] or form
     lines = ["## What ships", "", f"**{name}**" + ("." if name == form else f": {form}.")]
     report = ev.get("report", {})
@@ -153,7 +158,13 @@ def _shipped_section(data: dict) -> list[str]:
     if deployed.get("input_resolution"):
         lines += ["", _size_changed(data, deployed["input_resolution"], deployed.get("model_resolution"))]
     if shipped is not None:
-        lines += ["", f"File `{shipped['path']}` ({shipped['format']}): {shipped_verdict(shipped.get('latency'))}."]
+        user_margin = data.get("settings", {}).get("settings", {}).get("latency_margin")
+        lines += ["", f"File `{shipped['path']}` ({shipped['format']}): "
+                      f"{shipped_verdict(shipped.get('latency'), user_margin)}."]
+    missed = reselection_lines(data.get("reselection"))
+    if missed:
+        lines += ["", "Files timed after export that missed the budget:", "", *missed]
+    if shipped is not None:
         if shipped.get("loading_snippet"):
             lines += ["", "Load and run it as it was timed:", "", "```python", shipped["loading_snippet"].rstrip(), "```"]
     return lines + [""]

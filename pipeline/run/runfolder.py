@@ -37,7 +37,7 @@ _OWNERSHIP_FILES = (LOCK_FILE, OWNER_FILE)
 # files rewritten on every opening, so never judged damaged
 _REWRITTEN = (SETTINGS_FILE, "data.json", "candidates.json")
 # a damaged stage file takes these with it: the files made from it (a redone stage may choose differently)
-_RECOVERY_ON = ["recovered_state_dict.pt", "dropped_blocks.json", "recovery.json", "evaluation.json",
+_RECOVERY_ON = ["recovered_state_dict.pt", "dropped_blocks.json", "recovery.json", "reselection.json", "evaluation.json",
                 "compressed_state_dict.pt", "export.json", "report.json", "report.md"]
 _SELECTION_ON = ["selection.json", "recovery_checkpoint.pt", "synthetic_images.pt", *_RECOVERY_ON]
 _MADE_FROM = {

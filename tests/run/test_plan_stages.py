@@ -196,3 +196,21 @@ def test_a_precision_that_meets_the_budget_and_changes_no_prediction_settles_the
     assert (always / "recoverability.json").exists()
     plans = json.loads((always / "selection.json").read_text())["plans"]
     assert any(p["dropped"] for p in plans)
+
+
+def test_latency_margin_sets_how_far_under_the_budget_a_plan_must_measure():
+    from types import SimpleNamespace
+
+    from pipeline.latency.budget import Budget
+    from pipeline.run.plan_stages import _clear_ratio
+    from profilers import ProfileSettings
+    from tests.recorded_tables import recorded_table
+
+    profiler = SimpleNamespace(settings=ProfileSettings(ratio_tolerance=0.02))
+
+    def ctx(margin):
+        return SimpleNamespace(budget=Budget.parse("0.78"), config=SimpleNamespace(latency_margin=margin))
+
+    assert abs(_clear_ratio(ctx(None), recorded_table(), profiler) - 0.77) < 1e-9  # the measurement's precision
+    assert abs(_clear_ratio(ctx(0.05), recorded_table(), profiler) - 0.73) < 1e-9  # the user's margin
+    assert _clear_ratio(ctx(0.05), recorded_table(), None) is None  # nothing measured here
