@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cli_helpers import RESULTS, write_result
+from benchmarks.common import RESULTS, write_result
 from pipeline.core.atomic import write_text_atomic
 
 SETTINGS = dict(resolution=224, warmup_runs=10, runs_per_round=20, min_rounds=8, max_rounds=15, time_cap_s=120)

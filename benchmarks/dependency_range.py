@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import RESULTS
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 # the versions the constraints file pins, used for any library a combination does not name
 PINNED = {line.split("==")[0]: line.split("==")[1] for line in (ROOT / "constraints.txt").read_text().splitlines()
           if "==" in line and not line.startswith("#")}

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import machine_info
+from benchmarks.common import RESULTS, machine_info
 from pipeline.core.atomic import write_json_atomic, write_text_atomic
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "distributed"
 TEACHER_EPOCHS, TEACHER_IMAGES = 1, 15000  # a quickly trained teacher (benchmarks/fashion_mnist.py): timing, not accuracy

@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.machine import machine_info
+from benchmarks.common import RESULTS, machine_info
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run_benchmark(budget: str, smoke: bool, results_dir: Path) -> dict:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.machine import machine_info
+from benchmarks.common import RESULTS, machine_info
 from benchmarks.precision_and_depth import (
     agreement_by_set,
     deployment_row,
@@ -41,7 +41,6 @@ from benchmarks.precision_and_depth import (
     run_seeded,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (0.9, 0.78, 0.65, 0.55, 0.5, 0.4)
 RESOLUTIONS = (192, 160, 128)
 LEVERS = ("onnxruntime INT8", "OpenVINO BF16", "OpenVINO INT8", "depth only", "resolution only")

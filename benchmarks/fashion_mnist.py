@@ -10,9 +10,9 @@ images; PRACTISE uses no labels) and seed, blocks are dropped and the pruned net
   (`recover` with the fast preset: 1x1 adaptors, feature mimicking, folded afterwards);
 - practise-mimic: the same blocks, `recover` with method "mimic" (all parameters);
 - bp-labels / kd-logits: the same blocks, finetuned with cross-entropy on the tiny set's labels or
-  distilled on the teacher's logits (pipeline/baselines.py);
+  distilled on the teacher's logits (benchmarks/baselines.py);
 - first / largest-saving / least-macs / random: blocks chosen by those rules under the same budget
-  (pipeline/selection_rules.py), recovered with the library's default recovery;
+  (benchmarks/selection_rules.py), recovered with the library's default recovery;
 - none: the PRACTISE-selected pruned network without recovery; and the teacher.
 
 Accuracy is measured on the 10k test images, which nothing trains on. Recovery picks its checkpoint
@@ -32,6 +32,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import statistics
 import sys
 import time
@@ -45,13 +46,13 @@ from PIL import Image
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from benchmarks.machine import machine_info
+from benchmarks.common import RESULTS, machine_info, mean_and_spread, pyplot, save_figure
+from benchmarks.fashion_mnist_ranks import run_cli
 from pipeline.core import distributed
 from pipeline.core.atomic import save_torch_atomic, write_json_atomic, write_text_atomic
 from pipeline.core.distributed import World
 from pipeline.core.errors import RunFailure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz", "train_labels": "train-labels-idx1-ubyte.gz",
@@ -141,7 +142,7 @@ def cache_dir() -> Path:
     return base / "benchmarks"
 
 
-def _augment(x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random shifts of up to 2 px (zero fill) and horizontal flips, on a uint8 batch."""
     n = len(x_uint8)
     big = F.pad(x_uint8, (2, 2, 2, 2))
@@ -187,7 +188,7 @@ def train_teacher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: in
             if adaptive_threads and s % 50 in (0, 1):  # probe 1 and 2 threads: 2 collapse when others load the CPU
                 torch.set_num_threads(1 + s % 50)
                 probe = time.monotonic()
-            loss = F.cross_entropy(model(normalise(_augment(x[idx], gen))), y[idx])
+            loss = F.cross_entropy(model(normalise(augment(x[idx], gen))), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -252,7 +253,8 @@ def cached_teacher(key: str, model: nn.Module, fingerprint: dict, x_train: torch
 
 # ----------------------------------------------------------------------------- library glue (32 px data)
 
-def _prep_class():
+def padded_preprocessing():
+    """The library's preprocessing for these already 32 px images: evaluation neither resizes nor crops."""
     from torchvision.transforms import v2 as T
 
     from pipeline.data.tiny_set import Preprocessing
@@ -496,7 +498,7 @@ def _prepare(args, world: World = distributed.SINGLE) -> _Grid:
     else:
         teacher, teacher_meta, teacher_acc, structure, choice = _read_what_rank0_wrote(args, data, table_path, clock,
                                                                                        log)
-    grid = _Grid(args, settings, data, padded(data["train_images"]), x_test, y_test, teacher, structure, _prep_class(),
+    grid = _Grid(args, settings, data, padded(data["train_images"]), x_test, y_test, teacher, structure, padded_preprocessing(),
                  choice.table, clock, world)
     if world.is_main:
         grid.result = _result_header(args, settings, teacher_meta, teacher_acc, len(x_test), structure, choice)
@@ -542,8 +544,6 @@ def run_benchmark(args, world: World = distributed.SINGLE) -> dict:
 
     budgets = [Budget.parse(b) for b in args.budgets]
     if world.distributed:
-        from benchmarks.fashion_mnist_ranks import run_over_ranks
-
         run_over_ranks(grid, budgets, save)
     else:
         for size, seed in _pending_tiny_sets(args, result, budgets):
@@ -621,6 +621,79 @@ def _run_tiny_set(grid: _Grid, budgets: list, size: int, seed: int, save) -> Non
         _cell_records(grid, cell, _cell_selections(grid, cell, budget, work.scores), work)
         result["cells_done"].append([budget.ratio, size, seed])
         save()
+
+
+PARTS = ("records", "selections", "cells_done")  # what each rank hands rank 0 per round
+
+
+def run_over_ranks(grid: _Grid, budgets: list, save) -> None:
+    """Every pending cell of the grid, its tiny set run by one rank; rank 0 merges and saves after each round.
+
+    Work goes in rounds of one pending tiny set per rank, the costliest first (cost: images x cells left), so the
+    ranks of a round take about as long. In each round:
+
+    1. every rank splits and scores its tiny set (seeded by the tiny set's seed, as in one process);
+    2. rank 0 alone chooses every cell's blocks, which `select_by_measurement` times end to end (ranks timing
+       side by side would disturb each other's measurements), while the others wait;
+    3. every rank recovers its cells (each recovery seeded by its cell's seed) into a part of its own;
+    4. the parts are gathered on rank 0, which lists them in the order one process would (the resumed run's
+       records, the teacher's, then the tiny sets in `--seeds` x `--sizes` order) and saves the .json/.md/.png.
+
+    So a saved result, at the end of a round, is one a single process could have written: `--resume` (with any
+    number of processes) skips its finished cells. A rank that fails stops the run with one line (`PeerLost`,
+    `MainStopped`, or the failing rank's own error).
+    """
+    world, result = grid.world, grid.result
+    by_ratio = {b.ratio: b for b in budgets}
+
+    def plan() -> list[tuple[int, int, list[float]]]:  # rank 0 (it read the resumed run): tiny sets and their cells
+        return [(size, seed, [b.ratio for b in budgets if [b.ratio, size, seed] not in result["cells_done"]])
+                for size, seed in _pending_tiny_sets(grid.args, result, budgets)]
+
+    pending = world.broadcast(plan() if world.is_main else None)
+    order = sorted(range(len(pending)), key=lambda i: -pending[i][0] * len(pending[i][2]))  # stable: ties in order
+    base = {key: list(result[key]) for key in PARTS} if world.is_main else {}
+    parts: dict[int, dict] = {}  # rank 0: pending index -> that tiny set's records, selections and cells
+    for start in range(0, len(order), world.size):
+        members = order[start:start + world.size]  # rank r runs pending[members[r]]
+        mine = members[world.rank] if world.rank < len(members) else None
+        work = _score_tiny_set(grid, *pending[mine][:2]) if mine is not None else None
+        scores = world.gather(work.scores if work is not None else None)
+
+        def choose_round() -> dict:
+            return {i: {ratio: _cell_selections(grid, _cell(pending[i], ratio), by_ratio[ratio], scores[r])
+                        for ratio in pending[i][2]} for r, i in enumerate(members)}
+
+        chosen = world.on_main(choose_round, "the end-to-end measurements of this round's selections (timing is "
+                               "not distributed)", grid.log)
+        part: dict = {key: [] for key in PARTS}
+        if mine is not None:
+            grid.sink = part
+            for ratio in pending[mine][2]:
+                _cell_records(grid, _cell(pending[mine], ratio), chosen[mine][ratio], work)
+                part["cells_done"].append([ratio, *pending[mine][:2]])
+        gathered = world.gather((mine, part, dict(grid.clock.totals), _peak_rss_mb()))
+        if world.is_main:
+            for rank, (index, its_part, timings_s, peak_rss_mb) in enumerate(gathered):
+                if index is not None:
+                    parts[index] = its_part
+                if rank > 0:
+                    grid.other_ranks[rank] = {"timings_s": timings_s, "peak_rss_mb": peak_rss_mb}
+            _merge(grid, budgets, base, parts)
+            save()
+    grid.sink = result
+
+
+def _cell(tiny: tuple, ratio: float) -> dict:
+    return {"budget": ratio, "size": tiny[0], "seed": tiny[1]}
+
+
+def _merge(grid: _Grid, budgets: list, base: dict, parts: dict[int, dict]) -> None:
+    """The resumed run's lists, the teacher's records, then the finished tiny sets in one process's order."""
+    done = [parts[i] for i in sorted(parts)]  # pending order: --seeds outermost, then --sizes
+    for key in PARTS:
+        first = _teacher_records(grid, budgets, base["records"]) if key == "records" else []
+        grid.result[key] = base[key] + first + [item for part in done for item in part[key]]
 
 
 def _teacher_records(grid: _Grid, budgets: list, records: list) -> list[dict]:
@@ -768,19 +841,13 @@ def _resume_into(result: dict, args) -> float:
 
 # ------------------------------------------------------------------------------------------- outputs
 
-def _stats(values: list[float]) -> tuple[float, float, int]:
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return mean, spread, len(values)
-
-
 def summary(result: dict) -> dict:
     """method -> 'budget|size' -> (mean, std, n) of test accuracy over seeds."""
     groups: dict[str, dict[str, list[float]]] = {}
     for r in result["records"]:
         col = f"{r['budget']}|{r['size']}"
         groups.setdefault(r["method"], {}).setdefault(col, []).append(r["test_accuracy"])
-    return {m: {c: _stats(v) for c, v in cols.items()} for m, cols in groups.items()}
+    return {m: {c: mean_and_spread(v) for c, v in cols.items()} for m, cols in groups.items()}
 
 
 def render(result: dict) -> str:
@@ -856,7 +923,7 @@ def _accuracy_table(result: dict, budgets: list) -> list[str]:
                     "PRACTISE's blocks + `recover` (fast preset: adaptors); practise-mimic = `recover` with method mimic "
                     "(all parameters); bp-labels = cross-entropy on the tiny set's labels; kd-logits = KL to the teacher's "
                     "logits; first / largest-saving / least-macs / random = blocks chosen by that rule "
-                    "(pipeline/selection_rules.py), recovered by `recover` (adaptors).", ""]
+                    "(benchmarks/selection_rules.py), recovered by `recover` (adaptors).", ""]
 
 
 def _recovery_notes(result: dict) -> list[str]:
@@ -912,7 +979,7 @@ def _latency_rows(result: dict) -> list[str]:
     lines = ["Latency of the chosen networks (measured end to end beside the original with the library's "
              "`measure_end_to_end`; ratio = median of paired per-round ratios; a miss adds the shortfall and "
              "selects again, a result far under the budget tries fewer blocks, at most 3 times, as `pipeline run` "
-             "does with `pipeline/measured_selection.py`):", "",
+             "does with `pipeline/latency/measured_selection.py`):", "",
              "| budget | selector | blocks dropped | predicted ratio | measured ratio | measured ms (original) | met |",
              "|---|---|---|---|---|---|---|"]
     for sel in _distinct_selections(result):
@@ -938,12 +1005,8 @@ def _render_footer(result: dict) -> list[str]:
 
 
 def plot(result: dict, path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     stats = summary(result)
     sizes = sorted({r["size"] for r in result["records"] if r["size"] is not None})
@@ -971,9 +1034,7 @@ def plot(result: dict, path: Path) -> bool:
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.suptitle("Fashion-MNIST, ResNet-56-style teacher: test accuracy vs latency budget", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, path, dpi=110)
     return True
 
 
@@ -1035,14 +1096,12 @@ def parse_args(argv: list[str] | None = None):
     args.max_attempts = 3
     args.threads = args.threads or (1 if smoke else 2)
     args.profile_threads = args.profile_threads or args.threads
-    args.command = "python -m benchmarks.fashion_mnist " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    args.command = "python -m benchmarks.fashion_mnist " + shlex.join(argv if argv is not None else sys.argv[1:])
     return args
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     """The grid in this process, or spread over the ranks under `torchrun` (rank 0 returns and prints the result)."""
-    from benchmarks.fashion_mnist_ranks import run_cli
-
     result = run_cli(run_benchmark, parse_args(argv))
     if result is not None:
         print(render(result))
@@ -1050,6 +1109,6 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    from benchmarks import fashion_mnist  # the importable module, not this __main__ copy: fashion_mnist_ranks uses it
+    from benchmarks import fashion_mnist  # the importable module, not this __main__ copy: the one tests patch
 
     fashion_mnist.main()

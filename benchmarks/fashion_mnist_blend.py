@@ -17,8 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from benchmarks.cli_helpers import RESULTS, grid_parser, replot, write_result
-from benchmarks.machine import machine_info
+from benchmarks.common import RESULTS, grid_parser, machine_info, replot, write_result
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -42,7 +41,7 @@ def recovery_cells(seeds: list[int], sizes: list[int], threads: int, data_dir: P
     x_test, y_test = fm.padded(data["test_images"]), torch.from_numpy(data["test_labels"].astype(np.int64))
     teacher, _ = fm.obtain_teacher(data, (8, 16, 32), 9, 3, None)
     teacher.requires_grad_(False)
-    structure, prep, preset = analyse(teacher, fm.RESOLUTION), fm._prep_class(), get_preset("fast")
+    structure, prep, preset = analyse(teacher, fm.RESOLUTION), fm.padded_preprocessing(), get_preset("fast")
     for seed in seeds:
         for size in sizes:
             order = np.random.default_rng(seed).permutation(len(x_train))[:size]  # as fashion_mnist draws it

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from benchmarks.cli_helpers import grid_parser, replot, write_result
+from benchmarks.common import grid_parser, machine_info, replot, write_result
 from benchmarks.fashion_mnist_blend import recovered_cells
-from benchmarks.machine import machine_info
 
 VIEWS = ("random", "confident")
 

@@ -33,8 +33,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.common import RESULTS
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 TINY = "tests.tiny_models:tiny_resnet"
 FAST_RUN = ["--resolution", "32", "--allow-random-weights", "--scoring-steps", "3", "--recovery-steps", "40",
             "--batch-size", "4", "--profile-time-cap", "2"]

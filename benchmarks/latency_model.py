@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cli_helpers import RESULTS, write_result
+from benchmarks.common import RESULTS, write_result
 from pipeline.core.atomic import write_text_atomic
 from profilers import LatencyTable
 from profilers.latency_model import ADDITIVE, INTERACTIONS, PAIR_RIDGE, Drop, held_out_errors

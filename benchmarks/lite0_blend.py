@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.cli_helpers import RESULTS, grid_parser, replot, write_result
-from benchmarks.machine import machine_info
+from benchmarks.common import RESULTS, grid_parser, machine_info, replot, write_result
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 RECIPE = "adaptors (default)"

@@ -32,9 +32,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from benchmarks.machine import machine_info
+from benchmarks.common import RESULTS, machine_info, pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TABLE = RESULTS / "latency_table_efficientnet_lite0_cpu.json"
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 TUX_STAMPS = Path("/usr/share/tuxpaint/stamps")
@@ -410,12 +409,8 @@ def _seed_row(name: str, recipe: str, rows: list[dict]) -> str:
 
 def plot(result: dict, path: Path) -> bool:
     """Grouped bars: held-out top-1 agreement per tiny set and recipe (False without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     names = list(result["tiny_sets"])
     recipe_names = list(dict.fromkeys(r for n in names for r in result["tiny_sets"][n]["recipes"]))
@@ -430,9 +425,7 @@ def plot(result: dict, path: Path) -> bool:
     ax.set_title(f"EfficientNet-Lite0, budget {result['budget']}: recovery recipes per tiny set", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, path, dpi=110)
     return True
 
 

@@ -2,7 +2,7 @@
 
 For each tiny set and seed: the blocks lite0_out_of_domain chose (results/lite0_out_of_domain_seeds.json), the
 default adaptor recovery mimicking on fresh random views, and the same recovery mimicking on the 256 of 1024
-random views the original is surest about (pipeline/confident_views.py). Both are judged on the 201 held-out
+random views the original is surest about (pipeline/recovery/confident_views.py). Both are judged on the 201 held-out
 images (20 ImageNet photos, 181 Tux Paint stamps), and the run's deployment rule is simulated for each (half of
 the held-out images choose between the unrecovered and the recovered network as --val images would, the other
 half reports; lite0_blend.simulate_rule).
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.cli_helpers import grid_parser, replot, write_result
+from benchmarks.common import grid_parser, machine_info, replot, write_result
 from benchmarks.lite0_blend import (
     SPLITS,
     evaluate_blends,
@@ -25,7 +25,6 @@ from benchmarks.lite0_blend import (
     setup,
     simulate_rule,
 )
-from benchmarks.machine import machine_info
 
 RECIPES = {"random": "adaptors (default)", "confident": "adaptors, confident views"}
 PARTS = ("all", "photos", "stamps")

@@ -14,17 +14,17 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.common import RESULTS
 from pipeline.models import load_model
 from pipeline.network.blocks import analyse
 from pipeline.network.surgery import drop_blocks
 from profilers import ProfileSettings, get_profiler
 
-RESULTS = Path(__file__).parent / "results" / "onnx_drop_variants.json"
+RESULT = RESULTS / "onnx_drop_variants.json"
 
 
 def _prepare_s(variants: dict, settings: ProfileSettings) -> tuple[list[float], list[str]]:
@@ -63,8 +63,8 @@ def main() -> None:
               "machine": platform.machine(), "torch": torch.__version__, "rows": rows,
               "ratio_before_over_after": round(before / after, 1)}
     print(f"before / after: {result['ratio_before_over_after']}x")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,17 +26,16 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.machine import machine_info
+from benchmarks import precision_and_depth_fashion
+from benchmarks.common import RESULTS, machine_info, pyplot, save_figure
+from benchmarks.deployments import deployed_logits_of, deployment_cell, run_seeded
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (0.9, 0.78, 0.65, 0.5, 0.4)
 FASHION_BUDGETS = (0.9, 0.78, 0.65)
-SEEDED = ("latency_table.json", "precisions.json", "recoverability.json")
 
 
 def heldout_sets(cache: Path) -> dict[str, Path]:
@@ -77,43 +76,6 @@ def run_one(budget: float, precision: str, work: Path, threads: int) -> Path:
     mode = "joint" if precision == "auto" else "depth"
     config = RunConfig(budget=str(budget), precision=precision, out=str(work / f"{mode}-{budget}"), threads=threads)
     return run_seeded(config, mode, work, lambda message: print(f"  [{mode} {budget}] {message}", flush=True))
-
-
-def run_seeded(config, mode: str, work: Path, log) -> Path:
-    """`pipeline run` with `config`, its folder first given the stage files an earlier run of `work` made
-    that do not depend on the budget (the FP32 table and scores from either mode; the survey from its own)."""
-    from pipeline.run.context import prepare
-    from pipeline.run.runner import run
-
-    seed_folder = work / f"{mode}-seed"
-    folder = prepare(config).folder
-    for name in SEEDED:  # the FP32 table and the scores are the same in both modes; the survey only in auto
-        sources = [seed_folder / name] + ([] if name == "precisions.json" else [work / f"{m}-seed" / name
-                                                                                 for m in ("joint", "depth")])
-        source = next((s for s in sources if s.exists()), None)
-        if source is not None and not folder.has(name):
-            shutil.copy(source, folder.file(name))
-    started = time.monotonic()
-    folder = run(config, log=log)
-    if not seed_folder.exists():
-        shutil.copytree(folder.path, seed_folder, ignore=lambda d, names: [n for n in names if n not in SEEDED])
-    log(f"done in {time.monotonic() - started:.0f} s")
-    return folder.path
-
-
-def deployed_logits_of(run_dir: Path, images: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """The run's deployed artefact on each held-out set, and what was deployed (precision, blocks, ratio)."""
-    from pipeline.latency.precision import file_logits
-
-    export = json.loads((run_dir / "export.json").read_text())
-    deployed = next(fmt for fmt, record in export.items() if record.get("deployed"))
-    path = run_dir / export[deployed]["path"]
-    dropped = json.loads((run_dir / "dropped_blocks.json").read_text())
-    latency = export[deployed]["latency"]
-    info = {"artefact": path.name, "precision": dropped.get("precision", "fp32"), "dropped": dropped["dropped"],
-            "measured_ratio": latency.get("ratio"), "meets_budget": latency.get("meets_budget"),
-            "deployed": json.loads((run_dir / "evaluation.json").read_text())["deployed"]}
-    return {name: file_logits(path, x) for name, x in images.items()}, info
 
 
 def precision_only(run_dir: Path, loaded, images: dict, reference: dict) -> dict:
@@ -206,8 +168,6 @@ def render(result: dict) -> str:
         lines.append(f"| {name} | {row['measured_ratio']:.3f} | {'yes' if row['kept'] else 'no: ' + row['reason']} | "
                      f"{_agreements(row['agreement'], sets)} |")
     if "fashion" in result:
-        from benchmarks import precision_and_depth_fashion
-
         lines += [""] + precision_and_depth_fashion.render(result["fashion"])
     return "\n".join(lines) + "\n"
 
@@ -220,24 +180,10 @@ def _cell(entry: dict | None, sets: list[str]) -> str:
     return deployment_cell(entry, lambda e: _agreements(e["agreement"], sets))
 
 
-def deployment_cell(entry: dict | None, figures) -> str:
-    """A table cell for one run's deployment: what shipped, its measured ratio, and `figures(entry)`."""
-    if entry is None:
-        return "not run"
-    if "refused" in entry:
-        return f"refused: {entry['refused'][:300]}"
-    ratio = "n/a" if entry["measured_ratio"] is None else f"{entry['measured_ratio']:.3f}"
-    missed = " **(misses the budget)**" if entry.get("meets_budget") is False else ""
-    return (f"{entry['precision']}, {len(entry['dropped'])} blocks ({entry['deployed']}): ratio {ratio}{missed}, "
-            f"{figures(entry)}")
-
-
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     figure, ax = plt.subplots(figsize=(6, 4))
     for mode, marker in (("depth", "o"), ("joint", "s")):
         points = [(e["measured_ratio"], sum(e["agreement"].values()) / len(e["agreement"]))
@@ -250,9 +196,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xlabel("latency ratio against the FP32 original (measured)")
     ax.set_ylabel("mean top-1 agreement on held-out sets (%)")
     ax.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(plt, figure, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -276,8 +220,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.replot:
         result = json.loads(saved.read_text())
     elif args.network == "fashion":
-        from benchmarks import precision_and_depth_fashion
-
         if not saved.exists():
             raise SystemExit(f"{saved} not found: --network fashion adds its section to the Lite0 results. Run "
                              "`python -m benchmarks.precision_and_depth` first, or pass --out with a folder that has it.")

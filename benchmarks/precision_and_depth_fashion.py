@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.deployments import deployed_logits_of, deployment_cell, run_seeded
+
 TINY_SET = 100
 REPORT_IMAGES = 300
 SPEC = "benchmarks.fashion_mnist:fashion_resnet56"
@@ -83,8 +85,6 @@ def scores(logits: torch.Tensor, subject: dict) -> dict:
 
 def deployed(run_dir: Path, subject: dict) -> dict:
     """The run's deployed artefact scored on the test images, with what it deployed."""
-    from benchmarks.precision_and_depth import deployed_logits_of
-
     logits, info = deployed_logits_of(run_dir, {"test": subject["x_test"]})
     return info | scores(logits["test"], subject)
 
@@ -114,7 +114,6 @@ def run_benchmark(budgets: list[float], work: Path, threads: int, log=print, see
 
     The seed is the run's `--seed` (scoring and recovery's augmentation and order); the tiny set and the report
     images stay the same. Each seed has its own run folders (its scores differ), `runs` for seed 0."""
-    from benchmarks.precision_and_depth import run_seeded
     from pipeline.core.errors import UsageError
 
     work.mkdir(parents=True, exist_ok=True)
@@ -202,8 +201,6 @@ def _scores(entry: dict) -> str:
 
 
 def _cell(entry: dict | None) -> str:
-    from benchmarks.precision_and_depth import deployment_cell
-
     seeds = by_seed(entry)
     if len(seeds) <= 1:
         return deployment_cell(next(iter(seeds.values()), None), _scores)

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,23 +34,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.cli_helpers import RESULTS, replot, write_result
+from benchmarks.common import RESULTS, machine_info, mean_and_spread, replot, write_result
 from benchmarks.fashion_mnist import (
     DEFAULT_DATA,
     MEAN,
     RESOLUTION,
     STD,
-    _augment,
-    _prep_class,
     accuracy,
+    augment,
     load_fashion_mnist,
     normalise,
     obtain_teacher,
     padded,
+    padded_preprocessing,
     tiny_set,
 )
 from benchmarks.fashion_models import obtain_mobilenet_teacher
-from benchmarks.machine import machine_info
 
 NAME = "recovery_recipes"
 REPORT_IMAGES = 300
@@ -110,7 +111,7 @@ def ceiling(teacher, dropped: list[str], x_train, y_train, epochs: int, seed: in
         order = torch.randperm(len(x_train), generator=gen)
         for s in range(0, len(x_train), 128):
             idx = order[s:s + 128]
-            loss = F.cross_entropy(student(normalise(_augment(x_train[idx], gen))), y_train[idx])
+            loss = F.cross_entropy(student(normalise(augment(x_train[idx], gen))), y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -177,7 +178,7 @@ def _cell(family, teacher, structure, table, profile, data, x_test, y_test, budg
     from pipeline.run.presets import get_preset
     from profilers import get_profiler
 
-    preset, prep = get_preset("fast"), _prep_class()
+    preset, prep = get_preset("fast"), padded_preprocessing()
     x_train = padded(data["train_images"])
     order = np.random.default_rng(seed).permutation(len(x_train))
     tiny = tiny_set(x_train, data["train_labels"], order[:size])
@@ -251,9 +252,7 @@ def _cell(family, teacher, structure, table, profile, data, x_test, y_test, budg
 # ------------------------------------------------------------------------------------------------ report
 
 def _stats(values):
-    if not values:
-        return None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0), len(values)
+    return mean_and_spread(values) if values else None
 
 
 def render(result: dict) -> str:
@@ -369,8 +368,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     path = args.out / f"{args.name}.json"
     result = json.loads(path.read_text()) if path.exists() else {"families": {}}
-    result.update(machine=machine_info() | {"torch_threads": args.threads}, note=args.note, command="python -m benchmarks.recovery_recipes " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]))
+    result.update(machine=machine_info() | {"torch_threads": args.threads}, note=args.note, command="python -m benchmarks.recovery_recipes " + shlex.join(
+        argv if argv is not None else sys.argv[1:]))  # quoted: a --note with spaces reruns as one argument
     start = time.monotonic()
     earlier = result.get("wall_s", 0.0)
     data = load_fashion_mnist(args.data_dir)

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2 as T
 
 from pipeline.core.errors import UsageError
-from pipeline.models.registry import input_channels
+from pipeline.models.loaded import input_channels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"}
 # Images are stored with this much margin over the network resolution (the eval resize is 1/0.875).

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 
 from pipeline.core.errors import UsageError
-from pipeline.models.registry import LoadedModel
+from pipeline.models.loaded import LoadedModel
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 

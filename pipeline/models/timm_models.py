@@ -14,7 +14,7 @@ import torch
 
 from pipeline.core.errors import UsageError
 from pipeline.core.extras import require_extra
-from pipeline.models.registry import LoadedModel
+from pipeline.models.loaded import LoadedModel
 
 PREFIX = "timm:"
 

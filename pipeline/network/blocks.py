@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pipeline.core.errors import UsageError
-from pipeline.models.registry import input_channels
+from pipeline.models.loaded import input_channels
 from pipeline.network import graph as block_graph
 
 _POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d)

@@ -5,7 +5,7 @@ serve, and recovery then trades agreement between kinds of image (benchmarks/res
 lite0_out_of_domain_seeds.md). Random crops of the same images differ in how much they look like
 the original's training images; the original's own top-1 probability is a cheap sign of that. So
 many random views are drawn and only the surest share is kept: a forward pass per view, no
-optimisation (unlike the BatchNorm-matched images of pipeline/synthetic.py).
+optimisation (unlike the BatchNorm-matched images of pipeline/recovery/synthetic.py).
 """
 
 from __future__ import annotations

@@ -215,7 +215,7 @@ def test_a_rank_that_fails_stops_the_grid_with_one_line_and_one_process_resumes_
 def test_rank_0_lists_the_tiny_sets_in_one_process_order_after_the_resumed_run_and_the_teacher():
     from types import SimpleNamespace
 
-    from benchmarks.fashion_mnist_ranks import _merge
+    from benchmarks.fashion_mnist import _merge
     from pipeline.latency.budget import Budget
 
     def part(seed):
@@ -235,3 +235,14 @@ def test_rank_0_lists_the_tiny_sets_in_one_process_order_after_the_resumed_run_a
     _merge(grid, budgets, resumed, {1: part(1), 0: part(0)})  # the earlier run holds the teacher's record
     assert [r["seed"] for r in grid.result["records"]] == [None, 7, 0, 1]
     assert [s["seed"] for s in grid.result["selections"]] == [7, 0, 1]
+
+
+def test_the_recorded_command_reruns_with_the_same_arguments_even_with_spaces_in_them(tmp_path):
+    """A result names the command that produced it; an argument with spaces must come back as one argument."""
+    import shlex
+
+    from benchmarks.fashion_mnist import parse_args
+
+    argv = ["--smoke", "--budgets", "0.78", "--out", str(tmp_path / "a folder with spaces")]
+    command = parse_args(argv).command
+    assert shlex.split(command) == ["python", "-m", "benchmarks.fashion_mnist", *argv]

@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks.cli_helpers import RESULTS
+from benchmarks.common import RESULTS
 from benchmarks.latency_model import evaluate, render
 
 
