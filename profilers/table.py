@@ -22,6 +22,7 @@ from profilers.latency_model import Drop, LatencyModel, fit_latency_model, predi
 from profilers.stats import TimingStats
 
 FORMAT_VERSION = 1
+RUN_FOLDER_TABLE = "latency_table.json"  # where a run folder keeps the table it used, wrapped
 
 
 @dataclass
@@ -90,12 +91,25 @@ class LatencyTable:
 
     @classmethod
     def read(cls, path: Path) -> "LatencyTable":
+        """A table file, a run folder's `latency_table.json` (the table under "table", beside where it came
+        from) or the run folder itself: users pass the run folder's file first, so it is taken as it is."""
+        path = Path(path)
+        if path.is_dir():
+            if not (path / RUN_FOLDER_TABLE).is_file():
+                raise UsageError(f"'{path}' is a folder without a {RUN_FOLDER_TABLE}: pass a latency table file "
+                                 "(pipeline tables export) or a run folder that has one.")
+            path = path / RUN_FOLDER_TABLE
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            data = json.loads(path.read_text())
+            if isinstance(data, dict) and "model" not in data and isinstance(data.get("table"), dict):
+                data = data["table"]  # a run folder's record of the table it used
+            return cls.from_dict(data)
         except FileNotFoundError as exc:
             raise UsageError(f"latency table '{path}' does not exist.") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"'{path}' is not a latency table ({type(exc).__name__}: {exc}).") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            why = f"no field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise UsageError(f"'{path}' is not a latency table ({why}): pass a file from 'pipeline profile' or "
+                             f"'pipeline tables export', a run folder's {RUN_FOLDER_TABLE}, or the run folder.") from exc
 
     def check_usable(self, architecture_hash: str, fingerprint: DeviceFingerprint | None, candidates: list[str]) -> None:
         """Refuse a table measured for another network or, when `fingerprint` is given, another device."""

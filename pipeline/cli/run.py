@@ -79,8 +79,9 @@ from pipeline.cli.options import (
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="training batch size.")
 @click.option("--train-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where scoring and recovery train (auto: the GPU when --target gpu and one is present, else the CPU).")
-@click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
-              help="use this latency table file instead of profiling here.")
+@click.option("--latency-table", type=click.Path(), default=None,
+              help="use this latency table instead of profiling here: a table file, or a run folder (or its "
+                   "latency_table.json) whose table to reuse.")
 @batch_option
 @threads_option
 @run_precision_option

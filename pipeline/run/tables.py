@@ -71,6 +71,9 @@ def fit_table_model(table_file: Path, validation_file: Path, destination: Path |
     """Fit a table's latency model on a validation file measured beside it (`profile --validate`); write it
     to `destination` (default: the table file itself)."""
     table = LatencyTable.read(table_file)
+    if destination is None and "model" not in json.loads(Path(table_file).read_text()):
+        raise UsageError(f"'{table_file}' is a run folder's record of its table, which fitting in place would replace: "
+                         "pass --output FILE for the fitted table.")
     validation = _read_validation(validation_file)
     measured_on = DeviceFingerprint.from_dict(validation["table_fingerprint"])
     if measured_on != table.fingerprint:
