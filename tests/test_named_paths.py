@@ -12,7 +12,8 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 CHECKED = ("README.md", "docs", "benchmarks", "pipeline", "profilers", "exporters")
-# a path of ours: top folder, then names; braces and globs (`results/x.{md,json}`, `*.py`) are patterns, not paths
+# a path of ours: top folder, then names; braces, globs and placeholders (`x.{md,json}`, `*.py`, `gpu_<device>`) are
+# patterns, not paths
 NAMED_PATH = re.compile(r"(?<![\w./-])((?:pipeline|profilers|exporters|benchmarks|tests|docs)/[\w/.-]*\w)")
 
 
@@ -28,7 +29,7 @@ def missing_paths(root: Path) -> list[str]:
         text = path.read_text()
         for match in NAMED_PATH.finditer(text):
             named = match.group(1).rstrip(".")
-            if any(c in text[match.end():match.end() + 2] for c in "{*"):
+            if any(c in text[match.end():match.end() + 2] for c in "{*<"):
                 continue
             if not (root / named).exists() and not (root / f"{named}.py").exists():
                 line = text.count("\n", 0, match.start()) + 1
@@ -47,7 +48,7 @@ def test_the_check_finds_a_moved_module_named_in_code_and_in_a_guide(tmp_path):
     (tmp_path / "pipeline" / "recovery" / "synthetic.py").write_text("")
     (tmp_path / "pipeline" / "recovery" / "confident_views.py").write_text(
         '"""Unlike the images of pipeline/synthetic.py; see pipeline/recovery/synthetic.py and\n'
-        'benchmarks/results/x.{md,json}."""\n')
+        'benchmarks/results/x.{md,json} and benchmarks/results/gpu_<device>.md."""\n')
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "recovery.md").write_text("Scores come from `pipeline/recover.py`.\n")
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
