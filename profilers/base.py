@@ -87,6 +87,7 @@ class Profiler(ABC):
     auto_precisions: tuple[str, ...] = ("fp32",)  # what --precision auto plans with on this backend
     reference_precision: str = "fp32"  # under --precision auto, budgets are relative to the original in this
     supports_cuda_graphs: bool = False
+    runs_files: bool = False  # times exported files (ONNX, IR) fed their own input shape: what input-size plans need
 
     def __init__(self, settings: ProfileSettings):
         self.settings = settings

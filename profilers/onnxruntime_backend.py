@@ -39,6 +39,7 @@ class OnnxRuntimeCpuProfiler(Profiler):
     target = "cpu"
     precisions = _precisions()
     auto_precisions = precisions  # --precision auto plans with FP32 and every INT8 scheme, each measured here
+    runs_files = True  # each file is fed its own static input shape (_input_for)
 
     def activate(self) -> None:
         import onnxruntime  # noqa: F401  (fail here, clearly, if missing)
@@ -163,10 +164,12 @@ class OnnxRuntimeCpuProfiler(Profiler):
 
 
 def _input_for(shape, example: torch.Tensor) -> np.ndarray:
-    """A random input of the file's own static shape (a file made at another input size, e.g. a smaller resolution
-    timed beside the original), else of the profiler's settings."""
-    if shape and all(isinstance(d, int) and d > 0 for d in shape) and tuple(shape) != tuple(example.shape):
-        return torch.randn(*shape).numpy()
+    """A random input of the file's own shape (a file made at another input size, e.g. a smaller resolution timed
+    beside the original), its free axes (a dynamic batch) taken from the profiler's settings."""
+    if shape and len(shape) == example.dim():
+        dims = [d if isinstance(d, int) and d > 0 else example.shape[i] for i, d in enumerate(shape)]
+        if tuple(dims) != tuple(example.shape):
+            return torch.randn(*dims).numpy()
     return example.numpy().astype(np.float32)
 
 
@@ -222,6 +225,7 @@ def require_cuda_provider() -> str:
 
 
 class OnnxRuntimeCudaProfiler(OnnxRuntimeCpuProfiler):
+    runs_files = False  # its input is bound on the GPU at the settings' shape
     """onnxruntime's CUDA execution provider: each variant exported to ONNX in FP32 or FP16 (an FP16 graph
     behind FP32 inputs and outputs) and run with its input and output bound on the GPU (no host copies
     in the timed run; onnxruntime synchronises its CUDA stream before `run` returns)."""

@@ -41,6 +41,17 @@ def isolated_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_reselection_on_real_timing(request, monkeypatch):
+    """A run takes the next candidate when its shipped file's measured ratio misses the budget; in tests that ratio
+    is real timing of a tiny network on a shared machine, so only tests marked `reselects` (which record the timing)
+    let a run reselect, and no other test's decisions depend on this machine's speed."""
+    if request.node.get_closest_marker("reselects") is None:
+        from pipeline.run import runner
+
+        monkeypatch.setattr(runner, "reselect_after_a_miss", lambda ctx: False)
+
+
 def write_images(folder: Path, count: int, size: int = 40, seed: int = 0, classes: int | None = None) -> Path:
     """Write `count` random-texture PNGs (ImageFolder layout with numeric class folders when `classes`)."""
     rng = np.random.default_rng(seed)

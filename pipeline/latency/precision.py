@@ -40,6 +40,7 @@ class PrecisionOption:
     kl: float  # KL(FP32 original || this precision) on the selection split
     kept: bool = True
     reason: str = ""
+    resolution: int | None = None  # the input size, when smaller than the model's own (--min-resolution)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -140,6 +140,12 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
         from pipeline.latency.resolution import resolution_steps
 
         resolution_steps(loaded.resolution, config.min_resolution)  # refuses a size that is not smaller, now
+        from profilers import backend_class
+
+        if not backend_class(config.target, config.backend).runs_files:
+            raise UsageError("--min-resolution needs a backend that times files at their own input size (onnxruntime, "
+                             f"openvino or auto on the CPU), not the {config.backend or default_backend(config.target)[0]} "
+                             f"backend on {config.target}; drop one of the two.")
     if not loaded.has_trained_weights and not config.allow_random_weights:
         raise UsageError(
             f"model '{config.model}' has no trained weights here (nothing is downloaded). Pass --weights FILE with "

@@ -38,6 +38,14 @@ def deployed_format(folder: RunFolder) -> str:
     return "onnx-int8" if precision.startswith("int8") else "onnx"
 
 
+def deployed_preprocessing(folder: RunFolder, prep: Preprocessing) -> Preprocessing:
+    """The model's preprocessing at the deployed input size (smaller than its own when a --min-resolution plan
+    shipped)."""
+    from pipeline.latency.resolution import at_size
+
+    return at_size(prep, folder.read_json("dropped_blocks.json").get("input_resolution"))
+
+
 def openvino_precision(folder: RunFolder) -> str:
     """The precision a --format openvino IR is written in: the deployed one when the run deploys in OpenVINO, else
     the fastest OpenVINO precision the run kept here, else OpenVINO FP32."""
@@ -94,11 +102,14 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
 
     config = ctx.config
     compressed = rebuild_compressed(ctx.loaded, ctx.folder)
-    images = eval_tensors(ctx.report_set, ctx.prep)
-    inputs = ExportInputs(compressed, ctx.loaded.resolution, images, predict_logits(compressed, images),
-                          eval_tensors(ctx.train, ctx.prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
+    prep = deployed_preprocessing(ctx.folder, ctx.prep)
+    images = eval_tensors(ctx.report_set, prep)
+    inputs = ExportInputs(compressed, prep.resolution, images, predict_logits(compressed, images),
+                          eval_tensors(ctx.train, prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
                           config.tensorrt_precision, int8_scheme(ctx.folder), int8_fp32_end_layers(ctx.folder))
-    inputs.metadata = onnx_metadata(ctx.prep, int(inputs.reference_logits.shape[1]))
+    inputs.metadata = onnx_metadata(prep, int(inputs.reference_logits.shape[1]))
+    if prep.resolution != ctx.prep.resolution:
+        inputs.metadata["model_resolution"] = str(ctx.prep.resolution)  # what the network was trained for
     inputs.target = config.target  # compiled formats (aoti) are built for the run's target
     inputs.openvino_precision = openvino_precision(ctx.folder)
     inputs.precision, inputs.half_fp32_end_layers = half_precision(ctx.folder)
@@ -107,9 +118,10 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     with timed(ctx, "artefact_latency_s"):
         if ctx.measurable:
             target_ratio = ctx.folder.read_json("selection.json")["target_ratio"]
-            measure_artefacts(records, ctx.folder.path, ctx.loaded.module, config.target,
-                              profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels), target_ratio, ctx.progress,
-                              ctx.log)
+            timed_here = _timed_at_their_size(records, prep.resolution != ctx.prep.resolution)
+            measure_artefacts(timed_here, ctx.folder.path, ctx.loaded.module, config.target,
+                              profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels),
+                              target_ratio, ctx.progress, ctx.log)
         else:
             for record in records.values():
                 record["latency"] = {"measured": False, "reason": "the target device is not present here"}
@@ -120,6 +132,20 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     ctx.folder.write_json("export.json", existing | records)
     save_timings(ctx)
     return records
+
+
+def _timed_at_their_size(records: dict[str, dict], size_changed: bool) -> dict[str, dict]:
+    """The artefacts to time. At a changed input size only files that carry their input shape (ONNX, OpenVINO IR,
+    TensorRT) are fed it; a PyTorch format would be fed the original's size, so its timing is left out, saying why."""
+    from exporters.formats import FORMATS
+
+    if not size_changed:
+        return records
+    files = {fmt: record for fmt, record in records.items() if FORMATS[fmt].load is Path}
+    for fmt in records.keys() - files.keys():
+        records[fmt]["latency"] = {"measured": False, "reason": "the input size changed and this format carries no "
+                                   "input shape to be fed when timed; the ONNX and OpenVINO files are timed"}
+    return files
 
 
 def onnx_metadata(prep: Preprocessing, class_count: int) -> dict[str, str]:

@@ -36,7 +36,10 @@ def stage_resolution_hint(ctx: RunContext, options: list[PrecisionOption], profi
         return
     why = needs_hint(selection) if ctx.config.min_resolution is None and profiler is not None else None
     hint = None
-    if why is not None:
+    if why is not None and not profiler.runs_files:
+        ctx.log(f"input resolution: {why}, but the {profiler.name} backend times networks at one input size only; "
+                "no smaller size was measured for the report")
+    elif why is not None:
         kept = [o for o in options if o.kept]
         fastest = min(kept, key=lambda o: o.latency_ratio)
         size = hint_size(ctx.loaded.resolution)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pipeline.run.report import shipped_verdict
 from tests.cli.invoke import FAST_RUN, TINY, invoke
 from tests.run.test_plan_stages import FAST_INT8, int8_twice_as_fast  # noqa: F401 (a fixture)
 
 
+@pytest.mark.reselects
 def test_a_shipped_file_that_misses_the_budget_gives_way_to_the_next_candidate(
         capsys, monkeypatch, image_folder, tmp_path, int8_twice_as_fast, even_savings):  # noqa: F811
     from pipeline.latency import artefact_latency

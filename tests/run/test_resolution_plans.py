@@ -114,3 +114,10 @@ def test_a_min_resolution_that_is_not_smaller_is_refused_in_one_line(capsys, ima
                                "--min-resolution", "32", "--out", str(tmp_path / "r"))
     assert code == 2 and "--min-resolution 32 is not below the model's input size (32 px)" in err
     assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def test_min_resolution_on_a_backend_that_times_one_input_size_is_refused_in_one_line(capsys, image_folder, tmp_path):
+    code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--backend",
+                               "torch", "--min-resolution", "16", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--min-resolution needs a backend that times files" in err and "torch backend" in err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()

@@ -52,7 +52,7 @@ def test_settings_added_later_keep_older_run_folders_reopenable(tmp_path):
     for key in ("out", "overwrite", "reprofile", "precision", "cuda_graphs", "profile_time_cap", "dynamic_batch",
                 "max_batch", "tensorrt_precision", "recovery_point_weight", "recovery_mixing", "train_device",
                 "recovery_synthetic", "recovery_blends", "recovery_views", "recovery_time", "recovery_quantization_aware", "mean", "std", "crop_fraction",
-                "interpolation", "depth_plans", "reference_backend"):
+                "interpolation", "depth_plans", "reference_backend", "min_resolution", "latency_margin"):
         older.pop(key)
     older["export"] = list(config.export)
     RunFolder.open(tmp_path / "run", older)
