@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -39,8 +40,10 @@ def run_seeded(config, mode: str, work: Path, log) -> Path:
     return folder.path
 
 
-def deployed_logits_of(run_dir: Path, images: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """The run's deployed artefact on each held-out set, and what was deployed (precision, blocks, ratio)."""
+def deployed_logits_of(run_dir: Path, images: dict[str, torch.Tensor],
+                       images_at: Callable[[int], dict[str, torch.Tensor]] | None = None) -> tuple[dict, dict]:
+    """The run's deployed artefact on each held-out set, and what was deployed (precision, blocks, ratio). A network
+    deployed at a smaller input size (--min-resolution) is fed the sets prepared at that size by `images_at`."""
     from pipeline.latency.precision import file_logits
 
     export = json.loads((run_dir / "export.json").read_text())
@@ -51,6 +54,11 @@ def deployed_logits_of(run_dir: Path, images: dict[str, torch.Tensor]) -> tuple[
     info = {"artefact": path.name, "precision": dropped.get("precision", "fp32"), "dropped": dropped["dropped"],
             "measured_ratio": latency.get("ratio"), "meets_budget": latency.get("meets_budget"),
             "deployed": json.loads((run_dir / "evaluation.json").read_text())["deployed"]}
+    size = dropped.get("input_resolution")
+    if size:
+        if images_at is None:
+            raise ValueError(f"{run_dir} deployed a {size} px network; pass images_at to evaluate it")
+        info["input_resolution"], images = size, images_at(size)
     return {name: file_logits(path, x) for name, x in images.items()}, info
 
 

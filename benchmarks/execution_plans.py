@@ -9,15 +9,18 @@ At each budget, each lever a practitioner could pull alone, and `pipeline run` (
   resolution only    the original fed a smaller input (its own preprocessing at that size), FP32 onnxruntime:
                      the largest of RESOLUTIONS that meets the budget
   joint              `pipeline run`
+  joint, sized       `pipeline run --min-resolution 128`: input size planned beside runtime, precision and depth
 Latency ratios: the precision levers from the joint run's survey (one interleaved measurement of the original in
 every precision), the resolution lever from one interleaved measurement of its own, the two runs from their
 shipped artefact timed beside the original. Agreement: top-1 agreement with the FP32 original on held-out images
 no stage saw (OpenCV photos, Tux Paint stamps with ImageNet names) and foolbox's 20 photos (the runs' report
 images). The rule: the joint plan meets every budget and agrees at least as well as the best single lever that
-meets it, within one image per set (NOISE); the table flags each budget where it does not.
+meets it, within one image per set (NOISE); the table flags each budget where it does not. The default run may not
+change the input size, so its rule leaves the resolution lever out; the sized run's rule counts every lever.
 
     python -m benchmarks.execution_plans [--budgets 0.9 0.78 0.65 0.55 0.5 0.4] [--threads 2] [--replot]
     python -m benchmarks.execution_plans --rerun --budgets 0.5   # rerun cells, merged into the saved results
+    python -m benchmarks.execution_plans --rerun --modes sized    # add the sized run's column at every budget
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ from benchmarks.precision_and_depth import (
 BUDGETS = (0.9, 0.78, 0.65, 0.55, 0.5, 0.4)
 RESOLUTIONS = (192, 160, 128)
 LEVERS = ("onnxruntime INT8", "OpenVINO BF16", "OpenVINO INT8", "depth only", "resolution only")
+MODES = ("joint", "depth", "sized")
+MIN_RESOLUTION = 128  # the sized run's --min-resolution: the smallest of RESOLUTIONS
+# the levers each run's rule compares it with: the default run may not change the input size
+RIVALS = {"joint": LEVERS[:-1], "sized": LEVERS}
 # the joint plan may agree this much less than a single lever (mean over the sets) and still count as "as well":
 # about one image of the smallest held-out set of 91 images
 NOISE = 0.011
@@ -52,9 +59,9 @@ NOISE = 0.011
 def run_mode(budget: float, mode: str, work: Path, threads: int) -> Path:
     from pipeline.run.config import RunConfig
 
-    backend, precision = ("auto", "auto") if mode == "joint" else ("onnxruntime", "fp32")
+    backend, precision = ("onnxruntime", "fp32") if mode == "depth" else ("auto", "auto")
     config = RunConfig(budget=str(budget), precision=precision, backend=backend, threads=threads,
-                       out=str(work / f"{mode}-{budget}"))
+                       out=str(work / f"{mode}-{budget}"), min_resolution=MIN_RESOLUTION if mode == "sized" else None)
     return run_seeded(config, mode, work, lambda message: print(f"  [{mode} {budget}] {message}", flush=True))
 
 
@@ -86,7 +93,8 @@ def resolution_levers(folders: dict[str, Path], reference: dict, threads: int) -
     return rows
 
 
-def run_benchmark(budgets: list[float], work_root: Path, threads: int, resolution: dict | None = None) -> dict:
+def run_benchmark(budgets: list[float], work_root: Path, threads: int, resolution: dict | None = None,
+                  modes: tuple[str, ...] = MODES) -> dict:
     from pipeline.models import load_model
     from pipeline.network.evaluation import predict_logits
 
@@ -99,8 +107,11 @@ def run_benchmark(budgets: list[float], work_root: Path, threads: int, resolutio
         "machine": machine_info(), "threads": threads, "held_out": {n: len(x) for n, x in images.items()},
         "budgets": {}, "resolution": resolution or resolution_levers(folders, reference, threads)}
     for budget in budgets:
-        row = {mode: deployment_row(lambda: run_mode(budget, mode, work, threads), images, reference)
-               for mode in ("joint", "depth")}
+        def images_at(size: int) -> dict:
+            return held_out_tensors(folders, load_model("efficientnet_lite0", resolution=size))
+
+        row = {mode: deployment_row(lambda: run_mode(budget, mode, work, threads), images, reference, images_at)
+               for mode in modes}
         result["budgets"][str(budget)] = row
         if "precisions" not in result and "refused" not in row["joint"]:
             # every precision of the original the joint run surveyed (onnxruntime's and OpenVINO's alike)
@@ -131,14 +142,16 @@ def single_levers(result: dict, budget: float) -> dict[str, dict | None]:
     }
 
 
-def rule_holds(result: dict, budget: float) -> tuple[bool, str]:
-    """Whether the joint plan meets the budget and agrees at least as well as every single lever that meets it."""
-    joint = result["budgets"][str(budget)].get("joint")
+def rule_holds(result: dict, budget: float, mode: str = "joint") -> tuple[bool, str]:
+    """Whether the run (`mode`) meets the budget and agrees at least as well as every single lever it may pull that
+    meets it."""
+    joint = result["budgets"][str(budget)].get(mode)
     if not joint or "agreement" not in joint:
-        return False, "the joint run did not finish"
+        return False, "the run did not finish"
     if joint.get("meets_budget") is False:
-        return False, f"the joint plan's shipped file measured {joint['measured_ratio']:.3f}, over the budget"
-    rivals = {name: row for name, row in single_levers(result, budget).items() if row is not None}
+        return False, f"its shipped file measured {joint['measured_ratio']:.3f}, over the budget"
+    rivals = {name: row for name, row in single_levers(result, budget).items()
+              if row is not None and name in RIVALS[mode]}
     better = [name for name, row in rivals.items() if _mean(row["agreement"]) > _mean(joint["agreement"]) + NOISE]
     if better:
         return False, f"{', '.join(better)} agreed more"
@@ -163,7 +176,9 @@ def _joint_cell(entry: dict | None, sets: list[str]) -> str:
     if "refused" in entry:
         return f"refused: {entry['refused'][:200]}"
     ratio = "n/a" if entry["measured_ratio"] is None else f"{entry['measured_ratio']:.3f}"
-    return (f"{entry['precision']}, {len(entry['dropped'])} blocks: {ratio}, {_agreements(entry['agreement'], sets)}")
+    size = f" at {entry['input_resolution']} px" if entry.get("input_resolution") else ""
+    return (f"{entry['precision']}{size}, {len(entry['dropped'])} blocks: {ratio}, "
+            f"{_agreements(entry['agreement'], sets)}")
 
 
 def render(result: dict) -> str:
@@ -180,15 +195,18 @@ def render(result: dict) -> str:
         f"Each cell: what ships, its latency ratio against the FP32 original in onnxruntime (measured side by side), "
         f"top-1 agreement with the FP32 original on held-out images: {head}.",
         "",
-        "| budget | " + " | ".join(LEVERS) + " | joint (`pipeline run`) | rule |",
-        "|---|" + "---|" * (len(LEVERS) + 2),
+        "| budget | " + " | ".join(LEVERS) + " | joint (`pipeline run`) | rule | joint with `--min-resolution "
+        f"{MIN_RESOLUTION}` | rule (every lever) |",
+        "|---|" + "---|" * (len(LEVERS) + 4),
     ]
     for budget, row in result["budgets"].items():
         levers = single_levers(result, float(budget))
-        holds, why = rule_holds(result, float(budget))
         cells = [_lever_cell(levers[name], sets) for name in LEVERS]
-        lines.append(f"| {budget} | " + " | ".join(cells) + f" | {_joint_cell(row.get('joint'), sets)} | "
-                     f"{'holds' if holds else '**fails**: ' + why} |")
+        for mode in ("joint", "sized"):
+            holds, why = rule_holds(result, float(budget), mode)
+            cells += [_joint_cell(row.get(mode), sets),
+                      "not run" if mode not in row else "holds" if holds else "**fails**: " + why]
+        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
     lines += ["", "## Each precision and input size of the original (no block dropped)", "",
               "| lever | measured ratio | agreement |", "|---|---|---|"]
     for name, row in result.get("precisions", {}).items():
@@ -213,11 +231,12 @@ def plot(result: dict, path: Path) -> None:
     for (label, rows), marker in zip(singles.items(), ("^", "v")):
         ax.scatter([r["measured_ratio"] for r in rows.values()], [100 * _mean(r["agreement"]) for r in rows.values()],
                    marker=marker, label=label)
-    for mode, marker in (("depth", "o"), ("joint", "s")):
+    for mode, marker in (("depth", "o"), ("joint", "s"), ("sized", "D")):
         points = [(e["measured_ratio"], _mean(e["agreement"])) for row in result["budgets"].values()
                   if (e := row.get(mode)) and "agreement" in e and e["measured_ratio"] is not None]
         ax.scatter([p[0] for p in points], [100 * p[1] for p in points], marker=marker,
-                   label={"depth": "depth only (runs)", "joint": "joint plan (runs)"}[mode])
+                   label={"depth": "depth only (runs)", "joint": "joint plan (runs)",
+                          "sized": f"joint plan, --min-resolution {MIN_RESOLUTION} (runs)"}[mode])
     ax.set_xlabel("latency ratio against the FP32 original in onnxruntime (measured)")
     ax.set_ylabel("mean top-1 agreement on held-out sets (%)")
     ax.legend(fontsize=8)
@@ -237,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rerun", action="store_true",
                         help="run --budgets again (their run folders under --work are replaced) and merge them into the "
                              "saved results, keeping the saved single-lever figures")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="which runs to make (with --rerun: the others' saved cells are kept)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "execution_plans.json"
@@ -245,14 +266,17 @@ def main(argv: list[str] | None = None) -> None:
     elif args.rerun:
         result = json.loads(saved.read_text())
         for budget in args.budgets:
-            for mode in ("joint", "depth"):
+            for mode in args.modes:
                 shutil.rmtree(args.work / "runs" / f"{mode}-{budget}", ignore_errors=True)
-        fresh = run_benchmark(args.budgets, args.work, args.threads, resolution=result["resolution"])
-        result["budgets"].update(fresh["budgets"])
-        result.setdefault("reruns", []).append({"budgets": args.budgets, "machine": fresh["machine"]})
+        fresh = run_benchmark(args.budgets, args.work, args.threads, resolution=result["resolution"],
+                              modes=tuple(args.modes))
+        for budget, row in fresh["budgets"].items():
+            result["budgets"].setdefault(budget, {}).update(row)
+        result.setdefault("reruns", []).append({"budgets": args.budgets, "modes": args.modes,
+                                                "machine": fresh["machine"]})
         saved.write_text(json.dumps(result, indent=2))
     else:
-        result = run_benchmark(args.budgets, args.work, args.threads)
+        result = run_benchmark(args.budgets, args.work, args.threads, modes=tuple(args.modes))
         saved.write_text(json.dumps(result, indent=2))
     (args.out / "execution_plans.md").write_text(render(result))
     plot(result, args.out / "execution_plans.png")

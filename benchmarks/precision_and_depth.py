@@ -99,15 +99,17 @@ def precision_only(run_dir: Path, loaded, images: dict, reference: dict) -> dict
     return rows
 
 
-def deployment_row(run, images: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict:
-    """What one `pipeline run` (the `run()` callable) deployed and its held-out agreement, or why it refused."""
+def deployment_row(run, images: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+                   images_at=None) -> dict:
+    """What one `pipeline run` (the `run()` callable) deployed and its held-out agreement, or why it refused
+    (`images_at(size)`: the held-out sets at a smaller input size, for a run allowed one)."""
     from pipeline.core.errors import UsageError
 
     try:
         run_dir = run()
     except UsageError as exc:
         return {"refused": str(exc)}
-    logits, info = deployed_logits_of(run_dir, images)
+    logits, info = deployed_logits_of(run_dir, images, images_at)
     return info | {"agreement": agreement_by_set(logits, reference)}
 
 

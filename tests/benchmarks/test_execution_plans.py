@@ -51,3 +51,15 @@ def test_the_table_names_the_machine_every_lever_and_the_verdict():
     assert "avx512_bf16 yes" in text and "amx_tile no" in text
     assert "| 0.78 | int8-qdq-u8s8-channel: 0.490, 87.0 / 87.0 |" in text
     assert "**fails**: OpenVINO BF16 agreed more" in text
+
+
+def test_only_the_run_allowed_a_smaller_input_is_held_to_the_resolution_lever():
+    result = _result(0.96)
+    result["resolution"]["160"]["agreement"] = {"opencv": 0.99, "stamps": 0.99}  # the smaller input agrees most
+    assert rule_holds(result, 0.78) == (True, "holds")  # the default run may not change the input size
+    result["budgets"]["0.78"]["sized"] = result["budgets"]["0.78"]["joint"] | {"input_resolution": None}
+    holds, why = rule_holds(result, 0.78, "sized")
+    assert not holds and why == "resolution only agreed more"
+    result["budgets"]["0.78"]["sized"] |= {"input_resolution": 160, "agreement": {"opencv": 0.99, "stamps": 0.99}}
+    assert rule_holds(result, 0.78, "sized") == (True, "holds")
+    assert "openvino-bf16 at 160 px, 0 blocks: 0.450, 99.0 / 99.0 | holds |" in render(result)
