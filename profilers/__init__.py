@@ -56,6 +56,15 @@ def all_backends() -> list[str]:
     return sorted({name for choices in _BACKENDS.values() for name in choices})
 
 
+def all_precisions() -> list[str]:
+    """Every precision some backend measures, in registry order (the CLI's --precision choices)."""
+    found: list[str] = []
+    for target, choices in _BACKENDS.items():
+        for backend in choices:
+            found += [p for p in backend_class(target, backend).precisions if p not in found]
+    return found
+
+
 def backend_class(target: str, backend: str | None) -> type[Profiler]:
     """The profiler class of `backend` on `target` (the target's default when None), imported now."""
     if target not in _BACKENDS:
@@ -90,5 +99,5 @@ def get_profiler(target: str, backend: str | None, settings: ProfileSettings) ->
 
 __all__ = [
     "DeviceFingerprint", "LatencyTable", "Measurement", "Profiler", "ProfileSettings", "TableStore",
-    "TimingStats", "get_profiler", "backend_class", "reference_precision", "available_backends", "all_backends", "available_targets", "default_backend",
+    "TimingStats", "get_profiler", "backend_class", "all_precisions", "reference_precision", "available_backends", "all_backends", "available_targets", "default_backend",
 ]

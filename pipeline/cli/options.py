@@ -7,8 +7,7 @@ import sys
 
 import click
 
-from exporters.onnx_int8 import INT8_SCHEMES
-from exporters.openvino_ir import PRECISIONS as OPENVINO_PRECISIONS
+from profilers import all_backends, all_precisions
 
 
 @contextlib.contextmanager
@@ -39,14 +38,14 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False), defa
 resolution_option = click.option("--resolution", type=click.IntRange(16, 4096), default=None,
                                  help="input resolution in pixels (default: the model's own).")
 target_option = click.option("--target", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
-backend_option = click.option("--backend", default=None,
+backend_option = click.option("--backend", type=click.Choice(all_backends()), default=None,
                               help="profiling backend: auto (default: every CPU runtime installed, onnxruntime and "
                                    "OpenVINO, planned together), onnxruntime, openvino, torch or inductor (torch.compile) on cpu; "
                                    "tensorrt, torch, inductor or onnxruntime (CUDA provider, needs onnxruntime-gpu) on gpu "
                                    "(default: tensorrt when installed, else torch).")
-_MEASURED_PRECISIONS = ["fp32", "fp16", "int8", *INT8_SCHEMES, *OPENVINO_PRECISIONS]
+_MEASURED_PRECISIONS = all_precisions()  # read from the profiler registry
 precision_option = click.option("--precision", type=click.Choice(_MEASURED_PRECISIONS), default="fp32",
-                                show_default=True, help="precision the latency is measured in (fp16: GPU; int8: "
+                                show_default=True, help="precision the latency is measured in (fp16, bf16: GPU; int8: "
                                 "TensorRT; int8-...: an onnxruntime INT8 scheme on the CPU; openvino-...: OpenVINO on the CPU).")
 run_precision_option = click.option(
     "--precision", type=click.Choice(["auto", *_MEASURED_PRECISIONS]), default="auto", show_default=True,

@@ -15,7 +15,7 @@ from tests.cli.invoke import FAST_RUN, TINY, assert_clean_error, invoke
     (["run", "--model", TINY, "--latency-budget", "fast please"], "not understood"),
     (["run", "--model", "mobilenet_v2"], "has no trained weights"),
     (["run", "--model", TINY, "--allow-random-weights", "--data", "/no/such/folder"], "does not exist"),
-    (["run", "--model", TINY, "--allow-random-weights", "--backend", "tensorflow"], "not available for target 'cpu'"),
+    (["run", "--model", TINY, "--allow-random-weights", "--backend", "tensorrt"], "not available for target 'cpu'"),
     (["run", "--model", TINY, "--allow-random-weights", "--recovery-blends", "1.5"], "--recovery-blends '1.5' is not"),
     (["run", "--model", TINY, "--allow-random-weights", "--recovery-blends", "half"], "strictly between 0 and 1"),
 ])
@@ -27,6 +27,13 @@ def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragment):
 def test_unknown_target_is_rejected_by_the_parser(capsys):
     code, _, err = invoke(capsys, "run", "--target", "tpu")
     assert code == 2 and "tpu" in err and "Traceback" not in err
+
+
+def test_an_unknown_backend_is_rejected_by_the_parser_with_the_registrys_names(capsys):
+    code, _, err = invoke(capsys, "run", "--backend", "tensorflow")
+    assert code == 2 and "'tensorflow' is not one of 'auto', 'inductor', 'onnxruntime', 'openvino'" in err
+    code, _, err = invoke(capsys, "profile", "--target", "gpu", "--precision", "bf16", "--help")
+    assert code == 0  # bf16 (a GPU backend's precision) is a choice: the choices come from the profiler registry
 
 
 def test_full_disk_is_one_line_and_exit_1(capsys, monkeypatch, image_folder, tmp_path):

@@ -32,7 +32,7 @@ def test_options_a_backend_cannot_honour_are_refused():
         get_profiler("cpu", "torch", replace(QUICK, cuda_graphs=True))
     with pytest.raises(UsageError, match=r"measures fp32(, int8-\S+)*, not fp16"):
         get_profiler("cpu", "onnxruntime", replace(QUICK, precision="fp16"))
-    with pytest.raises(UsageError, match="measures fp32, fp16, not int8"):
+    with pytest.raises(UsageError, match="measures fp32, fp16, bf16, not int8"):
         get_profiler("gpu", "torch", replace(QUICK, precision="int8"))
 
 
