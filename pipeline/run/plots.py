@@ -50,7 +50,7 @@ def write_plots(folder: RunFolder) -> dict:
         ("blocks.png", selection, _draw_blocks),
         ("latency_attempts.png", selection, _draw_attempts),
         ("recovery_curve.png", recovery, _draw_recovery),
-        ("plans.png", selection, _draw_plans),
+        ("plans.png", selection, lambda ax, stage: _draw_plans(ax, stage, shipped_point(folder))),
     ]
     figures = []
     for file, stage, draw in drawers:
@@ -162,26 +162,56 @@ def _draw_recovery(ax, recovery: dict) -> tuple[str, str] | None:
             f"original on the selection split at {len(checks)} check(s) (step 0: before recovery).")
 
 
-def _draw_plans(ax, selection: dict) -> tuple[str, str] | None:
-    """Each plan the run considered (a precision and its blocks): measured latency ratio against agreement."""
+def shipped_point(folder: RunFolder) -> dict | None:
+    """The deployed network's form (precision, dropped blocks, input size) and its shipped file's own measured
+    ratio, once evaluation has chosen it; None before."""
+    if not folder.has("evaluation.json") or not folder.has("dropped_blocks.json"):
+        return None
+    deployed = folder.read_json("dropped_blocks.json")
+    export = folder.read_json("export.json") if folder.has("export.json") else {}
+    shipped = next((r for r in export.values() if isinstance(r, dict) and r.get("deployed")), {})
+    latency = shipped.get("latency") or {}
+    return {"precision": deployed.get("precision", "fp32"), "dropped": sorted(deployed.get("dropped", [])),
+            "resolution": deployed.get("input_resolution"), "file": shipped.get("path"),
+            "ratio": latency.get("ratio") if latency.get("measured") else None}
+
+
+def _draw_plans(ax, selection: dict, shipped: dict | None = None) -> tuple[str, str] | None:
+    """Each plan the run considered (a precision and its blocks): measured latency ratio against agreement; the
+    plan whose network shipped is starred (the recovered one until something shipped), and the shipped file is
+    drawn at its own measured ratio (mixed precision and a later timing move it off its plan)."""
     plans = [p for p in selection.get("plans") or [] if _number(p.get("measured_ratio")) and
              _number(p.get("agreement"))]
     if not plans:
         return None
-    chosen = _chosen_plan(selection)
+    starred = _shipped_plan(plans, shipped) if shipped else _chosen_plan(selection)
     for precision in sorted({str(p.get("precision")) for p in plans}):
         group = [p for p in plans if str(p.get("precision")) == precision]
         ax.scatter([p["measured_ratio"] for p in group], [p["agreement"] for p in group], label=precision, s=50)
     for p in plans:
-        star = p.get("chosen") or p is chosen
+        star = p is starred or (shipped is None and p.get("chosen"))
         ax.annotate(("* " if star else "") + str(p["name"]), (p["measured_ratio"], p["agreement"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
+    file_note = ""
+    if shipped and starred is not None and _number(shipped.get("ratio")):
+        ax.scatter([shipped["ratio"]], [starred["agreement"]], marker="*", s=220, color="tab:red", zorder=3,
+                   label=f"shipped file ({shipped['file']})")
+        file_note = f"; its file {shipped['file']} measured {shipped['ratio']:.3f} (red star)"
     ax.axvline(selection["target_ratio"], color="tab:green", linestyle="--", label="target ratio")
     ax.set_xlabel("measured latency ratio")
-    ax.set_ylabel("agreement with the original")
+    ax.set_ylabel("agreement with the original (selection split, before recovery)")
     ax.legend(fontsize=8, title="precision")
-    return ("Plans", f"{len(plans)} plan(s) the run considered (the chosen one starred): left of the dashed line "
-            "meets the budget, higher agrees more with the original.")
+    what = (f"starred: {starred['name']}, the plan whose network shipped{file_note}" if shipped and starred
+            else "the recovered one starred")
+    return ("Plans", f"{len(plans)} plan(s) the run considered ({what}): left of the dashed line meets the budget, "
+            "higher agrees more with the original.")
+
+
+def _shipped_plan(plans: list[dict], shipped: dict) -> dict | None:
+    """The plan of the network that shipped: same precision, dropped blocks and input size."""
+    return next((p for p in plans if str(p.get("precision")) == shipped["precision"]
+                 and sorted(p.get("dropped") or []) == shipped["dropped"]
+                 and p.get("resolution") == shipped["resolution"]), None)
 
 
 def _chosen_plan(selection: dict) -> dict | None:

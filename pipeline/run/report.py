@@ -5,7 +5,6 @@ from __future__ import annotations
 from pipeline.core.clock import now_iso
 from pipeline.run.html_page import markdown_to_html
 from pipeline.run.plots import markdown_section, write_plots
-from pipeline.run.reselection import reselection_lines
 from pipeline.run.resolution_hint import hint_line
 from pipeline.run.runfolder import RunFolder
 
@@ -384,3 +383,16 @@ def _export_section(export: dict | None) -> list[str]:
 def _wall_time_section(timings: dict) -> list[str]:
     return ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|",
             *[f"| {k.removesuffix('_s')} | {v:.1f} |" for k, v in timings.items()]]
+
+
+def reselection_lines(record: dict | None) -> list[str]:
+    """The report's account of the files that missed and what was done."""
+    if not record:
+        return []
+    lines = [f"- `{m['file']}` ({m['network']}) measured {m['ratio']:.3f}, missing the target {m['target_ratio']:.3f}: "
+             f"{', '.join(m['excluded'])} excluded and the next candidate taken." for m in record.get("misses", [])]
+    final = record.get("final_miss")
+    if final:
+        lines.append(f"- `{final['file']}` ({final['network']}) measured {final['ratio']:.3f}, missing the target "
+                     f"{final['target_ratio']:.3f}; it ships because {final['why']}.")
+    return lines

@@ -76,6 +76,25 @@ def test_the_plans_of_a_selection_are_plotted_when_it_lists_them(finished_run, t
     _assert_real_png(folder.file("plans.png"))
 
 
+def test_plans_png_stars_the_plan_that_shipped_and_draws_its_file_at_its_own_ratio(finished_run, tmp_path):
+    folder = _copy_without_report(finished_run, tmp_path / "run")
+    selection = folder.read_json("selection.json")
+    selection["plans"] = [
+        {"name": "fp32, 5 blocks dropped", "precision": "fp32", "dropped": ["a", "b", "c", "d", "e"],
+         "measured_ratio": 0.73, "agreement": 0.5, "attempts": []},
+        {"name": "int8, no block dropped", "precision": "int8-qop-u8s8-channel", "dropped": [],
+         "measured_ratio": 0.43, "agreement": 0.9, "attempts": []}]
+    selection["chosen_plan"], selection["precision_plan"] = 0, 1  # the FP32 plan was recovered, the INT8 one shipped
+    folder.write_json("selection.json", selection)
+    folder.write_json("dropped_blocks.json", folder.read_json("dropped_blocks.json") | {
+        "precision": "int8-qop-u8s8-channel", "dropped": []})
+    folder.write_json("export.json", {"onnx-int8": {"path": "model.int8.onnx", "deployed": True,
+                                                    "latency": {"measured": True, "ratio": 0.626}}})
+    captions = {f["file"]: f["caption"] for f in write_plots(folder)["figures"]}
+    assert "starred: int8, no block dropped, the plan whose network shipped" in captions["plans.png"]
+    assert "its file model.int8.onnx measured 0.626" in captions["plans.png"]
+
+
 def test_library_modules_import_without_matplotlib_and_do_not_load_it():
     code = ("import sys; sys.modules['matplotlib'] = None; "
             "import pipeline.run.report, pipeline.run.plots, pipeline.run.runner, pipeline.cli.main; "

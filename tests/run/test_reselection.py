@@ -51,6 +51,14 @@ def test_a_shipped_file_that_misses_the_budget_gives_way_to_the_next_candidate(
     assert "MISSES" not in report.split("## What ships")[1].split("##")[0].split("missed the budget")[0]
 
 
+def test_only_a_miss_the_measurement_can_tell_from_the_budget_takes_the_next_candidate():
+    from pipeline.run.reselection import clearly_misses
+
+    assert clearly_misses({"measured": True, "ratio": 0.86, "target_ratio": 0.8})
+    assert not clearly_misses({"measured": True, "ratio": 0.4015, "target_ratio": 0.4})  # within noise: said so
+    assert not clearly_misses({"measured": False, "reason": "no runtime"})
+
+
 def test_the_verdict_says_when_the_file_meets_the_budget_by_less_than_the_margin_asked_for():
     latency = {"measured": True, "ratio": 0.76, "target_ratio": 0.78}
     assert shipped_verdict(latency) == "measured at 0.760 of the original's latency, meets the target 0.780"
