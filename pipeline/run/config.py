@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from pipeline.core.errors import UsageError
@@ -65,23 +65,20 @@ class RunConfig:
         for key in ("out", "overwrite", "reprofile"):
             data.pop(key)
         data["export"] = list(self.export)
-        for key, default in _ADDED_LATER.items():  # at their defaults they leave older run folders' hashes alone
-            if data[key] == default:
+        defaults = {f.name: f.default for f in fields(self)}
+        for key in _ADDED_LATER:  # at their defaults they leave older run folders' hashes alone
+            if data[key] == defaults[key]:
                 data.pop(key)
         return data
 
 
-# settings added after run folders were first written (issues 3, 4, 7 and 15), with their defaults. precision: a
-# folder written when fp32 was the default (no precision key) reopens under today's default, auto; its finished
-# stages stand, and an unfinished selection is planned in every precision
-_ADDED_LATER = {"precision": "auto", "cuda_graphs": False, "profile_time_cap": None, "dynamic_batch": False,
-                "max_batch": 32, "tensorrt_precision": "fp16", "recovery_point_weight": None, "recovery_mixing": None,
-                "train_device": "auto", "recovery_synthetic": None,
-                "recovery_blends": None, "recovery_views": None, "recovery_time": None,
-                "recovery_quantization_aware": "on", "mean": None, "std": None, "crop_fraction": None,
-                "interpolation": None, "depth_plans": "auto",
-                "reference_backend": None, "min_resolution": None,
-                "latency_margin": None}
+# settings added after run folders were first written (issues 3, 4, 7, 15 and later); each one's default is its
+# field's. precision: a folder written when fp32 was the default (no precision key) reopens under today's default,
+# auto; its finished stages stand, and an unfinished selection is planned in every precision
+_ADDED_LATER = ("precision", "cuda_graphs", "profile_time_cap", "dynamic_batch", "max_batch", "tensorrt_precision",
+                "recovery_point_weight", "recovery_mixing", "train_device", "recovery_synthetic", "recovery_blends",
+                "recovery_views", "recovery_time", "recovery_quantization_aware", "mean", "std", "crop_fraction",
+                "interpolation", "depth_plans", "reference_backend", "min_resolution", "latency_margin")
 
 
 def parse_blends(text: str | None) -> tuple[float, ...] | None:
