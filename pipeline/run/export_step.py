@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.data.tiny_set import Preprocessing, eval_tensors
+from pipeline.latency.precision import TENSORRT_INT8, is_quantized
 from pipeline.models.registry import require_trusted_spec
 from pipeline.network.evaluation import predict_logits
 from pipeline.run.config import RunConfig, profile_settings
@@ -35,7 +36,9 @@ def deployed_format(folder: RunFolder) -> str:
         return "openvino"
     if precision == "bf16":
         return "exported-program"  # ONNX has no BF16 convolution: the BF16 network ships as a PyTorch format
-    return "onnx-int8" if precision.startswith("int8") else "onnx"
+    if precision == TENSORRT_INT8:
+        return "tensorrt"  # TensorRT's INT8 plan: the engine built from the QDQ ONNX is what was timed
+    return "onnx-int8" if is_quantized(precision) else "onnx"
 
 
 def deployed_preprocessing(folder: RunFolder, prep: Preprocessing) -> Preprocessing:
@@ -64,11 +67,11 @@ def int8_scheme(folder: RunFolder) -> str | None:
     """The INT8 scheme an INT8 artefact is written in: the deployed one, else the fastest the run kept here,
     else None (the exporter's default) when the run measured none."""
     precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
-    if precision.startswith("int8"):
+    if is_quantized(precision):
         return precision
     if not folder.has("precisions.json"):
         return None
-    kept = [o for o in folder.read_json("precisions.json")["options"] if o["kept"] and o["precision"].startswith("int8")]
+    kept = [o for o in folder.read_json("precisions.json")["options"] if o["kept"] and is_quantized(o["precision"])]
     return min(kept, key=lambda o: o["latency_ratio"])["precision"] if kept else None
 
 
@@ -104,9 +107,10 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
     compressed = rebuild_compressed(ctx.loaded, ctx.folder)
     prep = deployed_preprocessing(ctx.folder, ctx.prep)
     images = eval_tensors(ctx.report_set, prep)
+    tensorrt_precision = TENSORRT_INT8 if deployed_format(ctx.folder) == "tensorrt" else config.tensorrt_precision
     inputs = ExportInputs(compressed, prep.resolution, images, predict_logits(compressed, images),
                           eval_tensors(ctx.train, prep), ctx.folder.path, config.dynamic_batch, config.max_batch,
-                          config.tensorrt_precision, int8_scheme(ctx.folder), int8_fp32_end_layers(ctx.folder))
+                          tensorrt_precision, int8_scheme(ctx.folder), int8_fp32_end_layers(ctx.folder))
     inputs.metadata = onnx_metadata(prep, int(inputs.reference_logits.shape[1]))
     if prep.resolution != ctx.prep.resolution:
         inputs.metadata["model_resolution"] = str(ctx.prep.resolution)  # what the network was trained for

@@ -32,3 +32,10 @@ def test_the_deployed_scheme_else_the_fastest_kept_else_the_default(tmp_path):
     assert int8_scheme(_folder(tmp_path / "c", "fp32", None)) is None  # measured nothing: the exporter's default
     (tmp_path / "d").mkdir()
     assert int8_scheme(_folder(tmp_path / "d", "fp32", [_option("fp32", 1.0)])) is None
+
+
+def test_a_tensorrt_int8_plan_ships_as_its_engine_not_as_an_onnxruntime_scheme(tmp_path):
+    survey = [_option("fp32", 1.0), _option("fp16", 0.6), _option("int8", 0.4)]  # TensorRT's precisions
+    folder = _folder(tmp_path, "int8", survey)
+    assert deployed_format(folder) == "tensorrt"
+    assert int8_scheme(folder) is None  # "int8" is TensorRT's, not an onnxruntime scheme (its QDQ ONNX: the default)
