@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.core.clock import now_iso
+from pipeline.latency.budget import WITHIN_NOISE
 from pipeline.run.html_page import markdown_to_html
 from pipeline.run.plots import markdown_section, write_plots
 from pipeline.run.resolution_hint import hint_line
@@ -119,11 +120,6 @@ def _artefact_latency(latency: dict | None) -> str:
     verdict = "**meets**" if latency["meets_budget"] else "**MISSES**"
     return (f"{_ms(latency['artefact_ms'])} vs {_ms(latency['original_ms'])} ({latency['backend']}, "
             f"{latency['precision']}): ratio {latency['ratio']:.3f}, {verdict} target {latency['target_ratio']:.3f}")
-
-
-# a measured ratio this close to the target cannot be told from it: the profiler's stop rule pins a ratio to a
-# standard error of half its 0.02 tolerance, and ratios of the same files moved by several percent between sittings
-WITHIN_NOISE = 0.01
 
 
 def shipped_verdict(latency: dict | None, user_margin: float | None = None) -> str:

@@ -12,8 +12,8 @@ says so. Recorded in reselection.json.
 
 from __future__ import annotations
 
+from pipeline.latency.budget import WITHIN_NOISE
 from pipeline.run.context import RunContext
-from pipeline.run.report import WITHIN_NOISE
 
 FILE = "reselection.json"
 MAX_RESELECTIONS = 2
