@@ -36,7 +36,10 @@ class Budget:
         return cls(ratio=ratio)
 
     def target_ms(self, full_ms: float) -> float:
-        return self.absolute_ms if self.absolute_ms is not None else self.ratio * full_ms
+        if self.absolute_ms is not None:
+            return self.absolute_ms
+        assert self.ratio is not None, "a Budget holds a ratio or a time"
+        return self.ratio * full_ms
 
     def target_ratio(self, full_ms: float) -> float:
         return self.target_ms(full_ms) / full_ms

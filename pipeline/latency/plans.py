@@ -60,13 +60,12 @@ def budget_in_frame(budget: Budget, option: PrecisionOption) -> Budget:
     """The budget as a ratio of the precision's own original (absolute budgets are the same milliseconds)."""
     if budget.absolute_ms is not None:
         return budget
-    return Budget(ratio=min(1.0, budget.ratio / option.latency_ratio))
+    return Budget(ratio=min(1.0, budget.target_ratio(1.0) / option.latency_ratio))
 
 
 def precision_only_plan(option: PrecisionOption, budget: Budget, fp32_full_ms: float) -> Plan:
     """The original in this precision: its ratio was already measured beside FP32 by the survey."""
-    meets = (option.latency_ratio * fp32_full_ms <= budget.absolute_ms if budget.absolute_ms is not None
-             else option.latency_ratio <= budget.ratio)
+    meets = option.latency_ratio <= budget.target_ratio(fp32_full_ms)
     where = "" if option.resolution is None else f", fed {option.resolution} px images"
     return Plan(option.precision, [], option.latency_ratio, option.latency_ratio, meets, option.agreement, option.kl,
                 note=f"the original network in this precision{where} (measured by the precision survey)",
@@ -224,7 +223,7 @@ def most_aggressive_plan(options: list[PrecisionOption], tables: dict[str, Laten
     e2e = measure(fastest.precision, dropped)
     ratio = e2e.ratio_median
     meets = (e2e.compressed.median_ms <= budget.absolute_ms if budget.absolute_ms is not None
-             else ratio <= budget.ratio)
+             else ratio <= budget.target_ratio(1.0))
     return Plan(fastest.precision, dropped, fastest.latency_ratio * table.predicted_ratio(dropped), ratio, meets,
                 attempts=[{"attempt": 1, "dropped": dropped, "measured": e2e.to_dict(), "meets_budget": meets,
                            "predicted_ms": table.predicted_ms(dropped), "predicted_ratio": table.predicted_ratio(dropped),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from pipeline.data.tiny_set import Preprocessing, TinySet
@@ -21,6 +23,7 @@ from pipeline.recovery.trials import recipe_files
 from pipeline.run.context import RunContext, save_timings, timed
 from pipeline.run.plan_stages import int8_options
 from pipeline.run.quantization_aware import QuantizationAwareTarget
+from pipeline.run.records import DeployedNetwork
 from pipeline.run.reselection import excluded_candidates
 from pipeline.run.runfolder import RunFolder
 
@@ -30,7 +33,7 @@ RECOVERED, COMPRESSED = "recovered_state_dict.pt", "compressed_state_dict.pt"
 
 def rebuild_compressed(loaded: LoadedModel, folder: RunFolder, state_file: str = COMPRESSED) -> torch.nn.Module:
     """Replay the dropped blocks onto a fresh copy of the original and load the kept (or recovered) weights."""
-    dropped = folder.read_json("dropped_blocks.json")["dropped"]
+    dropped = DeployedNetwork.read(folder).dropped
     student = drop_blocks(loaded.module, dropped)
     student.load_state_dict(torch.load(folder.file(state_file), map_location="cpu", weights_only=True))
     return student.eval()
@@ -44,7 +47,7 @@ def stage_evaluation(ctx: RunContext) -> None:
     if folder.has("evaluation.json"):
         return
     teacher = ctx.loaded.module
-    dropped = folder.read_json("dropped_blocks.json")["dropped"]
+    dropped = DeployedNetwork.read(folder).dropped
     selection = folder.read_json("selection.json")
     recovered_file = RECOVERED if folder.has(RECOVERED) else COMPRESSED  # run folders written before RECOVERED
     recovery = folder.read_json("recovery.json")
@@ -160,13 +163,10 @@ def _save_deployed(ctx: RunContext, networks: dict, deployed: str, dropped: list
     """The deployed network's state; a precision-only plan deploys the original with no block dropped (fed smaller
     images when its plan was made at a smaller input size)."""
     network, precision = networks[deployed]
-    record = ctx.folder.read_json("dropped_blocks.json")
-    record.setdefault("plan_dropped", record["dropped"])  # the recovered plan's, for a reselection (reselection.py)
-    record.setdefault("plan_precision", record.get("precision", "fp32"))
-    record.update(dropped=dropped, precision=precision,
-                  int8_fp32_end_layers=int((options or {}).get("fp32_end_layers", 0)), input_resolution=resolution)
+    record = DeployedNetwork.read(ctx.folder).deploying(dropped, precision,
+                                                        int((options or {}).get("fp32_end_layers", 0)), resolution)
     ctx.folder.save_tensors(COMPRESSED, network.state_dict())
-    ctx.folder.write_json("dropped_blocks.json", record)
+    record.write(ctx.folder)
 
 
 def _candidate_networks(ctx: RunContext, dropped: list[str], recovered: torch.nn.Module, kept: str,
@@ -248,7 +248,7 @@ def _evaluate_candidates(teacher, networks: dict, image_sets: dict[str, TinySet]
 
 
 def _agreement_of(reference: torch.Tensor, logits: dict[str, torch.Tensor], labels, count: int) -> dict:
-    out = {"images": count}
+    out: dict[str, Any] = {"images": count}
     out.update({name: compare(lg, reference, labels).to_dict() for name, lg in logits.items()})
     out["kl"] = {name: prediction_kl(lg, reference) for name, lg in logits.items()}
     out["changes"] = {name: paired_change(logits["unrecovered"], lg, reference)

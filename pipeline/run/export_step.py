@@ -14,6 +14,7 @@ from pipeline.network.evaluation import predict_logits
 from pipeline.run.config import RunConfig, profile_settings
 from pipeline.run.context import RunContext, prepare, save_timings, timed
 from pipeline.run.deployment import rebuild_compressed
+from pipeline.run.records import DeployedNetwork
 from pipeline.run.report import write_report
 from pipeline.run.runfolder import RunFolder
 
@@ -31,7 +32,7 @@ def deployed_format(folder: RunFolder) -> str:
     """The artefact that carries the deployed network in its precision."""
     from exporters.openvino_ir import is_openvino
 
-    precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
+    precision = DeployedNetwork.read(folder).precision
     if is_openvino(precision):
         return "openvino"
     if precision == "bf16":
@@ -46,7 +47,7 @@ def deployed_preprocessing(folder: RunFolder, prep: Preprocessing) -> Preprocess
     shipped)."""
     from pipeline.latency.resolution import at_size
 
-    return at_size(prep, folder.read_json("dropped_blocks.json").get("input_resolution"))
+    return at_size(prep, DeployedNetwork.read(folder).input_resolution)
 
 
 def openvino_precision(folder: RunFolder) -> str:
@@ -54,7 +55,7 @@ def openvino_precision(folder: RunFolder) -> str:
     the fastest OpenVINO precision the run kept here, else OpenVINO FP32."""
     from exporters.openvino_ir import FP32, is_openvino
 
-    precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
+    precision = DeployedNetwork.read(folder).precision
     if is_openvino(precision):
         return precision
     if not folder.has("precisions.json"):
@@ -66,7 +67,7 @@ def openvino_precision(folder: RunFolder) -> str:
 def int8_scheme(folder: RunFolder) -> str | None:
     """The INT8 scheme an INT8 artefact is written in: the deployed one, else the fastest the run kept here,
     else None (the exporter's default) when the run measured none."""
-    precision = folder.read_json("dropped_blocks.json").get("precision", "fp32")
+    precision = DeployedNetwork.read(folder).precision
     if is_quantized(precision):
         return precision
     if not folder.has("precisions.json"):
@@ -79,10 +80,8 @@ def int8_fp32_end_layers(folder: RunFolder) -> int:
     """How many compute layers at each end the deployed INT8 network keeps in FP32 (the run's measured choice)."""
     from pipeline.latency.precision import is_int8
 
-    record = folder.read_json("dropped_blocks.json")
-    if not is_int8(record.get("precision", "fp32")):
-        return 0
-    return int(record.get("int8_fp32_end_layers", 0))
+    record = DeployedNetwork.read(folder)
+    return record.int8_fp32_end_layers if is_int8(record.precision) else 0
 
 
 def half_precision(folder: RunFolder) -> tuple[str, int]:
@@ -91,11 +90,10 @@ def half_precision(folder: RunFolder) -> tuple[str, int]:
     step's, stored under the key INT8 plans use."""
     from pipeline.latency.precision import is_half
 
-    record = folder.read_json("dropped_blocks.json")
-    precision = record.get("precision", "fp32")
-    if not is_half(precision):
+    record = DeployedNetwork.read(folder)
+    if not is_half(record.precision):
         return "fp32", 0
-    return precision, int(record.get("int8_fp32_end_layers", 0))
+    return record.precision, record.int8_fp32_end_layers
 
 
 def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:

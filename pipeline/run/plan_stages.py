@@ -159,7 +159,7 @@ def _refuse_if_unreachable(ctx: RunContext, options: list[PrecisionOption], tabl
     raise UsageError(
         f"latency budget {budget.describe()} cannot be reached: dropping every candidate block in the fastest kept "
         f"precision is {what} of the original latency ({base.full.median_ms:.3f} ms). Choose a budget of at least "
-        f"{smallest_budget_text(reachable if measured is None else measured.measured_ratio)}."
+        f"{smallest_budget_text(reachable if measured is None or measured.measured_ratio is None else measured.measured_ratio)}."
     )
 
 
@@ -283,6 +283,7 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
         reference = predict_logits(ctx.loaded.module, images) if plans else None
         with timed(ctx, "mixed_precision_s"):
             for plan in plans:
+                assert reference is not None  # made above whenever there is a plan
                 plain = MixedOption(0, [], plan["measured_ratio"], plan["agreement"], plan["kl"], True)
                 # a rung must be clearly under the budget, as plans must (a rung measured at 0.395 against 0.4
                 # shipped a file timed at 0.486 on a busy machine)

@@ -167,12 +167,14 @@ def shipped_point(folder: RunFolder) -> dict | None:
     ratio, once evaluation has chosen it; None before."""
     if not folder.has("evaluation.json") or not folder.has("dropped_blocks.json"):
         return None
-    deployed = folder.read_json("dropped_blocks.json")
+    from pipeline.run.records import DeployedNetwork
+
+    deployed = DeployedNetwork.read(folder)
     export = folder.read_json("export.json") if folder.has("export.json") else {}
     shipped = next((r for r in export.values() if isinstance(r, dict) and r.get("deployed")), {})
     latency = shipped.get("latency") or {}
-    return {"precision": deployed.get("precision", "fp32"), "dropped": sorted(deployed.get("dropped", [])),
-            "resolution": deployed.get("input_resolution"), "file": shipped.get("path"),
+    return {"precision": deployed.precision, "dropped": sorted(deployed.dropped),
+            "resolution": deployed.input_resolution, "file": shipped.get("path"),
             "ratio": latency.get("ratio") if latency.get("measured") else None}
 
 

@@ -6,6 +6,7 @@ from pipeline.core.clock import now_iso
 from pipeline.latency.budget import WITHIN_NOISE
 from pipeline.run.html_page import markdown_to_html
 from pipeline.run.plots import markdown_section, write_plots
+from pipeline.run.records import DeployedNetwork
 from pipeline.run.resolution_hint import hint_line
 from pipeline.run.runfolder import RunFolder
 
@@ -53,15 +54,16 @@ def latency_summary(data: dict) -> dict:
 
 def deployed_summary(data: dict) -> dict:
     """What ships: its precision, its dropped blocks and, when a precision-only plan won, that plan's ratio."""
-    deployed = data.get("deployed", {})
+    deployed = DeployedNetwork.from_dict({"dropped": [], **data.get("deployed", {})})
     ev = data.get("evaluation", {})
-    summary = {"precision": deployed.get("precision", "fp32"), "dropped": deployed.get("dropped", []),
-               "network": ev.get("deployed"), "input_resolution": deployed.get("input_resolution"),
+    summary = {"precision": deployed.precision, "dropped": deployed.dropped, "network": ev.get("deployed"),
+               "input_resolution": deployed.input_resolution,
                "model_resolution": data.get("candidates", {}).get("resolution")}
     sel = data["selection"]
     index = sel.get("precision_plan")
-    if index is not None and ", no block dropped" in ev.get("deployed", ""):  # plain, or quantization-aware
-        plan = sel["plans"][index]
+    plan = sel["plans"][index] if index is not None else None
+    if plan is not None and not deployed.dropped and (plan["precision"], plan.get("resolution")) == (
+            deployed.precision, deployed.input_resolution):  # the precision-only plan shipped (plain or QAT)
         summary.update(predicted_ratio=plan["predicted_ratio"], measured_ratio=plan["measured_ratio"],
                        meets_budget=plan["meets_budget"], plan=plan["name"])
     shipped = next((r for r in data.get("export", {}).values() if isinstance(r, dict) and r.get("deployed")), None)

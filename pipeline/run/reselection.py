@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pipeline.latency.budget import WITHIN_NOISE
 from pipeline.run.context import RunContext
+from pipeline.run.records import DeployedNetwork
 
 FILE = "reselection.json"
 MAX_RESELECTIONS = 2
@@ -79,8 +80,4 @@ def clearly_misses(latency: dict) -> bool:
 
 def _restore_plan_record(ctx: RunContext) -> None:
     """dropped_blocks.json as recovery wrote it (evaluation replaced it by the deployed network's)."""
-    record = ctx.folder.read_json("dropped_blocks.json")
-    if "plan_dropped" in record:
-        record.update(dropped=record["plan_dropped"], precision=record["plan_precision"], input_resolution=None,
-                      int8_fp32_end_layers=0)
-        ctx.folder.write_json("dropped_blocks.json", record)
+    DeployedNetwork.read(ctx.folder).as_planned().write(ctx.folder)

@@ -21,6 +21,7 @@ from pipeline.recovery.recipes import get_recipes
 from pipeline.recovery.recover import RecoveryResult, recover
 from pipeline.recovery.recoverability import score_recoverability, scoring_cost
 from pipeline.recovery.trials import best_by_selection, try_recipes
+from pipeline.run.records import DeployedNetwork
 from pipeline.run.context import PARTIAL_SCORES, RunContext, save_timings, timed
 from pipeline.run.deployment import COMPRESSED, RECOVERED
 from pipeline.run.plan_stages import calibration_images, int8_options
@@ -328,9 +329,7 @@ def _skip_recovery(ctx: RunContext, selection: dict) -> None:
 
 
 def _write_dropped_blocks(ctx: RunContext, dropped: list[str], precision: str) -> None:
-    ctx.folder.write_json("dropped_blocks.json", {
-        "model": ctx.loaded.spec, "weights_source": ctx.loaded.weights_source, "resolution": ctx.loaded.resolution,
-        "dropped": dropped, "precision": precision,
-        "rebuild": f"load the original model, replace each dropped block by nn.Identity(), load {COMPRESSED}",
-    })
+    DeployedNetwork(dropped, ctx.loaded.spec, ctx.loaded.weights_source, ctx.loaded.resolution, precision,
+                    rebuild=f"load the original model, replace each dropped block by nn.Identity(), load "
+                            f"{COMPRESSED}").write(ctx.folder)
 
