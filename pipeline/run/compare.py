@@ -61,6 +61,9 @@ def summarise_run(path: Path) -> RunSummary:
     held_out = evaluation["report"]
     shipped = report.get("deployed") if isinstance(report.get("deployed"), dict) else {}  # runs with precision plans
     figures = {k: shipped.get(k, latency.get(k)) for k in ("measured_ratio", "predicted_ratio", "meets_budget")}
+    if shipped.get("artefact_ratio") is not None:  # the shipped file's own timing: what the deployment gets
+        figures |= {"measured_ratio": shipped["artefact_ratio"],
+                    "meets_budget": shipped["artefact_ratio"] <= latency["target_ratio"]}
     return RunSummary(
         finished=True, **base,
         precision=shipped.get("precision") or report["selection"].get("precision") or latency["device"].get("precision"),
