@@ -91,7 +91,7 @@ def stage_evaluation(ctx: RunContext) -> None:
                   for name, (_, precision) in networks.items()},
         "quantization_aware": compared,
         "verdict": _verdict(_restricted(report, recovery_names), kept, recovery_choice, not dropped)
-                   + _precision_verdict(report, rival, deployed) + _quantization_verdict(compared, deployed),
+                   + _precision_verdict(report, rival, deployed, sizes) + _quantization_verdict(compared, deployed),
     })
     save_timings(ctx)
 
@@ -292,15 +292,16 @@ def _verdict(report: dict, kept: str, deployed: str, skipped: bool = False) -> s
     return text
 
 
-def _precision_verdict(report: dict, rival: dict, deployed: str) -> str:
+def _precision_verdict(report: dict, rival: dict, deployed: str, sizes: dict[str, int]) -> str:
     if not rival:
         return ""
     name = next(iter(rival))
     figure = f"{100 * report[name]['top1_agreement']:.1f}%"
+    what = f"{rival[name][1]}{size_words(sizes.get(name))}"  # its precision (and input size when smaller)
     if deployed == name:
-        return (f"; the ORIGINAL NETWORK IN {rival[name][1].upper()} (no block dropped) meets the budget alone and agreed "
+        return (f"; the ORIGINAL NETWORK IN {what.upper()} (no block dropped) meets the budget alone and agreed "
                 f"most on the report images ({figure}): it was deployed instead")
-    return f"; the original network in {rival[name][1]} (no block dropped) also meets the budget and agreed {figure}"
+    return f"; the original network in {what} (no block dropped) also meets the budget and agreed {figure}"
 
 
 def _quantization_verdict(compared: list[dict], deployed: str) -> str:

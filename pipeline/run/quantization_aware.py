@@ -68,7 +68,9 @@ def targets(selection: dict, enabled: bool) -> list[QuantizationAwareTarget]:
         found.append(QuantizationAwareTarget(QUANTIZATION_AWARE.name, selection["precision"], selection["dropped"],
                                              CHOSEN_PLAN_CANDIDATE, "recovered"))
     index = selection.get("precision_plan")
-    if index is not None and is_quantized(selection["plans"][index]["precision"]):
+    # a plan at a smaller input size keeps its whole-network finetune out: it would train at the model's own size
+    if index is not None and is_quantized(selection["plans"][index]["precision"]) \
+            and selection["plans"][index].get("resolution") is None:
         precision = selection["plans"][index]["precision"]
         found.append(QuantizationAwareTarget(QUANTIZATION_AWARE_WHOLE.name, precision, [],
                                              whole_network_candidate(precision), f"{precision}, no block dropped"))

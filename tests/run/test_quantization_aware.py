@@ -212,3 +212,10 @@ def test_a_quantization_aware_trial_that_did_not_beat_its_start_is_listed_not_of
     (row,) = evaluation["quantization_aware"]
     assert not row["offered"] and "did not beat" in row["why_not_offered"]
     assert "not offered" in "\n".join(_quantization_aware_lines(evaluation["quantization_aware"]))
+
+
+def test_a_precision_plan_at_a_smaller_input_size_gets_no_whole_network_finetune():
+    selection = _selection("fp32", precision_plan=SCHEME)
+    selection["plans"][selection["precision_plan"]]["resolution"] = 160  # it would train at the model's own size
+    assert targets(selection, enabled=True) == []
+

@@ -80,6 +80,8 @@ def test_min_resolution_plans_smaller_inputs_and_the_deployed_file_takes_them(
     assert "The deployed input size changed: 24 px, not the model's own 32 px" in report
     assert f"| {INT8} at 24 px |" in report
     assert f"deployed network: {INT8} at 24 px, no block dropped" in stdout
+    verdict = json.loads((out / "evaluation.json").read_text())["verdict"]
+    assert f"ORIGINAL NETWORK IN {INT8.upper()} AT 24 PX" in verdict
     export = json.loads((out / "export.json").read_text())
     assert export["onnx-int8"]["latency"]["measured"]  # fed its own 24 px input beside the 32 px original
 
