@@ -229,18 +229,18 @@ def _evaluate_candidates(teacher, networks: dict, image_sets: dict[str, TinySet]
     (quantized on `calibration`) once for all sets: its logits on every set come from one pass over the sets'
     images together."""
     counts = [len(images) for images in image_sets.values()]
-    made: dict[int | None, torch.Tensor] = {}
+    made: dict[int | None, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def images_at(size: int | None) -> torch.Tensor:
+    def at(size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(every set's images, the calibration images) at `size`, prepared once per size."""
         if size not in made:
-            made[size] = torch.cat([tensors_at(images, prep, size) for images in image_sets.values()])
+            made[size] = (torch.cat([tensors_at(images, prep, size) for images in image_sets.values()]),
+                          tensors_at(calibration, prep, size)[:CALIBRATION_IMAGES])
         return made[size]
 
-    reference = predict_logits(teacher, images_at(None)).split(counts)
+    reference = predict_logits(teacher, at(None)[0]).split(counts)
     options, sizes = options or {}, sizes or {}
-    logits = {name: deployed_logits(network, precision, images_at(sizes.get(name)),
-                                    tensors_at(calibration, prep, sizes.get(name))[:CALIBRATION_IMAGES],
-                                    options.get(name)).split(counts)
+    logits = {name: deployed_logits(network, precision, *at(sizes.get(name)), options.get(name)).split(counts)
               for name, (network, precision) in networks.items()}
     return {set_name: _agreement_of(reference[i], {name: lg[i] for name, lg in logits.items()},
                                     images.labels if set_name == labelled else None, len(images))

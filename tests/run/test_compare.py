@@ -38,31 +38,29 @@ def test_unfinished_and_foreign_folders(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written for a refused comparison
 
 
-def test_a_run_that_ships_another_precision_is_summarised_by_what_it_ships(tmp_path):
-    folder = RunFolder.open(tmp_path / "int8", {"model": "m", "target": "cpu", "budget": "0.5", "preset": "fast"})
+def _finished(tmp_path, budget: str, latency: dict, deployed: dict):
+    """A finished run folder whose report.json ships `deployed` (its precision-only plan, INT8)."""
+    folder = RunFolder.open(tmp_path / "int8", {"model": "m", "target": "cpu", "budget": budget, "preset": "fast"})
     folder.write_json("report.json", {
-        "latency": {"target_ratio": 0.5, "measured_ratio": 0.8, "predicted_ratio": 0.79, "meets_budget": False,
-                    "device": {"precision": "fp32"}},
-        "selection": {"precision": "fp32"},
-        "deployed": {"precision": "int8", "measured_ratio": 0.41, "predicted_ratio": 0.45, "meets_budget": True},
+        "latency": latency | {"device": {"precision": "fp32"}}, "selection": {"precision": "fp32"},
+        "deployed": deployed,
         "evaluation": {"deployed": "int8, no block dropped", "report_source": "validation folder",
                        "report": {"images": 20, "int8, no block dropped": {"top1_agreement": 0.95}}},
     })
+
+
+def test_a_run_that_ships_another_precision_is_summarised_by_what_it_ships(tmp_path):
+    _finished(tmp_path, "0.5", {"target_ratio": 0.5, "measured_ratio": 0.8, "predicted_ratio": 0.79,
+                                "meets_budget": False},
+              {"precision": "int8", "measured_ratio": 0.41, "predicted_ratio": 0.45, "meets_budget": True})
     (run,) = list_runs(tmp_path)
     assert (run.precision, run.measured_ratio, run.meets_budget, run.agreement) == ("int8", 0.41, True, 0.95)
 
 
 def test_a_run_is_summarised_by_its_shipped_files_own_ratio_when_it_was_timed(tmp_path):
-    folder = RunFolder.open(tmp_path / "int8", {"model": "m", "target": "cpu", "budget": "0.4", "preset": "fast"})
-    folder.write_json("report.json", {
-        "latency": {"target_ratio": 0.4, "measured_ratio": 0.38, "predicted_ratio": 0.39, "meets_budget": True,
-                    "device": {"precision": "fp32"}},
-        "selection": {"precision": "fp32"},
-        "deployed": {"precision": "int8", "measured_ratio": 0.381, "meets_budget": True, "artefact": "model.int8.onnx",
-                     "artefact_ratio": 0.459},  # the plan's survey said 0.381; the shipped file measured 0.459
-        "evaluation": {"deployed": "int8, no block dropped", "report_source": "validation folder",
-                       "report": {"images": 20, "int8, no block dropped": {"top1_agreement": 0.95}}},
-    })
+    _finished(tmp_path, "0.4", {"target_ratio": 0.4, "measured_ratio": 0.38, "predicted_ratio": 0.39,
+                                "meets_budget": True},
+              {"precision": "int8", "measured_ratio": 0.381, "meets_budget": True, "artefact": "model.int8.onnx",
+               "artefact_ratio": 0.459})  # the plan's survey said 0.381; the shipped file measured 0.459
     (run,) = list_runs(tmp_path)
     assert (run.measured_ratio, run.meets_budget) == (0.459, False)
-
