@@ -73,6 +73,51 @@ def is_half(precision: str) -> bool:
     return half(precision)
 
 
+class Precision(str):
+    """A deployable precision's name that knows what it is: INT8 (and whose), half, OpenVINO; the runtime the name pins
+    and the export format that carries a network deployed in it. A `str`, so records store and compare it as the name.
+    """
+
+    @property
+    def is_int8(self) -> bool:
+        return is_int8(self)
+
+    @property
+    def is_quantized(self) -> bool:
+        """An onnxruntime INT8 scheme (mixed precision and quantization-aware recovery handle these)."""
+        return is_quantized(self)
+
+    @property
+    def is_half(self) -> bool:
+        return is_half(self)
+
+    @property
+    def is_openvino(self) -> bool:
+        from exporters.openvino_ir import is_openvino
+
+        return is_openvino(self)
+
+    @property
+    def runtime(self) -> str | None:
+        """The runtime the name itself pins (None: FP32, FP16 and BF16 run where the run's backend runs them)."""
+        if self.is_openvino:
+            return "openvino"
+        if self == TENSORRT_INT8:
+            return "tensorrt"
+        return "onnxruntime" if self.is_quantized else None
+
+    @property
+    def export_format(self) -> str:
+        """The artefact that carries a network deployed in this precision (exporters.formats.FORMATS)."""
+        if self.is_openvino:
+            return "openvino"
+        if self == "bf16":
+            return "exported-program"  # ONNX has no BF16 convolution: the BF16 network ships as a PyTorch format
+        if self == TENSORRT_INT8:
+            return "tensorrt"  # TensorRT's INT8 plan: the engine built from the QDQ ONNX is what was timed
+        return "onnx-int8" if self.is_quantized else "onnx"
+
+
 def runs_in_pytorch_as_is(precision: str) -> bool:
     """FP32 on onnxruntime computes what PyTorch computes (to float tolerance); every other precision is judged
     on its deployed file."""

@@ -33,6 +33,10 @@ class BlockScore:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "BlockScore":
+        return cls(**data)
+
 
 @dataclass
 class Selection:

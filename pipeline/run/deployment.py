@@ -23,7 +23,7 @@ from pipeline.recovery.trials import recipe_files
 from pipeline.run.context import RunContext, save_timings, timed
 from pipeline.run.plan_stages import int8_options
 from pipeline.run.quantization_aware import QuantizationAwareTarget
-from pipeline.run.records import DeployedNetwork
+from pipeline.run.records import DeployedNetwork, Form
 from pipeline.run.reselection import excluded_candidates
 from pipeline.run.runfolder import RunFolder
 
@@ -163,8 +163,8 @@ def _save_deployed(ctx: RunContext, networks: dict, deployed: str, dropped: list
     """The deployed network's state; a precision-only plan deploys the original with no block dropped (fed smaller
     images when its plan was made at a smaller input size)."""
     network, precision = networks[deployed]
-    record = DeployedNetwork.read(ctx.folder).deploying(dropped, precision,
-                                                        int((options or {}).get("fp32_end_layers", 0)), resolution)
+    record = DeployedNetwork.read(ctx.folder).deploying(
+        Form.of(dropped, precision, resolution, int((options or {}).get("fp32_end_layers", 0))))
     ctx.folder.save_tensors(COMPRESSED, network.state_dict())
     record.write(ctx.folder)
 

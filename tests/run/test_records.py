@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.run.records import DeployedNetwork
+from pipeline.run.records import DeployedNetwork, Form
 from pipeline.run.runfolder import RunFolder
 
 
@@ -20,10 +20,10 @@ def test_an_older_folders_record_reads_with_the_fields_defaults(tmp_path):
 def test_deploying_keeps_the_plan_and_choosing_again_puts_it_back(tmp_path):
     folder = RunFolder(tmp_path)
     planned = DeployedNetwork(["b1", "b2"], "m", "pip", 224, "fp32")
-    shipped = planned.deploying([], "int8-qop-u8s8-channel", 1, 160)
+    shipped = planned.deploying(Form.of([], "int8-qop-u8s8-channel", 160, 1))
     shipped.write(folder)
     read = DeployedNetwork.read(folder)
     assert read == shipped and (read.dropped, read.input_resolution) == ([], 160)
     assert read.as_planned() == DeployedNetwork(["b1", "b2"], "m", "pip", 224, "fp32", plan_dropped=["b1", "b2"],
                                                 plan_precision="fp32")
-    assert read.deploying(["b1"], "fp32", 0, None).plan_dropped == ["b1", "b2"]  # the first plan stays the plan
+    assert read.deploying(Form.of(["b1"], "fp32")).plan_dropped == ["b1", "b2"]  # the first plan stays the plan
