@@ -63,9 +63,12 @@ def test_the_plans_of_a_selection_are_plotted_when_it_lists_them(finished_run, t
     int8_attempts = [{**measured, "attempt": i, "predicted_ratio_vs_fp32": 0.6, "measured_ratio_vs_fp32": 0.62}
                      for i in (1, 2)]
     selection["plans"] = [
-        {"name": "fp32 depth", "precision": "fp32", "measured_ratio": 0.74, "agreement": 0.98, "attempts": [measured]},
-        {"name": "int8 only", "precision": "int8", "measured_ratio": 0.61, "agreement": 0.95, "attempts": int8_attempts},
-        {"name": "unmeasured", "precision": "fp16", "measured_ratio": None, "agreement": 0.9, "attempts": []},
+        {"precision": "fp32", "dropped": measured["dropped"], "predicted_ratio": 0.72, "measured_ratio": 0.74,
+         "agreement": 0.98, "attempts": [measured]},
+        {"precision": "int8", "dropped": [], "predicted_ratio": 0.6, "measured_ratio": 0.61, "agreement": 0.95,
+         "attempts": int8_attempts},
+        {"precision": "fp16", "dropped": [], "predicted_ratio": 0.9, "measured_ratio": None, "agreement": 0.9,
+         "attempts": []},  # unmeasured
     ]
     selection["chosen_plan"] = 1
     folder.write_json("selection.json", selection)
@@ -81,17 +84,19 @@ def test_plans_png_stars_the_plan_that_shipped_and_draws_its_file_at_its_own_rat
     selection = folder.read_json("selection.json")
     selection["plans"] = [
         {"name": "fp32, 5 blocks dropped", "precision": "fp32", "dropped": ["a", "b", "c", "d", "e"],
-         "measured_ratio": 0.73, "agreement": 0.5, "attempts": []},
-        {"name": "int8, no block dropped", "precision": "int8-qop-u8s8-channel", "dropped": [],
-         "measured_ratio": 0.43, "agreement": 0.9, "attempts": []}]
+         "predicted_ratio": 0.7, "measured_ratio": 0.73, "agreement": 0.5, "attempts": []},
+        {"name": "int8-qop-u8s8-channel, no block dropped", "precision": "int8-qop-u8s8-channel", "dropped": [],
+         "predicted_ratio": 0.43, "measured_ratio": 0.43, "agreement": 0.9, "attempts": []}]
     selection["chosen_plan"], selection["precision_plan"] = 0, 1  # the FP32 plan was recovered, the INT8 one shipped
     folder.write_json("selection.json", selection)
     folder.write_json("dropped_blocks.json", folder.read_json("dropped_blocks.json") | {
         "precision": "int8-qop-u8s8-channel", "dropped": []})
-    folder.write_json("export.json", {"onnx-int8": {"path": "model.int8.onnx", "deployed": True,
+    folder.write_json("export.json", {"onnx-int8": {"format": "onnx-int8", "path": "model.int8.onnx", "size_bytes": 1,
+                                                    "check": {}, "deployed": True,
                                                     "latency": {"measured": True, "ratio": 0.626}}})
     captions = {f["file"]: f["caption"] for f in write_plots(folder)["figures"]}
-    assert "starred: int8, no block dropped, the plan whose network shipped" in captions["plans.png"]
+    assert ("starred: int8-qop-u8s8-channel, no block dropped, the plan whose network shipped"
+            in captions["plans.png"])
     assert "its file model.int8.onnx measured 0.626" in captions["plans.png"]
 
 

@@ -6,12 +6,15 @@ import copy
 
 import pytest
 
-from pipeline.run.report import TINY_SET_REPORT_CAUTION, latency_summary, render_markdown
+from pipeline.run.records import Selection
+from pipeline.run.report import TINY_SET_REPORT_CAUTION, render_markdown
+from pipeline.run.summary import LatencySummary
 
 
-def _agreement(top1: float, teacher_top1: float | None = 0.5) -> dict:
-    return {"top1_agreement": top1, "top5_agreement": 1.0, "student_top1": 0.4, "student_top5": 0.9,
-            "teacher_top1": teacher_top1, "teacher_top5": 0.95 if teacher_top1 is not None else None}
+def _agreement(top1: float, teacher_top1: float | None = 0.5, images: int = 9) -> dict:
+    return {"images": images, "top1_agreement": top1, "top5_agreement": 1.0, "logit_mse": 0.0, "student_top1": 0.4,
+            "student_top5": 0.9, "teacher_top1": teacher_top1,
+            "teacher_top5": 0.95 if teacher_top1 is not None else None}
 
 
 def _measured(ratio: float) -> dict:
@@ -22,7 +25,7 @@ def run_data() -> dict:
     """The stage files of a small finished run (as report.collect reads them), with the latency summary."""
     fingerprint = {"device_name": "Test CPU 9000", "backend": "onnxruntime-cpu", "backend_version": "1.32.0",
                    "precision": "fp32", "batch": 1, "resolution": 32, "threads": 2}
-    data = {
+    data: dict = {
         "settings": {"settings": {"model": "tests.tiny_models:tiny_resnet", "preset": "fast"}},
         "candidates": {"candidates": [{"name": b} for b in ("layers.0.0", "layers.0.1", "layers.1.1", "layers.2.1")]},
         "latency_table": {"table": {"fingerprint": fingerprint, "full": {"median_ms": 4.2}}, "source": "measured",
@@ -43,12 +46,14 @@ def run_data() -> dict:
                      "selection_kl_before": 0.25, "selection_kl_after": 0.125},
         "evaluation": {"candidates": ["unrecovered", "recovered"], "deployed": "recovered",
                        "verdict": "recovery raised agreement", "report_source": "validation folder",
-                       "report": {"images": 9, "unrecovered": _agreement(0.5), "recovered": _agreement(0.75)},
-                       "train": {"images": 12, "unrecovered": {"top1_agreement": 0.5},
-                                 "recovered": {"top1_agreement": 1.0}}},
+                       "report": {"images": 9, "unrecovered": _agreement(0.5), "recovered": _agreement(0.75),
+                                  "kl": {"unrecovered": 0.5, "recovered": 0.25}},
+                       "train": {"images": 12, "unrecovered": _agreement(0.5, images=12),
+                                 "recovered": _agreement(1.0, images=12),
+                                 "kl": {"unrecovered": 0.5, "recovered": 0.0}}},
         "timings_s": {"profile_s": 1.25, "recovery_s": 3.0},
     }
-    data["latency"] = latency_summary(data)
+    data["latency"] = LatencySummary.of(data["latency_table"], Selection.from_dict(data["selection"])).to_dict()
     return data
 
 
@@ -91,14 +96,15 @@ def test_report_states_unmeasured_latency_tiny_set_images_skips_blends_and_expor
     ev["report_source"] = "held-out part of the tiny set"
     ev["candidates"] = ["unrecovered", "halfway", "recovered"]
     ev["report"]["halfway"] = _agreement(0.625)
+    ev["report"]["kl"]["halfway"] = 0.375
     for name in ("unrecovered", "halfway", "recovered"):
         ev["report"][name]["teacher_top1"] = None  # no labels
     data["data"] = {"tiny_set": {"skipped": {"unreadable": 2}}}
-    data["export"] = {"onnx": {"path": "model.onnx", "size_bytes": 2_500_000, "check": {
+    data["export"] = {"onnx": {"format": "onnx", "path": "model.onnx", "size_bytes": 2_500_000, "check": {
         "max_abs_error": 1.5e-6, "top1_agreement_with_pytorch": 1.0, "images": 6},
         "latency": {"measured": True, "artefact_ms": 3.0, "original_ms": 4.0, "backend": "onnxruntime-cpu",
                     "precision": "fp32", "ratio": 0.75, "meets_budget": True, "target_ratio": 0.9}},
-        "tensorrt": {"path": "model.fp16.engine", "size_bytes": 1_000_000, "check": {
+        "tensorrt": {"format": "tensorrt", "path": "model.fp16.engine", "size_bytes": 1_000_000, "check": {
             "max_abs_error": 0.01, "top1_agreement_with_pytorch": 0.5, "images": 6, "note": "FP16 LOSES ACCURACY"},
             "latency": {"measured": False, "reason": "the target device is not present here"}}}
     md = render_markdown(data)
@@ -130,6 +136,7 @@ def test_report_lists_recover_then_quantize_beside_quantization_aware():
     evaluation = data["evaluation"]
     evaluation["candidates"].append("quantization-aware")
     evaluation["report"]["quantization-aware"] = _agreement(0.875)
+    evaluation["report"]["kl"]["quantization-aware"] = 0.125
     evaluation["quantization_aware"] = [
         {"recipe": "quantization-aware", "precision": "int8-qdq-u8s8-channel", "dropped": ["layers.0.1", "layers.2.1"],
          "candidate": "quantization-aware", "compared_with": "recovered", "offered": True, "why_not_offered": None,

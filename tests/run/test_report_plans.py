@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from pipeline.run.report import deployed_summary, render_markdown
+from pipeline.run.records import DeployedNetwork, Evaluation, Exports, Selection
+from pipeline.run.report import render_markdown
+from pipeline.run.summary import DeployedSummary
 from tests.run.test_report import run_data
 
 INT8 = "int8-qdq-u8s8-channel"
 
 
+def deployed_summary(data: dict) -> dict:
+    """report.json's "deployed", as write_report makes it from these stage files."""
+    return DeployedSummary.of(DeployedNetwork.from_dict(data["deployed"]), Evaluation.from_dict(data["evaluation"]),
+                              data.get("candidates", {}).get("resolution"), Selection.from_dict(data["selection"]),
+                              Exports.from_dict(data.get("export") or {})).to_dict()
+
+
 def with_plans(deployed: str) -> dict:
     data = run_data()
     data["precisions"] = {"options": [
-        {"precision": "fp32", "latency_ratio": 1.0, "agreement": 1.0, "kept": True, "reason": "the reference precision"},
-        {"precision": INT8, "latency_ratio": 0.55, "agreement": 0.9, "kept": True, "reason": "faster than FP32"},
-        {"precision": "int8-qop-u8s8-channel", "latency_ratio": 1.3, "agreement": 0.9, "kept": False,
-         "reason": "not faster than FP32 on this device (latency ratio 1.300)"}]}
+        {"precision": "fp32", "latency_ratio": 1.0, "latency_ms": 4.0, "agreement": 1.0, "kl": 0.0, "kept": True,
+         "reason": "the reference precision"},
+        {"precision": INT8, "latency_ratio": 0.55, "latency_ms": 2.2, "agreement": 0.9, "kl": 0.1, "kept": True,
+         "reason": "faster than FP32"},
+        {"precision": "int8-qop-u8s8-channel", "latency_ratio": 1.3, "latency_ms": 5.2, "agreement": 0.9, "kl": 0.1,
+         "kept": False, "reason": "not faster than FP32 on this device (latency ratio 1.300)"}]}
     data["selection"] |= {
         "plans": [{"name": "fp32, 2 blocks dropped", "precision": "fp32", "dropped": ["layers.0.1", "layers.2.1"],
                    "predicted_ratio": 0.857, "measured_ratio": 0.875, "meets_budget": True, "agreement": 0.6},
@@ -55,15 +66,18 @@ def test_the_deployed_summary_carries_the_shipped_files_own_ratio_and_the_cli_pr
     from pipeline.cli.run import deployed_line
 
     data = with_plans(f"{INT8}, no block dropped")
-    data["export"] = {"onnx": {"path": "model.onnx", "latency": {"measured": True, "ratio": 0.98}},
-                      "onnx-int8": {"path": "model.int8.onnx", "deployed": True,  # end layers kept in FP32: slower
+    data["export"] = {"onnx": {"format": "onnx", "path": "model.onnx", "size_bytes": 4, "check": {},
+                               "latency": {"measured": True, "ratio": 0.98}},
+                      "onnx-int8": {"format": "onnx-int8", "path": "model.int8.onnx", "size_bytes": 1, "check": {},
+                                    "deployed": True,  # end layers kept in FP32: slower
                                     "latency": {"measured": True, "ratio": 0.702}}}
     summary = deployed_summary(data)
     assert (summary["measured_ratio"], summary["artefact"], summary["artefact_ratio"]) == (0.55, "model.int8.onnx",
                                                                                            0.702)
     # the network once, and no ratio beside it: the `shipped:` line gives the file's own (0.702), not the plan's
-    assert deployed_line(summary, f"{INT8}, no block dropped", timed_file=True) == f"{INT8}, no block dropped"
-    assert deployed_line(summary, "recovered", timed_file=False) == (f"recovered ({INT8}, no block dropped), plan "
-                                                                     "measured at 0.550")
+    shown = DeployedSummary.from_dict(summary)
+    assert deployed_line(shown, f"{INT8}, no block dropped", timed_file=True) == f"{INT8}, no block dropped"
+    assert deployed_line(shown, "recovered", timed_file=False) == (f"recovered ({INT8}, no block dropped), plan "
+                                                                   "measured at 0.550")
     data["export"]["onnx-int8"]["latency"] = {"measured": False, "reason": "no runtime"}
     assert "artefact_ratio" not in deployed_summary(data)
