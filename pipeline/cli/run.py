@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +24,9 @@ from pipeline.cli.options import (
     time_cap_option,
     weights_option,
 )
+
+if TYPE_CHECKING:
+    from pipeline.run.summary import DeployedSummary, RunRecords
 
 
 @click.command()
@@ -112,76 +117,75 @@ def run(as_json: bool = False, **kwargs) -> None:
     from pipeline.run.runner import run as run_pipeline
 
     kwargs["export"] = tuple(kwargs["export"])
-    folder = run_pipeline(RunConfig(**kwargs), progress_bar, log)
+    result = run_pipeline(RunConfig(**kwargs), progress_bar, log)
     world = distributed.current()
     distributed.shutdown()
-    if not world.is_main:  # under torchrun rank 0 prints the summary
+    if not world.is_main or result.records is None:  # under torchrun rank 0 prints the summary
         return
-    report = json.loads((folder.path / "report.json").read_text())
     if as_json:
-        click.echo(json.dumps(json_summary(report, folder.path)))
+        click.echo(json.dumps(json_summary(result.records, result.path)))
         return
-    lat, ev = report["latency"], report["evaluation"]["report"]
-    measured = "n/a" if lat["measured_ratio"] is None else f"{lat['measured_ratio']:.3f}"
-    candidates = report["evaluation"].get("candidates", ["unrecovered", "recovered"])
-    if report["selection"]["dropped"] or report["selection"].get("chosen_plan", 0) is not None:  # a depth plan ran
-        click.echo(f"dropped {len(report['selection']['dropped'])} blocks: {', '.join(report['selection']['dropped'])}")
-        click.echo(f"latency ratio: predicted {lat['predicted_ratio']:.3f}, measured {measured}, "
-                   f"target {lat['target_ratio']:.3f}")
-        others = [n for n in candidates if n != "unrecovered"]
-        click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
-                   f"{100 * ev['unrecovered']['top1_agreement']:.1f}% unrecovered -> "
-                   + ", ".join(f"{100 * ev[n]['top1_agreement']:.1f}% {n}" for n in others))
+    for line in summary_lines(result.records, result.path):
+        click.echo(line)
+
+
+def summary_lines(records: RunRecords, run_dir: Path) -> list[str]:
+    """What `pipeline run` prints last: what was planned and deployed, how it agreed, what ships and where."""
+    lat, sel, ev = records.latency, records.selection, records.evaluation
+    report = ev.report
+    lines = []
+    if sel.depth_planned:
+        lines.append(f"dropped {len(sel.dropped)} blocks: {', '.join(sel.dropped)}")
+        measured = "n/a" if lat.measured_ratio is None else f"{lat.measured_ratio:.3f}"
+        lines.append(f"latency ratio: predicted {lat.predicted_ratio:.3f}, measured {measured}, "
+                     f"target {lat.target_ratio:.3f}")
+        others = [n for n in ev.candidates if n != "unrecovered"]
+        lines.append(f"top-1 agreement with the original on {report.images} held-out images: "
+                     f"{100 * report.top1('unrecovered'):.1f}% unrecovered -> "
+                     + ", ".join(f"{100 * report.top1(n):.1f}% {n}" for n in others))
     else:  # nothing was recovered: only the original in each offered precision competed
-        click.echo(f"no plan drops blocks: a precision of the original meets the target {lat['target_ratio']:.3f}")
-        offered = [n for n in candidates if n not in ("unrecovered", "recovered")] or ["unrecovered"]
-        click.echo(f"top-1 agreement with the original on {ev['images']} held-out images: "
-                   + ", ".join(f"{100 * ev[n]['top1_agreement']:.1f}% {n}" for n in offered))
-    click.echo(f"verdict: {report['evaluation']['verdict']}")
-    if report["evaluation"]["report_source"] != "validation folder":
-        click.echo("note: the held-out images are part of the tiny set; pass --val with a few deployment images "
-                   "to judge recovery on them (see report.md)")
-    if report["selection"].get("why"):
-        click.echo(f"plans: {report['selection']['why']}")
-    shipped = next((r for r in report.get("export", {}).values() if isinstance(r, dict) and r.get("deployed")), None)
-    click.echo("deployed network: " + deployed_line(report.get("deployed", {}),
-                                                    report["evaluation"].get("deployed", report["recovery"]["kept"]),
-                                                    timed_file=shipped is not None))
+        lines.append(f"no plan drops blocks: a precision of the original meets the target {lat.target_ratio:.3f}")
+        offered = [n for n in ev.candidates if n not in ("unrecovered", "recovered")] or ["unrecovered"]
+        lines.append(f"top-1 agreement with the original on {report.images} held-out images: "
+                     + ", ".join(f"{100 * report.top1(n):.1f}% {n}" for n in offered))
+    lines.append(f"verdict: {ev.verdict}")
+    if ev.report_source != "validation folder":
+        lines.append("note: the held-out images are part of the tiny set; pass --val with a few deployment images "
+                     "to judge recovery on them (see report.md)")
+    if sel.why:
+        lines.append(f"plans: {sel.why}")
+    shipped = records.exports.shipped
+    lines.append("deployed network: " + deployed_line(records.deployed, records.deployed_name,
+                                                      timed_file=shipped is not None))
     if shipped is not None:
         from pipeline.run.report import shipped_verdict
 
-        click.echo(f"shipped: {folder.path / shipped['path']} ({shipped['format']}), "
-                   f"{shipped_verdict(shipped.get('latency'))}")
-    click.echo(f"report: {folder.path / 'report.md'}")
+        lines.append(f"shipped: {run_dir / shipped.path} ({shipped.format}), {shipped_verdict(shipped.latency)}")
+    lines.append(f"report: {run_dir / 'report.md'}")
+    return lines
 
 
-def deployed_line(deployed: dict, name: str, timed_file: bool) -> str:
+def deployed_line(deployed: DeployedSummary, name: str, timed_file: bool) -> str:
     """The deployed network once: its candidate name, its form when the name does not say it, and the plan's measured
     ratio only when no shipped file was timed (the `shipped:` line gives the file's own)."""
-    if not deployed:
-        return name
-    size = f" at {deployed['input_resolution']} px" if deployed.get("input_resolution") else ""
-    blocks = f"{len(deployed['dropped'])} blocks dropped" if deployed["dropped"] else "no block dropped"
-    form = f"{deployed['precision']}{size}, {blocks}"
+    form = deployed.form.describe()
     text = name if name == form else f"{name} ({form})"
-    if not timed_file and deployed.get("measured_ratio") is not None:
-        text += f", plan measured at {deployed['measured_ratio']:.3f}"
+    if not timed_file and deployed.measured_ratio is not None:
+        text += f", plan measured at {deployed.measured_ratio:.3f}"
     return text
 
 
-def json_summary(report: dict, run_dir) -> dict:
+def json_summary(records: RunRecords, run_dir: Path) -> dict:
     """The final summary for scripts and CI: the same facts as the text lines, and where the files are."""
-    lat, evaluation = report["latency"], report["evaluation"]
-    names = evaluation.get("candidates", ["unrecovered", "recovered"])
+    lat, ev, deployed = records.latency, records.evaluation, records.deployed
     return {
         "run_dir": str(run_dir), "report_md": str(run_dir / "report.md"), "report_html": str(run_dir / "report.html"),
-        "report_json": str(run_dir / "report.json"), "model": report["settings"]["settings"]["model"],
-        "target": report["settings"]["settings"]["target"], "budget": report["selection"]["budget"],
-        "dropped": report["selection"]["dropped"], "predicted_ratio": lat["predicted_ratio"],
-        "measured_ratio": lat["measured_ratio"], "target_ratio": lat["target_ratio"], "meets_budget": lat["meets_budget"],
-        "report_source": evaluation["report_source"], "report_images": evaluation["report"]["images"],
-        "top1_agreement": {n: evaluation["report"][n]["top1_agreement"] for n in names},
-        "deployed": evaluation.get("deployed", report["recovery"]["kept"]), "verdict": evaluation["verdict"],
-        "deployed_precision": report.get("deployed", {}).get("precision", "fp32"),
-        "deployed_dropped": report.get("deployed", {}).get("dropped", report["selection"]["dropped"]),
+        "report_json": str(run_dir / "report.json"), "model": records.settings.get("model"),
+        "target": records.settings.get("target"), "budget": records.selection.budget,
+        "dropped": records.selection.dropped, "predicted_ratio": lat.predicted_ratio,
+        "measured_ratio": lat.measured_ratio, "target_ratio": lat.target_ratio, "meets_budget": lat.meets_budget,
+        "report_source": ev.report_source, "report_images": ev.report.images,
+        "top1_agreement": {n: ev.report.top1(n) for n in ev.candidates},
+        "deployed": records.deployed_name, "verdict": ev.verdict,
+        "deployed_precision": str(deployed.precision), "deployed_dropped": deployed.dropped,
     }

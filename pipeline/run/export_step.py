@@ -8,13 +8,13 @@ from pathlib import Path
 from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
 from pipeline.data.tiny_set import Preprocessing, eval_tensors
-from pipeline.latency.precision import TENSORRT_INT8, is_quantized
+from pipeline.latency.precision import TENSORRT_INT8
 from pipeline.models.registry import require_trusted_spec
 from pipeline.network.evaluation import predict_logits
 from pipeline.run.config import RunConfig, profile_settings
 from pipeline.run.context import RunContext, prepare, save_timings, timed
 from pipeline.run.deployment import rebuild_compressed
-from pipeline.run.records import DeployedNetwork
+from pipeline.run.records import Artefact, DeployedNetwork, Exports, Precisions, Selection
 from pipeline.run.report import write_report
 from pipeline.run.runfolder import RunFolder
 
@@ -29,17 +29,8 @@ def stage_export(ctx: RunContext) -> None:
 
 
 def deployed_format(folder: RunFolder) -> str:
-    """The artefact that carries the deployed network in its precision."""
-    from exporters.openvino_ir import is_openvino
-
-    precision = DeployedNetwork.read(folder).precision
-    if is_openvino(precision):
-        return "openvino"
-    if precision == "bf16":
-        return "exported-program"  # ONNX has no BF16 convolution: the BF16 network ships as a PyTorch format
-    if precision == TENSORRT_INT8:
-        return "tensorrt"  # TensorRT's INT8 plan: the engine built from the QDQ ONNX is what was timed
-    return "onnx-int8" if is_quantized(precision) else "onnx"
+    """The artefact that carries the deployed network in its precision (Precision.export_format)."""
+    return DeployedNetwork.read(folder).precision.export_format
 
 
 def deployed_preprocessing(folder: RunFolder, prep: Preprocessing) -> Preprocessing:
@@ -53,50 +44,42 @@ def deployed_preprocessing(folder: RunFolder, prep: Preprocessing) -> Preprocess
 def openvino_precision(folder: RunFolder) -> str:
     """The precision a --format openvino IR is written in: the deployed one when the run deploys in OpenVINO, else
     the fastest OpenVINO precision the run kept here, else OpenVINO FP32."""
-    from exporters.openvino_ir import FP32, is_openvino
+    from exporters.openvino_ir import FP32
 
     precision = DeployedNetwork.read(folder).precision
-    if is_openvino(precision):
+    if precision.is_openvino:
         return precision
-    if not folder.has("precisions.json"):
-        return FP32
-    kept = [o for o in folder.read_json("precisions.json")["options"] if o["kept"] and is_openvino(o["precision"])]
-    return min(kept, key=lambda o: o["latency_ratio"])["precision"] if kept else FP32
+    surveyed = Precisions.read_if_there(folder)
+    return (surveyed.fastest_kept(lambda p: p.is_openvino) if surveyed else None) or FP32
 
 
 def int8_scheme(folder: RunFolder) -> str | None:
     """The INT8 scheme an INT8 artefact is written in: the deployed one, else the fastest the run kept here,
     else None (the exporter's default) when the run measured none."""
     precision = DeployedNetwork.read(folder).precision
-    if is_quantized(precision):
+    if precision.is_quantized:
         return precision
-    if not folder.has("precisions.json"):
-        return None
-    kept = [o for o in folder.read_json("precisions.json")["options"] if o["kept"] and is_quantized(o["precision"])]
-    return min(kept, key=lambda o: o["latency_ratio"])["precision"] if kept else None
+    surveyed = Precisions.read_if_there(folder)
+    return surveyed.fastest_kept(lambda p: p.is_quantized) if surveyed else None
 
 
 def int8_fp32_end_layers(folder: RunFolder) -> int:
     """How many compute layers at each end the deployed INT8 network keeps in FP32 (the run's measured choice)."""
-    from pipeline.latency.precision import is_int8
-
     record = DeployedNetwork.read(folder)
-    return record.int8_fp32_end_layers if is_int8(record.precision) else 0
+    return record.int8_fp32_end_layers if record.precision.is_int8 else 0
 
 
 def half_precision(folder: RunFolder) -> tuple[str, int]:
     """("fp16" or "bf16", FP32 end layers) when the deployed network runs in half precision, else ("fp32", 0): every
     PyTorch format (and the ONNX file, in FP16) is then written in it. The end-layer count is the mixed-precision
     step's, stored under the key INT8 plans use."""
-    from pipeline.latency.precision import is_half
-
     record = DeployedNetwork.read(folder)
-    if not is_half(record.precision):
+    if not record.precision.is_half:
         return "fp32", 0
     return record.precision, record.int8_fp32_end_layers
 
 
-def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
+def export_artefacts(ctx: RunContext, formats: list[str]) -> dict[str, Artefact]:
     """Write each format into the run folder, checked against the compressed PyTorch network, and time it."""
     from exporters.formats import ExportInputs, export_formats
     from pipeline.latency.artefact_latency import measure_artefacts
@@ -119,7 +102,7 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
         records = export_formats(inputs, formats)
     with timed(ctx, "artefact_latency_s"):
         if ctx.measurable:
-            target_ratio = ctx.folder.read_json("selection.json")["target_ratio"]
+            target_ratio = Selection.read(ctx.folder).target_ratio
             timed_here = _timed_at_their_size(records, prep.resolution != ctx.prep.resolution)
             measure_artefacts(timed_here, ctx.folder.path, ctx.loaded.module, config.target,
                               profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels),
@@ -127,13 +110,14 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict:
         else:
             for record in records.values():
                 record["latency"] = {"measured": False, "reason": "the target device is not present here"}
-    existing = ctx.folder.read_json("export.json") if ctx.folder.has("export.json") else {}
-    deployed = deployed_format(ctx.folder)
-    if deployed in records:
-        records[deployed]["deployed"] = True
-    ctx.folder.write_json("export.json", existing | records)
+    made = {fmt: Artefact.from_dict(record) for fmt, record in records.items()}
+    if deployed_format(ctx.folder) in made:
+        made[deployed_format(ctx.folder)].deployed = True
+    exports = Exports.read(ctx.folder)
+    exports.artefacts.update(made)
+    exports.write(ctx.folder)
     save_timings(ctx)
-    return records
+    return made
 
 
 def _timed_at_their_size(records: dict[str, dict], size_changed: bool) -> dict[str, dict]:
@@ -159,7 +143,7 @@ def onnx_metadata(prep: Preprocessing, class_count: int) -> dict[str, str]:
 
 
 def export_existing_run(run_dir: Path, formats: list[str], progress: ProgressFactory = silent,
-                        log: Log = quiet_log, trust_model_code: bool = False, **options) -> dict:
+                        log: Log = quiet_log, trust_model_code: bool = False, **options) -> dict[str, Artefact]:
     """`pipeline export RUN_DIR`: reopen a run with its own settings and add artefacts to it.
 
     `options` (dynamic_batch, max_batch, tensorrt_precision) apply to these artefacts only.

@@ -22,6 +22,7 @@ from pipeline.latency.plans import (
 )
 from pipeline.latency.precision import (
     CALIBRATION_IMAGES,
+    Precision,
     PrecisionOption,
     deployed_logits,
     survey_precisions,
@@ -35,6 +36,7 @@ from pipeline.latency.selection import (
 from pipeline.network.evaluation import compare, predict_logits, prediction_kl
 from pipeline.network.surgery import drop_blocks
 from pipeline.run.context import RunContext, save_timings, timed
+from pipeline.run.records import MixedPrecisionEntry, Precisions, Selection
 from profilers import LatencyTable, TableStore
 
 
@@ -43,7 +45,8 @@ def calibration_images(ctx: RunContext):
     return eval_tensors(ctx.train, ctx.prep)[:CALIBRATION_IMAGES]
 
 
-def stage_precisions(ctx: RunContext, profiler, table: LatencyTable) -> tuple[list[PrecisionOption], dict]:
+def stage_precisions(ctx: RunContext, profiler, table: LatencyTable) -> tuple[list[PrecisionOption],
+                                                                             dict[str, LatencyTable]]:
     """The kept precisions and the latency tables made so far (the run's own table is the first precision's;
     another precision's table is made when a plan in it needs blocks)."""
     folder = ctx.folder
@@ -55,24 +58,21 @@ def stage_precisions(ctx: RunContext, profiler, table: LatencyTable) -> tuple[li
             _refuse_if_unreachable(ctx, options, tables, profiler, sizes)
         _save_precisions(ctx, options, tables, sizes)
         save_timings(ctx)
-    saved = folder.read_json("precisions.json")
-    return ([PrecisionOption.from_dict(o) for o in saved["options"]],
-            {p: LatencyTable.from_dict(t) for p, t in saved["tables"].items()})
+    saved = Precisions.read(folder)
+    return saved.options, saved.tables
 
 
-def _save_precisions(ctx: RunContext, options: list[PrecisionOption], tables: dict,
+def _save_precisions(ctx: RunContext, options: list[PrecisionOption], tables: dict[str, LatencyTable],
                      sizes: list[PrecisionOption] | None = None) -> None:
-    record = ctx.folder.read_json("precisions.json") if ctx.folder.has("precisions.json") else {}
-    resolutions = [o.to_dict() for o in sizes] if sizes is not None else record.get("resolutions", [])
-    ctx.folder.write_json("precisions.json", {"options": [o.to_dict() for o in options],
-                                              "tables": {p: t.to_dict() for p, t in tables.items()},
-                                              "resolutions": resolutions})
+    earlier = Precisions.read_if_there(ctx.folder)
+    resolutions = sizes if sizes is not None else earlier.resolutions if earlier else []
+    Precisions(options, dict(tables), resolutions).write(ctx.folder)
 
 
 def saved_resolutions(ctx: RunContext) -> list[PrecisionOption]:
     """The options at smaller input sizes the precision stage measured (none without --min-resolution)."""
-    record = ctx.folder.read_json("precisions.json") if ctx.folder.has("precisions.json") else {}
-    return [PrecisionOption.from_dict(o) for o in record.get("resolutions", [])]
+    record = Precisions.read_if_there(ctx.folder)
+    return record.resolutions if record else []
 
 
 def _resolution_options(ctx: RunContext, profiler, table: LatencyTable,
@@ -219,8 +219,7 @@ def stage_plans(ctx: RunContext, options: list[PrecisionOption], tables: dict, r
         _measure_agreement(ctx, plans)
         chosen, precision_only, why = choose(plans, _clear_ratio(ctx, base_table, profiler if same_device else None))
     ctx.log(f"plans: {why}")
-    folder.write_json("selection.json", _selection_record(ctx, plans, chosen, precision_only, why, tables, base_table,
-                                                          recoverability))
+    _selection_record(ctx, plans, chosen, precision_only, why, tables, base_table, recoverability).write(folder)
     save_timings(ctx)
 
 
@@ -241,7 +240,7 @@ def _save_settled_selection(ctx: RunContext, options: list[PrecisionOption], set
            "skipped (--depth-plans always builds them anyway)")
     ctx.log(f"plans: {why}")
     best = max(plans, key=lambda p: (p.agreement or 0.0, -(p.kl or 0.0)))
-    ctx.folder.write_json("selection.json", _selection_record(ctx, plans, None, best, why, tables, base_table, {}))
+    _selection_record(ctx, plans, None, best, why, tables, base_table, {}).write(ctx.folder)
     save_timings(ctx)
 
 
@@ -269,14 +268,14 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
     split). Recorded in selection.json under "mixed_precision", one entry per plan tried."""
     from pipeline.latency.mixed_precision import MixedOption, spend_slack, worth_trying
 
-    selection = ctx.folder.read_json("selection.json")
-    if "mixed_precision" in selection:
+    selection = Selection.read(ctx.folder)
+    if selection.mixed_precision is not None:
         return
-    indices = dict.fromkeys(i for i in (selection.get("chosen_plan"), selection.get("precision_plan")) if i is not None)
-    plans = [selection["plans"][i] for i in indices]
+    may_deploy = [selection.chosen, selection.precision_only]
+    plans = [p for i, p in enumerate(may_deploy) if p is not None and all(p is not q for q in may_deploy[:i])]
     # a plan at a smaller input size keeps its precision whole: the ladder is measured at the model's own size
-    plans = [p for p in plans if p.get("resolution") is None and worth_trying(
-        p["precision"], p.get("measured_ratio"), selection["target_ratio"])]
+    plans = [p for p in plans if p.resolution is None and worth_trying(p.precision, p.measured_ratio,
+                                                                       selection.target_ratio)]
     entries = []
     if profiler is not None:
         images = eval_tensors(ctx.selection, ctx.prep)
@@ -284,17 +283,18 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
         with timed(ctx, "mixed_precision_s"):
             for plan in plans:
                 assert reference is not None  # made above whenever there is a plan
-                plain = MixedOption(0, [], plan["measured_ratio"], plan["agreement"], plan["kl"], True)
+                plain = MixedOption(0, [], plan.measured_ratio, plan.agreement, plan.kl, True)
                 # a rung must be clearly under the budget, as plans must (a rung measured at 0.395 against 0.4
                 # shipped a file timed at 0.486 on a busy machine)
-                limit = selection["target_ratio"] - latency_margin(ctx, profiler)
-                result = spend_slack(drop_blocks(ctx.loaded.module, plan["dropped"]), plan["precision"],
+                limit = selection.target_ratio - latency_margin(ctx, profiler)
+                result = spend_slack(drop_blocks(ctx.loaded.module, plan.dropped), plan.precision,
                                      calibration_images(ctx), images, reference,
-                                     _file_measurer(ctx, profiler, plan["precision"]), limit, plain, ctx.log)
-                ctx.log(f"mixed precision ({plan['name']}): {result['why']}")
-                entries.append({"precision": plan["precision"], "dropped": plan["dropped"], **result})
-    selection["mixed_precision"] = entries
-    ctx.folder.write_json("selection.json", selection)
+                                     _file_measurer(ctx, profiler, plan.precision), limit, plain, ctx.log)
+                entry = MixedPrecisionEntry.from_dict({"precision": plan.precision, "dropped": plan.dropped, **result})
+                ctx.log(f"mixed precision ({plan.name}): {entry.why}")
+                entries.append(entry)
+    selection.mixed_precision = entries
+    selection.write(ctx.folder)
     save_timings(ctx)
 
 
@@ -308,16 +308,6 @@ def _file_measurer(ctx: RunContext, profiler, precision: str):
         return {key: rounds.ratio(f"rung{key}", "original") for key in files}
 
     return measure
-
-
-def int8_options(selection: dict, precision: str, dropped: list[str]) -> dict | None:
-    """Quantization options (layers kept in FP32) of a network deployed in `precision` without `dropped`: those
-    the mixed-precision step chose for that plan, none for any other network."""
-    for entry in selection.get("mixed_precision", []):
-        if entry.get("fp32_end_layers") and entry["precision"] == precision and \
-                sorted(entry["dropped"]) == sorted(dropped):
-            return {"fp32_end_layers": entry["fp32_end_layers"]}
-    return None
 
 
 def _aggressive_plan_or_refuse(ctx: RunContext, options, tables, profiler) -> Plan:
@@ -342,7 +332,7 @@ def _measure_agreement(ctx: RunContext, plans: list[Plan]) -> None:
 
 
 def _selection_record(ctx: RunContext, plans: list[Plan], chosen: Plan | None, precision_only: Plan | None,
-                      why: str, tables: dict, base_table: LatencyTable, recoverability: dict) -> dict:
+                      why: str, tables: dict, base_table: LatencyTable, recoverability: dict) -> Selection:
     recovered = chosen or Plan(base_table.fingerprint.precision, [], 1.0, note="no plan with dropped blocks")
     attempts = recovered.attempts or [{"attempt": 1, "dropped": recovered.dropped, "measured": None,
                                        "predicted_ratio": recovered.predicted_ratio,
@@ -350,14 +340,13 @@ def _selection_record(ctx: RunContext, plans: list[Plan], chosen: Plan | None, p
     if attempts[0].get("measured"):
         _warn_if_the_table_disagrees(ctx, base_table, attempts[0]["measured"]["original"]["median_ms"], attempts[0])
     scores = score_blocks(recoverability, tables.get(recovered.precision, base_table)) if recoverability else []
-    return {
-        "budget": ctx.budget.describe(), "target_ratio": ctx.budget.target_ratio(base_table.full.median_ms),
-        "selector": ctx.config.selector, "scores": [s.to_dict() for s in scores],
-        "dropped": recovered.dropped, "precision": recovered.precision, "attempts": attempts,
-        "chosen_attempt": next((i for i, a in enumerate(attempts) if a["dropped"] == recovered.dropped), 0),
-        "plans": [p.to_dict() for p in plans], "chosen_plan": plans.index(chosen) if chosen in plans else None,
-        "precision_plan": plans.index(precision_only) if precision_only in plans else None, "why": why,
-    }
+    return Selection(
+        budget=ctx.budget.describe(), target_ratio=ctx.budget.target_ratio(base_table.full.median_ms),
+        selector=ctx.config.selector, scores=scores, dropped=recovered.dropped, precision=Precision(recovered.precision),
+        attempts=attempts,
+        chosen_attempt=next((i for i, a in enumerate(attempts) if a["dropped"] == recovered.dropped), 0),
+        plans=plans, chosen_plan=plans.index(chosen) if chosen in plans else None,
+        precision_plan=plans.index(precision_only) if precision_only in plans else None, why=why)
 
 
 # the original measured end to end this far from the table's figure means the table was made in other conditions
@@ -376,3 +365,8 @@ def _warn_if_the_table_disagrees(ctx: RunContext, table: LatencyTable, measured_
                "to rebuild the table, rerun with --reprofile (and --out for a new run folder).")
     ctx.log(message)
     record["table_disagreement"] = message
+
+
+def int8_options(selection: dict, precision: str, dropped: list[str]) -> dict | None:  # TEMPORARY: removed once deployment.py reads Selection
+    layers = Selection.from_dict(selection).fp32_end_layers(precision, dropped)
+    return {"fp32_end_layers": layers} if layers else None

@@ -20,10 +20,11 @@ from typing import Callable
 from torch import nn
 
 from pipeline.core.errors import UsageError
-from pipeline.latency.precision import is_quantized
+from pipeline.latency.precision import Precision
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.fake_quant import fake_quantized
 from pipeline.recovery.recipes import QUANTIZATION_AWARE, QUANTIZATION_AWARE_WHOLE, Recipe
+from pipeline.run.records import Selection
 
 SETTING_VALUES = ("on", "off")
 CHOSEN_PLAN_CANDIDATE = "quantization-aware"
@@ -59,19 +60,18 @@ def whole_network_candidate(precision: str) -> str:
     return f"{precision}, no block dropped, quantization-aware"
 
 
-def targets(selection: dict, enabled: bool) -> list[QuantizationAwareTarget]:
+def targets(selection: Selection, enabled: bool) -> list[QuantizationAwareTarget]:
     """The INT8 networks that may ship (the chosen plan, the precision-only plan) and so get a candidate."""
     if not enabled:
         return []
     found = []
-    if selection["dropped"] and is_quantized(selection.get("precision", "fp32")):
-        found.append(QuantizationAwareTarget(QUANTIZATION_AWARE.name, selection["precision"], selection["dropped"],
+    if selection.dropped and selection.precision.is_quantized:
+        found.append(QuantizationAwareTarget(QUANTIZATION_AWARE.name, selection.precision, selection.dropped,
                                              CHOSEN_PLAN_CANDIDATE, "recovered"))
-    index = selection.get("precision_plan")
+    plan = selection.precision_only
     # a plan at a smaller input size keeps its whole-network finetune out: it would train at the model's own size
-    if index is not None and is_quantized(selection["plans"][index]["precision"]) \
-            and selection["plans"][index].get("resolution") is None:
-        precision = selection["plans"][index]["precision"]
+    if plan is not None and Precision(plan.precision).is_quantized and plan.resolution is None:
+        precision = plan.precision
         found.append(QuantizationAwareTarget(QUANTIZATION_AWARE_WHOLE.name, precision, [],
                                              whole_network_candidate(precision), f"{precision}, no block dropped"))
     return found

@@ -8,14 +8,16 @@ The run folder's other files are plain JSON (see docs/run-folder.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 from pipeline.latency.plans import Plan, size_words
-from pipeline.latency.precision import Precision
+from pipeline.latency.precision import Precision, PrecisionOption
 from pipeline.latency.selection import BlockScore
 from pipeline.network.evaluation import Agreement
 from pipeline.run.runfolder import RunFolder
+from profilers import LatencyTable
 
 R = TypeVar("R", bound="StageRecord")
 
@@ -166,8 +168,13 @@ class Selection(StageRecord):
     precision_plan: int | None = None
     why: str = ""
     mixed_precision: list[MixedPrecisionEntry] | None = None  # None: the mixed-precision step has not run
-    resolution_hint: dict | None = None
+    resolution_hint: dict | None = None  # a smaller input size's figures, when the hint stage found one to say
+    hint_made: bool = False  # whether the hint stage ran (the file then has "resolution_hint", null for no hint)
     schema: int = SCHEMA
+
+    @classmethod
+    def migrate(cls, data: dict) -> dict:
+        return super().migrate(data) | {"hint_made": "resolution_hint" in data}
 
     def __post_init__(self) -> None:
         self.precision = Precision(self.precision)
@@ -179,7 +186,9 @@ class Selection(StageRecord):
 
     def to_dict(self) -> dict:
         data = asdict(self) | {"plans": [p.to_dict() for p in self.plans]}
-        return {k: v for k, v in data.items() if not (k == "mixed_precision" and v is None)}
+        unset = {"hint_made"} | ({"mixed_precision"} if self.mixed_precision is None else set()) \
+            | (set() if self.hint_made else {"resolution_hint"})
+        return {k: v for k, v in data.items() if k not in unset}
 
     @property
     def chosen(self) -> Plan | None:
@@ -209,6 +218,35 @@ class Selection(StageRecord):
             if entry.fp32_end_layers and entry.precision == precision and sorted(entry.dropped) == sorted(dropped):
                 return int(entry.fp32_end_layers)
         return 0
+
+
+@dataclass
+class Precisions(StageRecord):
+    """precisions.json: every precision surveyed on the original (kept or dropped, and why), the same at smaller
+    input sizes (--min-resolution), and the latency table of each precision that needed one."""
+
+    FILE: ClassVar[str] = "precisions.json"
+    SCHEMA: ClassVar[int] = 2  # 1 (no `schema` key): before input sizes
+
+    options: list[PrecisionOption]
+    tables: dict[str, LatencyTable] = field(default_factory=dict)
+    resolutions: list[PrecisionOption] = field(default_factory=list)
+    schema: int = SCHEMA
+
+    def __post_init__(self) -> None:
+        self.options = [o if isinstance(o, PrecisionOption) else PrecisionOption.from_dict(o) for o in self.options]
+        self.resolutions = [o if isinstance(o, PrecisionOption) else PrecisionOption.from_dict(o)
+                            for o in self.resolutions]
+        self.tables = {p: t if isinstance(t, LatencyTable) else LatencyTable.from_dict(t) for p, t in self.tables.items()}
+
+    def to_dict(self) -> dict:
+        return {"options": [o.to_dict() for o in self.options], "tables": {p: t.to_dict() for p, t in self.tables.items()},
+                "resolutions": [o.to_dict() for o in self.resolutions], "schema": self.schema}
+
+    def fastest_kept(self, which: Callable[[Precision], bool]) -> Precision | None:
+        """The fastest kept precision of a kind (e.g. `lambda p: p.is_openvino`), None when the run kept none."""
+        kept = [o for o in self.options if o.kept and which(Precision(o.precision))]
+        return Precision(min(kept, key=lambda o: o.latency_ratio).precision) if kept else None
 
 
 @dataclass

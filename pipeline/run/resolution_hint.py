@@ -11,19 +11,16 @@ from __future__ import annotations
 from pipeline.latency.precision import PrecisionOption
 from pipeline.latency.resolution import hint_size, option_name, survey_resolutions
 from pipeline.run.context import RunContext, save_timings, timed
+from pipeline.run.records import Selection
 
 # below this top-1 agreement on the selection split (before recovery) the best plan "agrees poorly"
 POOR_AGREEMENT = 0.85
-KEY = "resolution_hint"
-
-
-def needs_hint(selection: dict) -> str | None:
+def needs_hint(selection: Selection) -> str | None:
     """Why a hint is worth its measurement (the best plan misses the budget or agrees poorly), or None."""
-    plans = selection.get("plans", [])
-    meeting = [p for p in plans if p.get("meets_budget")]
+    meeting = [p for p in selection.plans if p.meets_budget]
     if not meeting:
         return "no plan meets the budget"
-    best = max(p.get("agreement") or 0.0 for p in meeting)
+    best = max(p.agreement or 0.0 for p in meeting)
     if best < POOR_AGREEMENT:
         return f"the best plan that meets the budget agrees {100 * best:.1f}% on the selection split"
     return None
@@ -31,8 +28,8 @@ def needs_hint(selection: dict) -> str | None:
 
 def stage_resolution_hint(ctx: RunContext, options: list[PrecisionOption], profiler) -> None:
     """Measure the hint once, when the run did not plan sizes itself and needs one (see module docstring)."""
-    selection = ctx.folder.read_json("selection.json")
-    if KEY in selection:
+    selection = Selection.read(ctx.folder)
+    if selection.hint_made:
         return
     why = needs_hint(selection) if ctx.config.min_resolution is None and profiler is not None else None
     hint = None
@@ -51,8 +48,8 @@ def stage_resolution_hint(ctx: RunContext, options: list[PrecisionOption], profi
         hint = option.to_dict() | {"why": why, "model_resolution": ctx.loaded.resolution}
         ctx.log(f"{option_name(option)}: latency ratio {option.latency_ratio:.3f}, agreement "
                 f"{100 * option.agreement:.1f}% on the selection split (--min-resolution {size} plans it)")
-    selection[KEY] = hint
-    ctx.folder.write_json("selection.json", selection)
+    selection.resolution_hint, selection.hint_made = hint, True
+    selection.write(ctx.folder)
     save_timings(ctx)
 
 

@@ -19,7 +19,7 @@ from pipeline.run.ranks import join_ranks, rank_log, rank_progress
 from pipeline.run.report import write_report
 from pipeline.run.reselection import reselect_after_a_miss
 from pipeline.run.resolution_hint import stage_resolution_hint
-from pipeline.run.runfolder import RunFolder
+from pipeline.run.summary import RunResult
 from pipeline.run.stages import (
     stage_latency_table,
     stage_recoverability,
@@ -28,7 +28,8 @@ from pipeline.run.stages import (
 from profilers import get_profiler
 
 
-def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log) -> RunFolder:
+def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_log) -> RunResult:
+    """The whole run; its records (the report's content, typed) on the process that wrote the report."""
     world = join_ranks(config, log)
     log, progress = rank_log(world, log), rank_progress(world, progress)
     ctx = _prepare(config, progress, log, world)
@@ -37,7 +38,7 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
         if world.is_main:
             log(f"run folder {folder.path} already holds a finished run with these settings; see "
                 f"{folder.file('report.md')}")
-        return folder
+        return RunResult.of(folder) if world.is_main else RunResult(folder)
     ctx.timings = folder.read_json("timings.json") if world.is_main and folder.has("timings.json") else {}
     settings = profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels)
     measures = ctx.measurable and world.is_main
@@ -54,7 +55,7 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
                         "plans and their end-to-end measurements (timing runs on one rank)", log)
     stage_recovery(ctx)
     world.main_only(lambda: _finish(ctx), "evaluation, export and the report", log)
-    return folder
+    return RunResult.of(folder) if world.is_main else RunResult(folder)
 
 
 def _prepare(config: RunConfig, progress: ProgressFactory, log: Log, world: World) -> RunContext:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core import paths
@@ -21,11 +22,18 @@ from pipeline.recovery.recipes import get_recipes
 from pipeline.recovery.recover import RecoveryResult, recover
 from pipeline.recovery.recoverability import score_recoverability, scoring_cost
 from pipeline.recovery.trials import best_by_selection, try_recipes
-from pipeline.run.records import DeployedNetwork
+from pipeline.latency.precision import Precision
+from pipeline.run.records import DeployedNetwork, RecipeTrial, Recovery, Selection
 from pipeline.run.context import PARTIAL_SCORES, RunContext, save_timings, timed
 from pipeline.run.deployment import COMPRESSED, RECOVERED
-from pipeline.run.plan_stages import calibration_images, int8_options
-from pipeline.run.quantization_aware import check_setting, recipe_of, student_maker, targets
+from pipeline.run.plan_stages import calibration_images
+from pipeline.run.quantization_aware import (
+    QuantizationAwareTarget,
+    check_setting,
+    recipe_of,
+    student_maker,
+    targets,
+)
 from profilers import LatencyTable, TableStore
 
 
@@ -148,39 +156,49 @@ def stage_recovery(ctx: RunContext) -> None:
     if todo is None:
         return
     if ctx.preset.recipes:  # each recipe's share of --recovery-time is wall time: ranks would not agree on it
-        world.main_only(lambda: _recover_by_recipes_and_save(ctx, todo["dropped"], todo["precision"]),
+        world.main_only(lambda: _recover_by_recipes_and_save(ctx, todo.dropped, todo.precision),
                         "recovery recipes (tried on one rank; an explicit --recovery-method recovers data-parallel)",
                         ctx.log)
         return
     selection_images = eval_tensors(ctx.selection, ctx.prep)
-    ctx.log(f"recovering the network without {len(todo['dropped'])} blocks (training on {ctx.train_device.type})")
-    with timed(ctx, "recovery_s"), _rank_checkpoint(ctx, todo["checkpoint"]) as checkpoint, \
+    ctx.log(f"recovering the network without {len(todo.dropped)} blocks (training on {ctx.train_device.type})")
+    with timed(ctx, "recovery_s"), _rank_checkpoint(ctx, todo.checkpoint) as checkpoint, \
             on_device(ctx.loaded.module, ctx.train_device) as teacher, \
             in_layout(teacher, world.on_main(lambda: training_layout(ctx, teacher, _example_batch(ctx)),
                                              "the training layout", ctx.log)):
-        student = drop_blocks(teacher, todo["dropped"])
+        student = drop_blocks(teacher, todo.dropped)
         syncing = student if ctx.preset.recovery.batchnorm == "train" else None  # running statistics: rank 0's
         with averaged_gradients(world, buffers_of=syncing):
-            result = recover(teacher, student, todo["dropped"], ctx.structure, ctx.train, selection_images,
+            result = recover(teacher, student, todo.dropped, ctx.structure, ctx.train, selection_images,
                              ctx.prep, ctx.preset.recovery, world.seed(ctx.config.seed), checkpoint,
                              progress=ctx.progress, log=ctx.log)
     _check_ranks_agree(world, result)
-    world.main_only(lambda: _save_recovery(ctx, todo["dropped"], todo["precision"], result), "saving the recovery")
+    world.main_only(lambda: _save_recovery(ctx, todo.dropped, todo.precision, result), "saving the recovery")
 
 
-def _recovery_todo(ctx: RunContext) -> dict | None:
+@dataclass(frozen=True)
+class RecoveryTodo:
+    """What recovery runs on: the plan's blocks and precision, and (other ranks of a resumed torchrun launch) rank
+    0's checkpoint bytes."""
+
+    dropped: list[str]
+    precision: str
+    checkpoint: bytes | None = None
+
+
+def _recovery_todo(ctx: RunContext) -> RecoveryTodo | None:
     """Rank 0: None when recovery is done or not needed, else the blocks to recover without (and, for the
     other ranks of a resumed torchrun launch, the recovery checkpoint's bytes)."""
     folder = ctx.folder
     if folder.has("recovery.json") and (folder.has(RECOVERED) or folder.has(COMPRESSED)):
         return None
-    selection = folder.read_json("selection.json")
-    if not selection["dropped"] and not quantization_aware_targets(ctx, selection):
+    selection = Selection.read(folder)
+    if not selection.dropped and not quantization_aware_targets(ctx, selection):
         _skip_recovery(ctx, selection)
         return None
     checkpoint = folder.file("recovery_checkpoint.pt")
     shared = checkpoint.read_bytes() if ctx.world.distributed and checkpoint.exists() else None
-    return {"dropped": selection["dropped"], "precision": selection.get("precision", "fp32"), "checkpoint": shared}
+    return RecoveryTodo(selection.dropped, selection.precision, shared)
 
 
 @contextlib.contextmanager
@@ -211,9 +229,8 @@ def _save_recovery(ctx: RunContext, dropped: list[str], precision: str, result: 
     folder = ctx.folder
     folder.save_tensors(RECOVERED, result.state_dict)
     _write_dropped_blocks(ctx, dropped, precision)
-    folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,
-                                        "train_device": ctx.train_device.type, **_world_record(ctx),
-                                        **result.summary()})
+    Recovery.from_dict({"settings": ctx.preset.recovery.to_dict(), "losses": result.losses,
+                        "train_device": ctx.train_device.type, **_world_record(ctx), **result.summary()}).write(folder)
     folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
     folder.file("synthetic_images.pt").unlink(missing_ok=True)
     save_timings(ctx)
@@ -227,7 +244,7 @@ def _world_record(ctx: RunContext) -> dict:
     return {"ranks": ctx.world.size, "batch_per_rank": batch, "effective_batch": batch * ctx.world.size}
 
 
-def quantization_aware_targets(ctx: RunContext, selection: dict):
+def quantization_aware_targets(ctx: RunContext, selection: Selection) -> list[QuantizationAwareTarget]:
     """The INT8 networks that get a quantization-aware candidate: none unless the recipes are tried (the fast
     preset without an explicit --recovery or --recovery-steps) and --recovery-quantization-aware is on."""
     if not ctx.preset.recipes:
@@ -245,8 +262,8 @@ def _recover_by_recipes_and_save(ctx: RunContext, dropped: list[str], precision:
     folder = ctx.folder
     folder.save_tensors(RECOVERED, state)
     _write_dropped_blocks(ctx, dropped, precision)
-    folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(),
-                                        "train_device": ctx.train_device.type, **record})
+    Recovery.from_dict({"settings": ctx.preset.recovery.to_dict(), "train_device": ctx.train_device.type,
+                        **record}).write(folder)
     folder.file("recovery_checkpoint.pt").unlink(missing_ok=True)
     folder.file("synthetic_images.pt").unlink(missing_ok=True)
     save_timings(ctx)
@@ -278,13 +295,14 @@ def _example_batch(ctx: RunContext):
 def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_images) -> tuple[dict, dict]:
     """Every recipe within the recovery time; the state recovery.json calls "recovered" is the recipe with the
     lowest selection-split KL; every finished recipe's state stays in the folder for the report images to judge."""
-    preset, selection = ctx.preset, ctx.folder.read_json("selection.json")
+    preset, selection = ctx.preset, Selection.read(ctx.folder)
     found = quantization_aware_targets(ctx, selection)
     fp32_recipes = get_recipes(preset.recipes) if dropped else []  # no block dropped: nothing to recover in FP32
     recipes = fp32_recipes + [recipe_of(t) for t in found]
     ctx.log(f"trying {len(recipes)} recovery recipes within {preset.recovery_time_s:g} s: "
             + ", ".join(r.name for r in recipes))
-    make = student_maker(teacher, dropped, found, calibration_images(ctx), _kept_fp32_end_layers(selection))
+    make = student_maker(teacher, dropped, found, calibration_images(ctx),
+                         lambda target: selection.fp32_end_layers(target.precision, target.dropped))
     trials = try_recipes(teacher, lambda: drop_blocks(teacher, dropped), dropped, ctx.structure, ctx.train,
                          selection_images, ctx.prep, preset.recovery, recipes,
                          preset.recovery_time_s, ctx.folder.path, preset.schedule, ctx.config.seed, ctx.progress,
@@ -296,22 +314,14 @@ def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_
     if not dropped:
         return cpu_state(teacher.state_dict()), record | _NOTHING_RECOVERED
     if best is None:
-        kl = next((t.summary["selection_kl_before"] for t in trials if t.finished), None)
+        kl = next((RecipeTrial.from_dict(t.summary).selection_kl_before for t in trials if t.finished), None)
         return cpu_state(drop_blocks(teacher, dropped).state_dict()), record | {
             "losses": [], "kept": "unrecovered", "best_step": None, "selection_kl_before": kl,
             "selection_kl_after": kl, "checks": []}
-    chosen = best.summary
-    return best.state_dict, record | {"losses": best.losses or [], "kept": "recovered", "best_step": chosen["best_step"],
-                                      "selection_kl_before": chosen["selection_kl_before"],
-                                      "selection_kl_after": chosen["selection_kl_after"], "checks": chosen["checks"]}
-
-
-def _kept_fp32_end_layers(selection: dict):
-    """How many end layers the mixed-precision step keeps in FP32 for a target's network (fake quantization
-    leaves them unrounded, as onnxruntime will)."""
-    def per_end(target) -> int:
-        return int((int8_options(selection, target.precision, target.dropped) or {}).get("fp32_end_layers", 0))
-    return per_end
+    chosen = RecipeTrial.from_dict(best.summary)
+    return best.state_dict, record | {"losses": best.losses or [], "kept": "recovered", "best_step": chosen.best_step,
+                                      "selection_kl_before": chosen.selection_kl_before,
+                                      "selection_kl_after": chosen.selection_kl_after, "checks": chosen.checks}
 
 
 # recovery.json's figures when no block was dropped (the original's state is kept; only a quantization-aware
@@ -320,16 +330,16 @@ _NOTHING_RECOVERED = {"losses": [], "kept": "unrecovered", "best_step": 0, "sele
                       "selection_kl_after": 0.0, "checks": [], "skipped": "no block dropped"}
 
 
-def _skip_recovery(ctx: RunContext, selection: dict) -> None:
+def _skip_recovery(ctx: RunContext, selection: Selection) -> None:
     """No block dropped (a precision alone meets the budget): nothing to recover, the original's state is kept."""
     ctx.log("no block dropped in any plan that needs recovery: recovery is skipped")
     ctx.folder.save_tensors(RECOVERED, ctx.loaded.module.state_dict())
-    _write_dropped_blocks(ctx, [], selection.get("precision", "fp32"))
-    ctx.folder.write_json("recovery.json", {"settings": ctx.preset.recovery.to_dict(), **_NOTHING_RECOVERED})
+    _write_dropped_blocks(ctx, [], selection.precision)
+    Recovery.from_dict({"settings": ctx.preset.recovery.to_dict(), **_NOTHING_RECOVERED}).write(ctx.folder)
 
 
 def _write_dropped_blocks(ctx: RunContext, dropped: list[str], precision: str) -> None:
-    DeployedNetwork(dropped, ctx.loaded.spec, ctx.loaded.weights_source, ctx.loaded.resolution, precision,
+    DeployedNetwork(dropped, ctx.loaded.spec, ctx.loaded.weights_source, ctx.loaded.resolution, Precision(precision),
                     rebuild=f"load the original model, replace each dropped block by nn.Identity(), load "
                             f"{COMPRESSED}").write(ctx.folder)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.latency.precision import Precision
 from pipeline.run.records import DeployedNetwork, Evaluation, Exports, Form, Recovery, Selection
+from pipeline.run.runfolder import RunFolder
 
 
 @dataclass
@@ -149,11 +150,26 @@ class RunRecords:
     @classmethod
     def read(cls, run_dir: Path) -> "RunRecords":
         """A finished run folder's records, from its report.json."""
-        from pipeline.run.runfolder import RunFolder
-
         return cls.from_report(RunFolder(run_dir).read_json("report.json"), run_dir)
 
     @property
     def deployed_name(self) -> str:
         """The candidate that shipped (older folders: what recovery kept)."""
         return self.evaluation.deployed_or(self.recovery.kept)
+
+
+@dataclass
+class RunResult:
+    """What `run()` returns: the run folder and, on the process that wrote the report (rank 0 under torchrun), its
+    records."""
+
+    folder: RunFolder
+    records: RunRecords | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    @classmethod
+    def of(cls, folder: RunFolder) -> "RunResult":
+        return cls(folder, RunRecords.read(folder.path) if folder.has("report.json") else None)

@@ -16,7 +16,7 @@ def _folder(tmp_path, precision: str, options: list | None) -> RunFolder:
 
 
 def _option(precision, ratio, kept=True):
-    return {"precision": precision, "latency_ratio": ratio, "kept": kept}
+    return {"precision": precision, "latency_ratio": ratio, "latency_ms": ratio, "agreement": 1.0, "kl": 0.0, "kept": kept}
 
 
 def test_the_deployed_scheme_else_the_fastest_kept_else_the_default(tmp_path):

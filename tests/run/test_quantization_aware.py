@@ -11,6 +11,7 @@ import torch
 import pipeline.recovery.trials as trials_module
 from pipeline.core.errors import UsageError
 from pipeline.data.tiny_set import Preprocessing, load_image_folder
+from pipeline.latency.plans import Plan
 from pipeline.models import load_model
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.schedule import ScheduleSettings
@@ -22,6 +23,7 @@ from pipeline.run.deployment import COMPRESSED, RECOVERED, stage_evaluation
 from pipeline.run.presets import get_preset
 from pipeline.run.quantization_aware import check_setting, targets, whole_network_candidate
 from pipeline.run.report import _quantization_aware_lines
+from pipeline.run.records import Selection
 from pipeline.run.runfolder import RunFolder
 from pipeline.run.stages import stage_recovery
 from tests.cli.invoke import FAST_RUN, TINY, assert_clean_error, invoke
@@ -31,12 +33,11 @@ DROPPED = ["layers.1.1"]
 SHORT = ScheduleSettings(patience=2, lr_drops=0, max_steps=6, range_steps=3)
 
 
-def _selection(precision: str, dropped=DROPPED, precision_plan: str | None = None) -> dict:
-    plans = [{"precision": precision, "dropped": dropped, "name": "chosen"}]
-    if precision_plan is not None:
-        plans.append({"precision": precision_plan, "dropped": [], "name": "precision only"})
-    return {"dropped": dropped, "precision": precision, "plans": plans, "chosen_plan": 0 if dropped else None,
-            "precision_plan": 1 if precision_plan is not None else None, "target_ratio": 0.8}
+def _selection(precision: str, dropped=DROPPED, precision_plan: str | None = None, size: int | None = None
+               ) -> Selection:
+    plans = [Plan(precision, dropped, 0.7)] + ([Plan(precision_plan, [], 0.7, resolution=size)] if precision_plan else [])
+    return Selection("0.8", 0.8, dropped=dropped, precision=precision, plans=plans,
+                     chosen_plan=0 if dropped else None, precision_plan=1 if precision_plan is not None else None)
 
 
 def test_an_int8_network_that_may_ship_gets_a_target_and_fp32_or_off_gets_none():
@@ -62,12 +63,12 @@ def test_the_setting_is_on_or_off_and_anything_else_is_refused(capsys, image_fol
     assert not (tmp_path / "run").exists() and not (tmp_path / "direct").exists()
 
 
-def _run_context(image_folder, tmp_path, selection: dict, setting: str = "on"):
+def _run_context(image_folder, tmp_path, selection: Selection, setting: str = "on"):
     config = RunConfig(model=TINY, data=str(image_folder), resolution=32, allow_random_weights=True, backend="torch",
                        recovery_time=120, recovery_quantization_aware=setting, out=str(tmp_path / "run"), export=())
     ctx = prepare(config)
     ctx.preset = replace(ctx.preset, schedule=SHORT)
-    ctx.folder.write_json("selection.json", selection)
+    selection.write(ctx.folder)
     return ctx
 
 
@@ -147,13 +148,13 @@ def _aware_folder(tmp_path, loaded, aware_kept: str = "recovered") -> RunFolder:
         if recipe == "adaptors":
             folder.save_tensors(RECOVERED, state)
     folder.write_json("recovery.json", {
-        "recipe": "adaptors", "kept": "recovered",
+        "settings": {}, "recipe": "adaptors", "kept": "recovered",
         "recipes": [{"recipe": "adaptors", "status": "finished", "kept": "recovered"},
                     {"recipe": "quantization-aware", "status": "finished", "kept": aware_kept}],
         "quantization_aware": [{"recipe": "quantization-aware", "precision": SCHEME, "dropped": DROPPED,
                                 "candidate": "quantization-aware", "compared_with": "recovered"}]})
     folder.write_json("dropped_blocks.json", {"dropped": DROPPED, "precision": SCHEME})
-    folder.write_json("selection.json", _selection(SCHEME))
+    _selection(SCHEME).write(folder)
     return folder
 
 
@@ -215,7 +216,6 @@ def test_a_quantization_aware_trial_that_did_not_beat_its_start_is_listed_not_of
 
 
 def test_a_precision_plan_at_a_smaller_input_size_gets_no_whole_network_finetune():
-    selection = _selection("fp32", precision_plan=SCHEME)
-    selection["plans"][selection["precision_plan"]]["resolution"] = 160  # it would train at the model's own size
+    selection = _selection("fp32", precision_plan=SCHEME, size=160)  # it would train at the model's own size
     assert targets(selection, enabled=True) == []
 
