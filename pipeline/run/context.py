@@ -156,7 +156,7 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     data_dir, val_dir = _resolve_data(config)
     tiny = load_image_folder(data_dir, prep.decode_resolution)
     val = load_image_folder(val_dir, prep.decode_resolution) if val_dir is not None else None
-    if val is not None:
+    if val is not None and val_dir is not None:
         check_labels_fit(val, loaded.module, loaded.resolution, val_dir)
     identity = config.identity() | {
         "data_fingerprint": _data_fingerprint(data_dir),

@@ -53,8 +53,8 @@ def _blocks(lines: list[str], image_dir: Path) -> list[str]:
             end = _run_end(lines, i, lambda text: text.startswith("|"))
             out.append(_table(lines[i:end]))
             i = end
-        elif _IMAGE_LINE.match(line):
-            out.append(_figure(_IMAGE_LINE.match(line), lines, i, image_dir))
+        elif (image := _IMAGE_LINE.match(line)) is not None:
+            out.append(_figure(image, lines, i, image_dir))
             i += 3 if _caption_after(lines, i) else 1
         else:
             end = _run_end(lines, i, lambda text: bool(text) and not text.startswith(("|", "#", "![")))

@@ -283,6 +283,7 @@ def stage_mixed_precision(ctx: RunContext, profiler) -> None:
         with timed(ctx, "mixed_precision_s"):
             for plan in plans:
                 assert reference is not None  # made above whenever there is a plan
+                assert plan.agreement is not None and plan.kl is not None  # every plan's, by _measure_agreement
                 plain = MixedOption(0, [], plan.measured_ratio, plan.agreement, plan.kl, True)
                 # a rung must be clearly under the budget, as plans must (a rung measured at 0.395 against 0.4
                 # shipped a file timed at 0.486 on a busy machine)
@@ -365,8 +366,3 @@ def _warn_if_the_table_disagrees(ctx: RunContext, table: LatencyTable, measured_
                "to rebuild the table, rerun with --reprofile (and --out for a new run folder).")
     ctx.log(message)
     record["table_disagreement"] = message
-
-
-def int8_options(selection: dict, precision: str, dropped: list[str]) -> dict | None:  # TEMPORARY: removed once deployment.py reads Selection
-    layers = Selection.from_dict(selection).fp32_end_layers(precision, dropped)
-    return {"fp32_end_layers": layers} if layers else None

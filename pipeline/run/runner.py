@@ -85,7 +85,8 @@ def _settled(ctx: RunContext, profiled, profiler) -> bool:
 
 
 def _plan(ctx: RunContext, profiled, recoverability: dict, profiler) -> None:
-    stage_plans(ctx, *profiled, recoverability, profiler)
+    options, tables = profiled
+    stage_plans(ctx, options, tables, recoverability, profiler)
     stage_mixed_precision(ctx, profiler)
     stage_resolution_hint(ctx, profiled[0], profiler)
 

@@ -319,6 +319,7 @@ def _recover_by_recipes(ctx: RunContext, teacher, dropped: list[str], selection_
             "losses": [], "kept": "unrecovered", "best_step": None, "selection_kl_before": kl,
             "selection_kl_after": kl, "checks": []}
     chosen = RecipeTrial.from_dict(best.summary)
+    assert best.state_dict is not None  # a finished trial keeps its state
     return best.state_dict, record | {"losses": best.losses or [], "kept": "recovered", "best_step": chosen.best_step,
                                       "selection_kl_before": chosen.selection_kl_before,
                                       "selection_kl_after": chosen.selection_kl_after, "checks": chosen.checks}

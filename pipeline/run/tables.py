@@ -59,6 +59,7 @@ def profile_table(request: ProfileRequest, progress: ProgressFactory = silent, l
         if not request.validate:
             return ProfileResult(choice, None, None)
         validation = validate_table(loaded, structure, choice.table, profiler, request.validate, progress=progress)
+    assert choice.path is not None  # a table measured here is stored (TableStore) before it is validated
     validation_path = choice.path.with_name(choice.path.stem + ".validation.json")
     write_json_atomic(validation_path, validation)
     fitted = choice.table.with_model_fitted(validation["checks"])
