@@ -25,6 +25,14 @@ from pipeline.cli.options import (
     weights_option,
 )
 
+from pipeline.latency.selection import SELECTORS
+from pipeline.recovery.confident_views import VIEW_SOURCES
+from pipeline.recovery.mixing import MIXING
+from pipeline.recovery.recover import METHODS
+from pipeline.run.config import DEPTH_PLANS, REFERENCE_BACKENDS
+from pipeline.run.presets import PRESETS
+from pipeline.run.quantization_aware import SETTING_VALUES
+
 if TYPE_CHECKING:
     from pipeline.run.summary import DeployedSummary, RunRecords
 
@@ -42,9 +50,9 @@ if TYPE_CHECKING:
               help="fraction of the original latency to keep (0.78, 78%) or a time (12ms).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="run folder (default: runs/<model>-<target>-<budget>-<settings hash>).")
-@click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True)
-@click.option("--selector", type=click.Choice(["greedy", "knapsack"]), default="greedy", show_default=True)
-@click.option("--recovery", "--recovery-method", "recovery_method", type=click.Choice(["adaptors", "mimic", "none"]),
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
+@click.option("--selector", type=click.Choice(SELECTORS), default="greedy", show_default=True)
+@click.option("--recovery", "--recovery-method", "recovery_method", type=click.Choice(METHODS),
               default=None, help="one recovery method, on the preset's fixed steps (default: the fast preset tries "
                                  "every recipe within --recovery-time and the report images choose).")
 @click.option("--recovery-time", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
@@ -53,7 +61,7 @@ if TYPE_CHECKING:
 @click.option("--recovery-steps", type=click.IntRange(0, 10**6), default=None, help="recovery steps.")
 @click.option("--recovery-points", "recovery_point_weight", type=click.FloatRange(0), default=None,
               help="weight of also mimicking each dropped block's output (multi-point; default: the preset's, 0).")
-@click.option("--recovery-mixing", type=click.Choice(["none", "cutmix", "mixup"]), default=None,
+@click.option("--recovery-mixing", type=click.Choice(MIXING), default=None,
               help="mix half of each recovery batch (default: the preset's, none).")
 @click.option("--recovery-synthetic", type=click.IntRange(0, 100000), default=None, metavar="N",
               help="make N tiny-set views match the original's BatchNorm statistics and draw half of each "
@@ -62,15 +70,15 @@ if TYPE_CHECKING:
               help="blends of the recovered and unrecovered weights also offered for deployment (weights of the "
                    "recovered change, between 0 and 1, e.g. 0.5); the report images choose among the unrecovered "
                    "network, these blends and the recovered one (default: none).")
-@click.option("--recovery-views", type=click.Choice(["random", "confident"]), default=None,
+@click.option("--recovery-views", type=click.Choice(VIEW_SOURCES), default=None,
               help="tiny-set views recovery mimics on: fresh random crops, or the quarter of 1024 random crops the "
                    "original classifies most confidently (default: the preset's, random).")
-@click.option("--recovery-quantization-aware", type=click.Choice(["on", "off"]), default="on", show_default=True,
+@click.option("--recovery-quantization-aware", type=click.Choice(SETTING_VALUES), default="on", show_default=True,
               help="when an INT8 network may ship, also recover it with the INT8 scheme's rounding in the loop (fake "
                    "quantization; one more trial within --recovery-time); the report images choose.")
-@click.option("--reference-backend", type=click.Choice(["onnxruntime", "openvino"]), default=None,
+@click.option("--reference-backend", type=click.Choice(list(REFERENCE_BACKENDS)), default=None,
               help="--backend auto: the runtime whose FP32 original the budget is relative to (default: onnxruntime).")
-@click.option("--depth-plans", type=click.Choice(["auto", "always"]), default="auto", show_default=True,
+@click.option("--depth-plans", type=click.Choice(DEPTH_PLANS), default="auto", show_default=True,
               help="auto: skip scoring, depth plans and recovery when a precision alone meets the budget clearly and "
                    "changes no prediction on the selection split (dropping blocks could at best tie it); always: "
                    "plan and recover with dropped blocks anyway.")

@@ -33,7 +33,7 @@ class RunConfig:
     recovery_views: str | None = None  # "random" or "confident": which tiny-set views recovery mimics on
     recovery_time: float | None = None  # seconds the recipes share (None: the preset's)
     recovery_quantization_aware: str = "on"  # "on": INT8 networks that may ship also get a fake-quantized recovery
-    depth_plans: str = "auto"  # "auto": no depth plans when a precision alone meets the budget losslessly
+    depth_plans: str = "auto"  # DEPTH_PLANS; "auto": none when a precision alone meets the budget losslessly
     batch_size: int | None = None
     latency_table: str | None = None
     threads: int = 0
@@ -112,6 +112,7 @@ def default_out(config: RunConfig, identity_hash: str) -> Path:
 
 # --reference-backend NAME: the FP32 precision of that runtime, which --backend auto's budgets are relative to
 REFERENCE_BACKENDS = {"onnxruntime": "fp32", "openvino": "openvino-fp32"}
+DEPTH_PLANS = ("auto", "always")  # --depth-plans: build depth plans only when a precision does not settle it, or always
 
 
 def base_precision(precision: str, target: str = "cpu", backend: str | None = None,

@@ -27,7 +27,7 @@ from pipeline.models.preprocessing import preprocessing_record, with_preprocessi
 from pipeline.network.blocks import NetworkStructure, analyse
 from pipeline.network.compute import resolve_train_device
 from pipeline.recovery.synthetic import BatchNormStatistics
-from pipeline.run.config import RunConfig, default_out, parse_blends, profile_settings
+from pipeline.run.config import DEPTH_PLANS, RunConfig, default_out, parse_blends, profile_settings
 from pipeline.run.presets import Preset, get_preset, with_overrides
 from pipeline.run.quantization_aware import check_setting
 from pipeline.run.runfolder import FollowerRunFolder, RunFolder, settings_hash
@@ -125,6 +125,9 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
     if config.selector not in SELECTORS:
         raise UsageError(f"unknown selector '{config.selector}'; choose one of: {', '.join(SELECTORS)}.")
     check_setting(config.recovery_quantization_aware)
+    if config.depth_plans not in DEPTH_PLANS:
+        raise UsageError(f"--depth-plans '{config.depth_plans}' is not understood; choose one of: "
+                         f"{', '.join(DEPTH_PLANS)}.")
     preset = with_overrides(get_preset(config.preset), config.scoring_steps, config.recovery_steps,
                             config.recovery_method, config.batch_size, config.recovery_point_weight,
                             config.recovery_mixing, config.recovery_synthetic, parse_blends(config.recovery_blends),

@@ -34,3 +34,31 @@ def test_settings_added_later_are_fields_and_leave_the_identity_alone_at_their_d
     identity = RunConfig().identity()
     assert not set(_ADDED_LATER) & set(identity)
     assert RunConfig(min_resolution=160).identity()["min_resolution"] == 160
+
+
+def test_each_choice_of_pipeline_run_is_read_from_what_the_library_accepts():
+    from pipeline.latency.selection import SELECTORS
+    from pipeline.recovery.confident_views import VIEW_SOURCES
+    from pipeline.recovery.mixing import MIXING
+    from pipeline.recovery.recover import METHODS
+    from pipeline.run.config import DEPTH_PLANS, REFERENCE_BACKENDS
+    from pipeline.run.presets import PRESETS
+    from pipeline.run.quantization_aware import SETTING_VALUES
+
+    accepted = {"preset": list(PRESETS), "selector": SELECTORS, "recovery_method": METHODS, "recovery_mixing": MIXING,
+                "recovery_views": VIEW_SOURCES, "recovery_quantization_aware": SETTING_VALUES,
+                "reference_backend": list(REFERENCE_BACKENDS), "depth_plans": DEPTH_PLANS}
+    options = {option.name: option for option in run.params}
+    for name, values in accepted.items():
+        assert list(options[name].type.choices) == list(values), name
+
+
+def test_a_setting_outside_its_choices_is_refused_in_one_line_by_the_library_too(tmp_path):
+    import pytest
+
+    from pipeline.core.errors import UsageError
+    from pipeline.run.context import prepare
+
+    with pytest.raises(UsageError, match="--depth-plans 'sometimes' is not understood; choose one of: auto, always"):
+        prepare(RunConfig(depth_plans="sometimes", out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
