@@ -18,7 +18,7 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 from torch import nn
@@ -138,7 +138,7 @@ class Profiler(ABC):
         return times
 
     # -- the shared method ------------------------------------------------------------------
-    def measure(self, variants: dict[str, Variant], progress: ProgressFactory = silent, seed: int = 0,
+    def measure(self, variants: Mapping[str, Variant], progress: ProgressFactory = silent, seed: int = 0,
                 reference: str | None = None) -> Measurement:
         """Interleaved shuffled rounds until every median is stable, or, given a `reference` variant, every
         paired ratio to it is settled (what tables and end-to-end checks use), or the time cap."""

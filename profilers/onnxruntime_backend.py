@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ class OnnxRuntimeCpuProfiler(Profiler):
         import onnxruntime  # noqa: F401  (fail here, clearly, if missing)
 
         self._tmp = tempfile.TemporaryDirectory(prefix="practise-ort-")
-        self._sessions = []
+        self._sessions: list[Any] = []  # sessions, and the inputs that must live as long
         self._exports: dict[str, Path] = {}  # network digest -> its FP32 ONNX file
 
     def deactivate(self) -> None:

@@ -18,7 +18,7 @@ import os
 import re
 import signal
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar, cast
 
 import torch
 
@@ -78,7 +78,7 @@ class World:
         """Rank 0's `obj` on every rank (small picklable objects: JSON-able records, file bytes)."""
         if not self.distributed:
             return obj
-        box = [obj if self.is_main else None]
+        box: list[Any] = [obj if self.is_main else None]  # the other ranks' None is replaced by rank 0's obj
         _guarded(torch.distributed.broadcast_object_list, box, src=0)
         return box[0]
 
@@ -98,7 +98,7 @@ class World:
         if not self.is_main:
             if log is not None:
                 log(f"waiting for rank 0: {waiting_for}")
-            status, code = self.broadcast(None)
+            status, code = cast("tuple[str, int]", self.broadcast(None))  # rank 0's ("ok" | "failed", exit code)
             if status == "failed":
                 raise MainStopped(code)
             return None
@@ -114,7 +114,8 @@ class World:
 
     def on_main(self, fn: Callable[[], T], waiting_for: str, log: Callable[[str], None] | None = None) -> T:
         """`main_only`, and every rank gets rank 0's result (small and picklable)."""
-        return self.broadcast(self.main_only(fn, waiting_for, log))
+        # rank 0's value, a T: only the other ranks get None from main_only, and the broadcast replaces it
+        return cast(T, self.broadcast(self.main_only(fn, waiting_for, log)))
 
 
 SINGLE = World()

@@ -7,6 +7,7 @@ importing the tool never fails for want of `fcntl`.
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -31,6 +32,9 @@ def try_exclusive_lock(handle) -> bool:
     except ImportError:  # Windows
         import msvcrt
 
+        if sys.platform != "win32":  # never true where msvcrt imports; tells the type checker its API is there
+            raise
+
         try:
             handle.seek(0)
             msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
@@ -50,6 +54,9 @@ def _lock(handle) -> None:
     except ImportError:  # Windows
         import msvcrt
 
+        if sys.platform != "win32":  # never true where msvcrt imports; tells the type checker its API is there
+            raise
+
         handle.seek(0)
         msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
         return
@@ -61,6 +68,9 @@ def _unlock(handle) -> None:
         import fcntl
     except ImportError:  # Windows
         import msvcrt
+
+        if sys.platform != "win32":  # never true where msvcrt imports; tells the type checker its API is there
+            raise
 
         handle.seek(0)
         msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)

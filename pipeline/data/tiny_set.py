@@ -111,7 +111,7 @@ def _shrink(image: Image.Image, shorter_side: int) -> Image.Image:
     scale = shorter_side / min(w, h)
     if scale >= 1:
         return image.copy()
-    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
 
 
 def split_holdout(tiny: TinySet, fraction: float, seed: int) -> tuple[TinySet, TinySet]:

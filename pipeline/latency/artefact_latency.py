@@ -77,8 +77,10 @@ def _measure_group(formats: list[str], paths: dict[str, Path], original: nn.Modu
 
     if own_form:  # e.g. a traced original beside a traced artefact, not eager beside traced
         fmt = formats[0]
+        same_form = FORMATS[fmt].same_form
+        assert same_form is not None  # measure_together times a format apart only when it has a same form
         try:
-            original = FORMATS[fmt].same_form(original, torch.randn(settings.input_shape(1)), target)
+            original = same_form(original, torch.randn(settings.input_shape(1)), target)
         except Exception as exc:  # the artefact exists and passed its check; only its timing is lost
             return {fmt: {"measured": False, "reason": f"the original network could not be put in {fmt} form to time "
                                                        f"it beside the artefact ({type(exc).__name__}: {exc})"[:500]}}

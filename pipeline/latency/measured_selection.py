@@ -33,7 +33,8 @@ def select_by_measurement(select: Select, measure: Measure | None, budget: Budge
     `measure` None: the table is of another device, so the first selection is kept unmeasured.
     `full_ms` is the table's original latency: the ratio budget's misses are converted with it.
     """
-    extra_ms, attempts = 0.0, []
+    extra_ms = 0.0
+    attempts: list[dict] = []
     missed_at: float | None = None  # the largest extra saving asked whose network missed the budget
     spare_at: float | None = None  # the smallest one whose network met it with much to spare
     for attempt in range(max_attempts):
@@ -60,6 +61,7 @@ def select_by_measurement(select: Select, measure: Measure | None, budget: Budge
         if budget.absolute_ms is not None:
             miss_ms = e2e.compressed.median_ms - budget.absolute_ms
         else:
+            assert budget.ratio is not None, "a Budget holds a ratio or a time"
             miss_ms = (e2e.ratio_median - budget.ratio) * full_ms
         record["meets_budget"] = miss_ms <= 0
         # the selection's predicted distance from the budget, plus the measured miss (or surplus): adding the

@@ -150,7 +150,7 @@ def validate_table(loaded: LoadedModel, structure: NetworkStructure, table: Late
         variants[f"drop{i}"] = drop_blocks(loaded.module, subset)
     measurement = profiler.measure(variants, progress, seed=seed, reference=FULL)
     full = measurement.rounds_ms[FULL]
-    checks = []
+    checks: list[dict] = []
     for i, subset in enumerate(subsets):
         rounds = measurement.rounds_ms[f"drop{i}"]
         measured = float(np.median([rounds[j] / full[j] for j in range(min(len(rounds), len(full)))]))

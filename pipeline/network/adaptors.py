@@ -11,6 +11,7 @@ can be folded into the neighbouring convolution's weights, leaving no extra laye
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -56,6 +57,7 @@ def adaptor_sites(original: nn.Module, structure: NetworkStructure, dropped: lis
             continue
         i = chain.index(block)
         shape = calls[block].input_shape
+        assert shape is not None  # the chain's blocks (_block_chain) have input and output shapes
         channels = shape[0]
         for j in range(i - 1, -1, -1):  # writers, back to the stage's first block
             prev = chain[j]
@@ -117,8 +119,8 @@ class Adaptors(nn.Module):
         """Merge each adaptor into its convolution's weights (exact for 1x1 maps and zero padding)."""
         self.detach()
         for key, site in self.sites.items():
-            conv: nn.Conv2d = model.get_submodule(site.conv)
-            a = self.maps[key].weight[:, :, 0, 0].to(conv.weight.dtype)  # (C, C)
+            conv = cast(nn.Conv2d, model.get_submodule(site.conv))  # sites are Conv2d layers (adaptor_sites)
+            a = cast(nn.Conv2d, self.maps[key]).weight[:, :, 0, 0].to(conv.weight.dtype)  # (C, C)
             if site.side == "output":  # A (W x + b) = (A W) x + A b
                 conv.weight.copy_(torch.einsum("om,mikl->oikl", a, conv.weight))
                 if conv.bias is not None:

@@ -151,6 +151,11 @@ def _is_candidate(name: str, module: nn.Module, call: ModuleCall) -> bool:
     return traced is not None and block_graph.has_identity_skip(traced)
 
 
+def _input_shape(call: ModuleCall) -> tuple[int, ...]:
+    assert call.input_shape is not None  # _is_candidate keeps only calls with an input shape
+    return call.input_shape
+
+
 def _check_drops_run(model: nn.Module, names: list[str], example: torch.Tensor) -> list[str]:
     """Keep the candidates whose replacement by the identity leaves a network that still runs."""
     from pipeline.network.surgery import drop_blocks
@@ -189,7 +194,7 @@ def analyse(model: nn.Module, resolution: int) -> NetworkStructure:
     names = [n for n in names if not any(n.startswith(o + ".") for o in names)]  # outermost only
     names = _check_drops_run(model, names, example)
     candidates = [
-        Candidate(n, calls[n].input_shape, _macs_of(n, leaf_macs), sum(p.numel() for p in modules[n].parameters()))
+        Candidate(n, _input_shape(calls[n]), _macs_of(n, leaf_macs), sum(p.numel() for p in modules[n].parameters()))
         for n in names
     ]
     return NetworkStructure(

@@ -76,7 +76,7 @@ def faster_layout(model: nn.Module, example: torch.Tensor) -> tuple[str, dict[st
     was_training = model.training
     model.eval()
     example = to_model_device(model, example)
-    times = {}
+    times: dict[str, float] = {}
     try:
         for name, layout in LAYOUTS.items():
             model.to(memory_format=layout)
@@ -85,7 +85,7 @@ def faster_layout(model: nn.Module, example: torch.Tensor) -> tuple[str, dict[st
     finally:
         model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
-    return min(times, key=times.get), times
+    return min(times, key=times.__getitem__), times
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ class FeatureTap:
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(to_model_device(self.model, images))
         features, self._captured = self._captured, None
+        assert features is not None  # the hook at the feature point runs in every forward pass
         return features, logits  # (N, C, h, w), (N, classes)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ last contribution to the residual stream (adaptors go after them).
 from __future__ import annotations
 
 import operator
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -72,10 +73,14 @@ def _conv_nodes(graph: fx.Graph, block: nn.Module) -> list[fx.Node]:
     return [n for n in graph.nodes if n.op == "call_module" and isinstance(modules.get(n.target), nn.Conv2d)]
 
 
+def _module_name(node: fx.Node) -> str:
+    return cast(str, node.target)  # a call_module node's target is the module's name
+
+
 def reader_convs(graph: fx.Graph, block: nn.Module) -> list[str]:
     """Convolutions that take the block's input as it is (names relative to the block)."""
     inp = _placeholder(graph)
-    return [n.target for n in _conv_nodes(graph, block) if inp in n.args]
+    return [_module_name(n) for n in _conv_nodes(graph, block) if inp in n.args]
 
 
 def writer_convs(graph: fx.Graph, block: nn.Module) -> list[str]:
@@ -94,4 +99,4 @@ def writer_convs(graph: fx.Graph, block: nn.Module) -> list[str]:
                 stack.extend(user.users)
         return False
 
-    return [n.target for n in convs if not feeds_a_conv(n)]
+    return [_module_name(n) for n in convs if not feeds_a_conv(n)]

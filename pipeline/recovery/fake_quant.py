@@ -26,6 +26,7 @@ through onnxruntime's static quantization like any other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -96,8 +97,10 @@ def _per_tensor(weight: torch.Tensor) -> torch.Tensor:
 
 def batchnorm_fold(batchnorm: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
     """The per-channel factor folding `batchnorm` (running statistics) multiplies the convolution's weight by."""
-    gamma = batchnorm.weight if batchnorm.affine else torch.ones_like(batchnorm.running_var)
-    return gamma / torch.sqrt(batchnorm.running_var + batchnorm.eps)
+    running_var = batchnorm.running_var
+    assert running_var is not None  # following_batchnorms keeps only BatchNorms that track running statistics
+    gamma = batchnorm.weight if batchnorm.affine else torch.ones_like(running_var)
+    return gamma / torch.sqrt(running_var + batchnorm.eps)
 
 
 def following_batchnorms(network: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
@@ -177,7 +180,8 @@ class FakeQuantization:
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             fold = batchnorm_fold(batchnorm) if batchnorm is not None else None
-            y = _with_weight(layer, fake_quantized_weight(layer.weight, per_channel, fold), _on_grid(x, grid))
+            weight = cast(torch.Tensor, layer.weight)  # a Conv2d's or Linear's (QUANTIZED_LAYERS)
+            y = _with_weight(layer, fake_quantized_weight(weight, per_channel, fold), _on_grid(x, grid))
             return _on_grid(y, output) if output is not None else y
 
         return forward
@@ -187,7 +191,8 @@ def _with_weight(layer: nn.Module, weight: torch.Tensor, x: torch.Tensor) -> tor
     """The layer's own class forward (a subclass may pad its own way: EfficientNet-Lite's 'SAME' convolutions)
     computed with `weight` in place of its parameter, which is put back afterwards."""
     parameter = layer._parameters["weight"]
-    layer._parameters["weight"] = weight  # read as layer.weight by the forward; the graph leads back to the parameter
+    # a plain tensor, read as layer.weight by the forward; the graph leads back to the parameter
+    layer._parameters["weight"] = cast(nn.Parameter, weight)
     try:
         return type(layer).forward(layer, x)
     finally:

@@ -35,7 +35,7 @@ from pipeline.network.compute import cpu_state, device_of
 from pipeline.network.evaluation import predict_logits, prediction_kl
 from pipeline.network.features import FeatureTap, OutputTaps
 from pipeline.recovery.confident_views import ViewSettings, confident_views
-from pipeline.recovery.mimic import FitSettings, LiveBatches, Objective, fit
+from pipeline.recovery.mimic import BatchSource, FitSettings, LiveBatches, Objective, fit
 from pipeline.recovery.mixing import MIXING
 from pipeline.recovery.schedule import RangeTest, Schedule, StopTraining
 from pipeline.recovery.synthetic import (
@@ -98,7 +98,7 @@ class RecoveryResult:
     lr_search: dict | None = None  # the learning-rate range test: lrs, losses, the lr chosen
 
     def summary(self) -> dict:
-        out = {
+        out: dict[str, object] = {
             "kept": self.kept,
             "best_step": self.best_step,
             "selection_kl_before": self.selection_kl_before,
@@ -329,8 +329,9 @@ def _mimic(teacher: nn.Module, student: nn.Module, structure: NetworkStructure, 
     with FeatureTap(teacher, structure.feature_point) as teacher_tap, \
             FeatureTap(student, structure.feature_point) as tap, \
             OutputTaps(teacher, points) as teacher_points, OutputTaps(student, points) as student_points:
-        source = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size, settings.fit.min_crop_scale,
-                             seed, settings.mixing, teacher_points, synthetic, views)
+        source: BatchSource = LiveBatches(train_set, prep, teacher_tap, settings.fit.batch_size,
+                                          settings.fit.min_crop_scale, seed, settings.mixing, teacher_points,
+                                          synthetic, views)
         if same_batch:  # the range test: one batch throughout, so the loss moves with the lr, not the views
             source = _OneBatch(source.batch(0))
         set_batchnorm_mode(student, settings.batchnorm)

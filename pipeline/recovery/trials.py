@@ -61,26 +61,30 @@ def try_recipes(teacher: nn.Module, make_student: Callable[[], nn.Module], dropp
     `student_for(recipe)`, when given, makes each recipe's student and the blocks it lacks (a recipe may train
     another network than `make_student()` without `dropped`: the quantization-aware ones train a fake-quantized one).
     """
-    trials = [_load(folder, r.name) for r in recipes]
-    spent = sum(t.summary["seconds"] for t in trials if t is not None)
+    loaded = [_load(folder, r.name) for r in recipes]
+    spent = sum(t.summary["seconds"] for t in loaded if t is not None)
+    trials: list[Trial] = []
     for i, recipe in enumerate(recipes):
-        if trials[i] is not None:
-            log(f"recipe {recipe.name}: already {trials[i].summary['status']} in an earlier run, not redone")
+        earlier = loaded[i]
+        if earlier is not None:
+            log(f"recipe {recipe.name}: already {earlier.summary['status']} in an earlier run, not redone")
+            trials.append(earlier)
             continue
         left = time_budget_s - spent
-        share = left / sum(1 for t in trials[i:] if t is None)
+        share = left / sum(1 for t in loaded[i:] if t is None)
         if share <= 0:
-            trials[i] = Trial({"recipe": recipe.name, "status": "skipped", "seconds": 0.0,
-                               "reason": f"no recovery time left of {time_budget_s:g} s"})
+            trial = Trial({"recipe": recipe.name, "status": "skipped", "seconds": 0.0,
+                           "reason": f"no recovery time left of {time_budget_s:g} s"})
         else:
             log(f"recipe {recipe.name} ({recipe.description}): up to {share:.0f} s")
             student, without = student_for(recipe) if student_for is not None else (make_student(), dropped)
-            trials[i] = _run(teacher, student, without, structure, train_set, selection_images, prep, base,
-                             recipe, clock() + share, folder, schedule, seed, progress, log, clock)
-            spent += trials[i].summary["seconds"]
-        _save(folder, trials[i])
-        if not trials[i].finished:
-            log(f"recipe {recipe.name} {trials[i].summary['status'].upper()}: {trials[i].summary['reason']}")
+            trial = _run(teacher, student, without, structure, train_set, selection_images, prep, base,
+                         recipe, clock() + share, folder, schedule, seed, progress, log, clock)
+            spent += trial.summary["seconds"]
+        _save(folder, trial)
+        if not trial.finished:
+            log(f"recipe {recipe.name} {trial.summary['status'].upper()}: {trial.summary['reason']}")
+        trials.append(trial)
     return trials
 
 
@@ -95,7 +99,7 @@ def _run(teacher, student, dropped, structure, train_set, selection_images, prep
     start = clock()
     checkpoint = recipe_files(folder, recipe.name)[2] if folder is not None else None
     settings = recipe.settings(base, schedule.max_steps)
-    summary = {"recipe": recipe.name, "description": recipe.description, "settings": settings.to_dict()}
+    summary: dict = {"recipe": recipe.name, "description": recipe.description, "settings": settings.to_dict()}
     try:
         result = recover(teacher, student, dropped, structure, train_set, selection_images, prep, settings, seed,
                          checkpoint, progress=progress, log=log, schedule=Schedule(schedule, deadline, clock))
