@@ -36,6 +36,12 @@ class LatencyTable:
     created_at: str = ""
     latency_model: LatencyModel = field(default_factory=LatencyModel)  # additive unless fitted on measured drops
 
+    @property
+    def has_savings(self) -> bool:
+        """Whether each block's saving was measured (a run measures the whole network alone until a plan needs
+        dropped blocks)."""
+        return bool(self.savings)
+
     def predicted_ms(self, dropped: list[str] | tuple[str, ...]) -> float:
         """Full latency minus the summed single-block savings, corrected by the table's latency model (its
         interactions, when it carries one fitted on measured multi-block drops); checked end to end later."""
@@ -113,6 +119,10 @@ class LatencyTable:
 
     def check_usable(self, architecture_hash: str, fingerprint: DeviceFingerprint | None, candidates: list[str]) -> None:
         """Refuse a table measured for another network or, when `fingerprint` is given, another device."""
+        if not self.has_savings and candidates:
+            raise UsageError(f"latency table for '{self.model}' holds the whole network only (its run settled on a "
+                             "precision without dropping blocks, so no block's saving was measured); profile this "
+                             "model with 'pipeline profile', or pass a run folder that planned dropped blocks.")
         if self.architecture_hash != architecture_hash or set(self.savings) != set(candidates):
             raise UsageError(
                 f"latency table for '{self.model}' ({self.architecture_hash}) was measured on another network "

@@ -43,6 +43,17 @@ def profile_candidates(loaded: LoadedModel, structure: NetworkStructure, profile
                         method, now_iso())
 
 
+def profile_whole_network(loaded: LoadedModel, profiler: Profiler, progress: ProgressFactory = silent) -> LatencyTable:
+    """The full network alone, as a table without savings: what a run needs before it knows whether any plan drops
+    blocks (the budget's scale in milliseconds); the per-block savings are measured once one does."""
+    measurement = profiler.measure({FULL: loaded.module}, progress)
+    method = profiler.settings.method() | {"stop_reason": measurement.stop_reason,
+                                           "elapsed_s": round(measurement.elapsed_s, 2),
+                                           "saving": "not measured yet: the whole network only"}
+    return LatencyTable(loaded.spec, loaded.architecture_hash(), profiler.fingerprint(),
+                        summarize(measurement.rounds_ms[FULL]), {}, method, now_iso())
+
+
 @dataclass
 class TableChoice:
     table: LatencyTable
@@ -52,8 +63,9 @@ class TableChoice:
 
 def obtain_table(loaded: LoadedModel, structure: NetworkStructure, profiler: Profiler, store: TableStore,
                  table_file: Path | None = None, reprofile: bool = False,
-                 progress: ProgressFactory = silent, log: Log = quiet_log) -> TableChoice:
-    """Reuse the stored table for this device and settings, import a given one, or measure a new one.
+                 progress: ProgressFactory = silent, log: Log = quiet_log, blocks: bool = True) -> TableChoice:
+    """Reuse the stored table for this device and settings, import a given one, or measure a new one (with
+    `blocks=False`, when none is stored, the whole network only: nothing is stored).
 
     The profiler must be active (inside its `with` block).
     """
@@ -71,6 +83,10 @@ def obtain_table(loaded: LoadedModel, structure: NetworkStructure, profiler: Pro
             stored.check_usable(loaded.architecture_hash(), fingerprint, candidates)
             log(f"reusing latency table {path}")
             return TableChoice(stored, "store", path)
+    if not blocks:
+        log(f"profiling the whole network on [{fingerprint.describe()}]; each block's saving is measured only if a "
+            "plan needs dropped blocks")
+        return TableChoice(profile_whole_network(loaded, profiler, progress), "measured", None)
     log(f"profiling {len(candidates) + 1} network variants on [{fingerprint.describe()}]")
     _warn_if_busy(fingerprint, log)
     table = profile_candidates(loaded, structure, profiler, progress)

@@ -37,6 +37,7 @@ from pipeline.network.evaluation import compare, predict_logits, prediction_kl
 from pipeline.network.surgery import drop_blocks
 from pipeline.run.context import RunContext, save_timings, timed
 from pipeline.run.records import MixedPrecisionEntry, Precisions, Selection
+from pipeline.run.table_stage import complete_latency_table
 from profilers import LatencyTable, TableStore
 
 
@@ -53,6 +54,8 @@ def stage_precisions(ctx: RunContext, profiler, table: LatencyTable) -> tuple[li
     if not folder.has("precisions.json"):
         with timed(ctx, "precisions_s"):
             options = _precision_options(ctx, profiler, table)
+        table = _with_savings_unless_settled(ctx, profiler, options, table)
+        with timed(ctx, "resolutions_s"):
             tables = {options[0].precision: table}
             sizes = _resolution_options(ctx, profiler, table, options)
             _refuse_if_unreachable(ctx, options, tables, profiler, sizes)
@@ -60,6 +63,18 @@ def stage_precisions(ctx: RunContext, profiler, table: LatencyTable) -> tuple[li
         save_timings(ctx)
     saved = Precisions.read(folder)
     return saved.options, saved.tables
+
+
+def _with_savings_unless_settled(ctx: RunContext, profiler, options: list[PrecisionOption],
+                                 table: LatencyTable) -> LatencyTable:
+    """The table with each block's saving, unless a precision alone settles the plan (then none is needed)."""
+    if table.has_savings:
+        return table
+    settled = settling_plan(ctx, options, {options[0].precision: table}, profiler)
+    if settled is not None:
+        ctx.log(f"latency table: no block's saving measured, {settled.name} settles the plan")
+        return table
+    return complete_latency_table(ctx, profiler, "no precision alone settles the plan")
 
 
 def _save_precisions(ctx: RunContext, options: list[PrecisionOption], tables: dict[str, LatencyTable],

@@ -117,8 +117,10 @@ class DeployedNetwork(StageRecord):
         return Form.of(self.dropped, self.precision, self.input_resolution, self.int8_fp32_end_layers)
 
     def deploying(self, form: Form) -> "DeployedNetwork":
-        """This record once evaluation chose what ships; the recovered plan's blocks and precision are kept."""
-        return replace(self, dropped=list(form.dropped), precision=form.precision,
+        """This record once evaluation chose what ships; the recovered plan's blocks and precision are kept (and,
+        when the same blocks ship, their order as recovery recorded it: a form holds them sorted)."""
+        dropped = self.dropped if sorted(self.dropped) == list(form.dropped) else list(form.dropped)
+        return replace(self, dropped=dropped, precision=form.precision,
                        int8_fp32_end_layers=form.fp32_end_layers, input_resolution=form.resolution,
                        plan_dropped=self.dropped if self.plan_dropped is None else self.plan_dropped,
                        plan_precision=self.precision if self.plan_precision is None else self.plan_precision)
@@ -218,6 +220,29 @@ class Selection(StageRecord):
             if entry.fp32_end_layers and entry.precision == precision and sorted(entry.dropped) == sorted(dropped):
                 return int(entry.fp32_end_layers)
         return 0
+
+
+@dataclass
+class TableRecord(StageRecord):
+    """latency_table.json: the latency table the run uses and where it came from (measured here, the store, a
+    file); until a plan needs dropped blocks, a measured one may hold the whole network only (`has_savings`)."""
+
+    FILE: ClassVar[str] = "latency_table.json"
+    SCHEMA: ClassVar[int] = 2  # 1 (no `schema` key): always with every block's saving
+
+    source: str  # measured, store or file
+    table: LatencyTable
+    path: str | None = None
+    reprofiled: bool = False  # made by --reprofile (a resumed --reprofile run keeps it)
+    schema: int = SCHEMA
+
+    def __post_init__(self) -> None:
+        if isinstance(self.table, dict):
+            self.table = LatencyTable.from_dict(self.table)
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "path": self.path, "table": self.table.to_dict(), "reprofiled": self.reprofiled,
+                "schema": self.schema}
 
 
 @dataclass

@@ -20,11 +20,8 @@ from pipeline.run.report import write_report
 from pipeline.run.reselection import reselect_after_a_miss
 from pipeline.run.resolution_hint import stage_resolution_hint
 from pipeline.run.summary import RunResult
-from pipeline.run.stages import (
-    stage_latency_table,
-    stage_recoverability,
-    stage_recovery,
-)
+from pipeline.run.stages import stage_recoverability, stage_recovery
+from pipeline.run.table_stage import stage_latency_table
 from profilers import get_profiler
 
 

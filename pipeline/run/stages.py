@@ -11,11 +11,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core import paths
 from pipeline.core.distributed import averaged_gradients, balanced_shards
-from pipeline.core.errors import RunFailure, UsageError
+from pipeline.core.errors import RunFailure
 from pipeline.data.tiny_set import augmented_views, eval_tensors
-from pipeline.latency.profiling import obtain_table
 from pipeline.network.compute import cpu_state, faster_layout, in_layout, on_device
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.recipes import get_recipes
@@ -34,36 +32,6 @@ from pipeline.run.quantization_aware import (
     student_maker,
     targets,
 )
-from profilers import LatencyTable, TableStore
-
-
-def stage_latency_table(ctx: RunContext, profiler) -> LatencyTable:
-    folder = ctx.folder
-    if ctx.config.reprofile and folder.has("latency_table.json") and not folder.read_json(
-            "latency_table.json").get("reprofiled"):
-        _discard_table_for_reprofile(ctx)
-    if not folder.has("latency_table.json"):
-        with timed(ctx, "profile_s"):
-            choice = obtain_table(ctx.loaded, ctx.structure, profiler, TableStore(paths.table_store_dir()),
-                                  Path(ctx.config.latency_table) if ctx.config.latency_table else None,
-                                  ctx.config.reprofile, ctx.progress, ctx.log)
-        folder.write_json("latency_table.json", {
-            "source": choice.source, "path": str(choice.path) if choice.path else None, "table": choice.table.to_dict(),
-            "reprofiled": ctx.config.reprofile,  # a resumed --reprofile run keeps the table it measured
-        })
-        save_timings(ctx)
-    return LatencyTable.from_dict(folder.read_json("latency_table.json")["table"])
-
-
-def _discard_table_for_reprofile(ctx: RunContext) -> None:
-    """--reprofile on a folder whose table was not made by --reprofile: measure again, if nothing used it yet."""
-    if ctx.folder.has("selection.json"):
-        raise UsageError(
-            f"--reprofile: the run folder {ctx.folder.path} already selected blocks with its latency table; "
-            "measuring again would not change them. Pass --overwrite to redo the run, or --out for a new run folder."
-        )
-    ctx.log("--reprofile: this run folder's latency table was not made with --reprofile; measuring again")
-    ctx.folder.file("latency_table.json").unlink()
 
 
 def stage_recoverability(ctx: RunContext) -> dict[str, float]:

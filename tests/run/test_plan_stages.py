@@ -187,15 +187,39 @@ def test_a_precision_that_meets_the_budget_and_changes_no_prediction_settles_the
     assert json.loads((out / "recovery.json").read_text())["skipped"] == "no block dropped"
     assert json.loads((out / "dropped_blocks.json").read_text())["precision"] == FAST_INT8
     assert json.loads((out / "export.json").read_text())["onnx-int8"]["deployed"]
+    # no block's saving was measured: the whole network alone until a plan needs blocks
+    assert "profiling the whole network" in err and f"no block's saving measured, {FAST_INT8}" in err
+    assert json.loads((out / "latency_table.json").read_text())["table"]["savings"] == {}
+    code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--data", str(image_folder), "--out",
+                          str(tmp_path / "reuse"), "--latency-table", str(out))
+    assert code == 2 and "holds the whole network only" in err and "Traceback" not in err
 
-    always = tmp_path / "always"
+    short = tmp_path / "short"  # INT8 alone (0.5) misses 0.45: each block's saving is measured after the survey
     code, _, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--precision", "auto", "--data",
-                          str(image_folder), "--latency-budget", "0.8", "--out", str(always), "--threads", "1",
-                          "--depth-plans", "always")
+                          str(image_folder), "--latency-budget", "0.45", "--out", str(short), "--threads", "1")
     assert code == 0, err
-    assert (always / "recoverability.json").exists()
-    plans = json.loads((always / "selection.json").read_text())["plans"]
-    assert any(p["dropped"] for p in plans)
+    assert "measuring each block's saving now (no precision alone settles the plan)" in err
+    assert err.index("timing the original network in") < err.index("measuring each block's saving now")
+    assert json.loads((short / "latency_table.json").read_text())["table"]["savings"]
+    assert (short / "recoverability.json").exists()
+    assert any(p["dropped"] for p in json.loads((short / "selection.json").read_text())["plans"])
+
+
+def test_depth_plans_always_builds_them_even_when_a_precision_settles_the_plan():
+    from types import SimpleNamespace
+
+    from pipeline.latency.budget import Budget
+    from pipeline.latency.precision import PrecisionOption
+    from pipeline.run.plan_stages import settling_plan
+    from profilers import LatencyTable
+    from tests.recorded_tables import recorded_table
+
+    table: LatencyTable = recorded_table()
+    options = [PrecisionOption("fp32", 1.0, 1.0, 1.0, 0.0), PrecisionOption(FAST_INT8, 0.5, 0.5, 1.0, 0.0)]
+    for depth_plans, settles in (("auto", True), ("always", False)):
+        ctx = SimpleNamespace(config=SimpleNamespace(depth_plans=depth_plans, latency_margin=None),
+                              budget=Budget.parse("0.8"))
+        assert (settling_plan(ctx, options, {"fp32": table}, None) is not None) == settles
 
 
 def test_latency_margin_sets_how_far_under_the_budget_a_plan_must_measure():
