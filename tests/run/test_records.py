@@ -32,10 +32,10 @@ def test_deploying_keeps_the_plan_and_choosing_again_puts_it_back(tmp_path):
 
 
 def test_every_stage_record_of_a_finished_run_reads_back_to_the_same_file(finished_run):
-    from pipeline.run.records import Evaluation, Exports, Precisions, Recovery, Selection
+    from pipeline.run.records import Evaluation, Exports, Precisions, Recovery, Selection, TableRecord
 
     folder = RunFolder(finished_run)
-    for record in (DeployedNetwork, Selection, Precisions, Recovery, Evaluation, Exports):
+    for record in (DeployedNetwork, TableRecord, Selection, Precisions, Recovery, Evaluation, Exports):
         written = json.loads(folder.file(record.FILE).read_text())
         assert record.from_dict(written).to_dict() == written, record.FILE
 
