@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pipeline.core.atomic import write_bytes_atomic, write_text_atomic
@@ -18,6 +18,7 @@ from pipeline.core.errors import UsageError
 from pipeline.run.html_page import markdown_to_html
 from pipeline.run.plots import MISSING_MATPLOTLIB, load_pyplot
 from pipeline.run.runfolder import COMPLETE_FILE, SETTINGS_FILE
+from pipeline.run.summary import RunRecords
 
 LIST_DEPTH = 3  # `pipeline runs DIR` looks this many folder levels down for run folders
 
@@ -56,20 +57,24 @@ def summarise_run(path: Path) -> RunSummary:
     if not (path / COMPLETE_FILE).is_file():
         return RunSummary(finished=False, precision=settings.get("precision"), **base)
     report = _read(path / COMPLETE_FILE)
-    latency, evaluation = report["latency"], report["evaluation"]
-    deployed = evaluation.get("deployed", report.get("recovery", {}).get("kept"))
-    held_out = evaluation["report"]
-    shipped = report.get("deployed") if isinstance(report.get("deployed"), dict) else {}  # runs with precision plans
-    figures = {k: shipped.get(k, latency.get(k)) for k in ("measured_ratio", "predicted_ratio", "meets_budget")}
-    if shipped.get("artefact_ratio") is not None:  # the shipped file's own timing: what the deployment gets
-        figures |= {"measured_ratio": shipped["artefact_ratio"],
-                    "meets_budget": shipped["artefact_ratio"] <= latency["target_ratio"]}
+    records = RunRecords.from_report(report, path)
+    latency, shipped, held_out = records.latency, records.deployed, records.evaluation.report
+    # what ships (its own plan's figures when a precision-only plan shipped), else the recovered plan's
+    measured_ratio = latency.measured_ratio if shipped.measured_ratio is None else shipped.measured_ratio
+    predicted_ratio = latency.predicted_ratio if shipped.predicted_ratio is None else shipped.predicted_ratio
+    meets_budget = latency.meets_budget if shipped.meets_budget is None else shipped.meets_budget
+    if shipped.artefact_ratio is not None:  # the shipped file's own timing: what the deployment gets
+        measured_ratio, meets_budget = shipped.artefact_ratio, shipped.artefact_ratio <= latency.target_ratio
+    # folders before precision plans recorded no precision but their latency table's
+    precision = str(shipped.precision) if "deployed" in report or "precision" in report["selection"] \
+        else latency.device.get("precision")
+    deployed = records.deployed_name
+    agreement = held_out.agreements.get(deployed)
     return RunSummary(
-        finished=True, **base,
-        precision=shipped.get("precision") or report["selection"].get("precision") or latency["device"].get("precision"),
-        target_ratio=latency["target_ratio"], **figures,
-        agreement=held_out.get(deployed, {}).get("top1_agreement"), report_images=held_out.get("images"),
-        report_source=evaluation.get("report_source"), deployed=deployed,
+        finished=True, **base, precision=precision, target_ratio=latency.target_ratio, measured_ratio=measured_ratio,
+        predicted_ratio=predicted_ratio, meets_budget=meets_budget,
+        agreement=agreement.top1_agreement if agreement is not None else None, report_images=held_out.images,
+        report_source=records.evaluation.report_source, deployed=deployed,
     )
 
 
@@ -99,14 +104,13 @@ def mark_pareto(runs: list[RunSummary]) -> list[RunSummary]:
     """Flag the runs that no other run beats on both latency ratio (lower) and agreement (higher)."""
     points = [(latency_ratio(r), r.agreement) for r in runs]
 
-    def beaten(i: int) -> bool:
-        ratio, agreement = points[i]
+    def beaten(i: int, ratio: float, agreement: float) -> bool:
         return any(o_ratio <= ratio and o_agree >= agreement and (o_ratio, o_agree) != (ratio, agreement)
                    for j, (o_ratio, o_agree) in enumerate(points)
                    if j != i and o_ratio is not None and o_agree is not None)
 
-    return [RunSummary(**{**r.to_dict(), "pareto": p[0] is not None and p[1] is not None and not beaten(i)})
-            for i, (r, p) in enumerate(zip(runs, points))]
+    return [replace(r, pareto=ratio is not None and agreement is not None and not beaten(i, ratio, agreement))
+            for i, (r, (ratio, agreement)) in enumerate(zip(runs, points))]
 
 
 @dataclass(frozen=True)

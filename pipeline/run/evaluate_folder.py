@@ -10,6 +10,7 @@ from pipeline.models import load_model
 from pipeline.models.registry import require_trusted_spec
 from pipeline.models.preprocessing import with_preprocessing
 from pipeline.network.evaluation import compare, predict_logits, topk_accuracy
+from pipeline.run.records import Artefact, DeployedNetwork, Exports
 from pipeline.run.runfolder import RunFolder
 
 
@@ -17,7 +18,7 @@ def evaluate_folder(run_dir: Path | None, data: Path, model: str, weights: str |
                     resolution: int | None, trust_model_code: bool = False) -> dict:
     if run_dir is not None:
         folder = RunFolder(run_dir)
-        if not folder.has("dropped_blocks.json") or not folder.has("compressed_state_dict.pt"):
+        if not folder.has(DeployedNetwork.FILE) or not folder.has("compressed_state_dict.pt"):
             raise UsageError(f"'{run_dir}' holds no compressed network yet (recovery and evaluation have not finished; rerun its pipeline run command).")
         settings = folder.read_json("settings.json")["settings"]
         require_trusted_spec(settings["model"], run_dir, trust_model_code)
@@ -47,24 +48,22 @@ def evaluate_folder(run_dir: Path | None, data: Path, model: str, weights: str |
         if shipped is not None:  # the file that ships, in its runtime and precision (INT8, BF16: not PyTorch's answer)
             from pipeline.latency.precision import file_logits
 
-            logits = file_logits(folder.file(shipped["path"]), x)
+            logits = file_logits(folder.file(shipped.path), x)
             agreement = compare(logits, original, images.labels)
             networks["deployed_artefact"] = _accuracy(logits, images.labels) | {
-                "file": shipped["path"], "format": shipped["format"],
+                "file": shipped.path, "format": shipped.format,
                 "top1_agreement": agreement.top1_agreement, "top5_agreement": agreement.top5_agreement,
             }
     return {"images": len(images), "labelled": images.labels is not None, "skipped": images.summary()["skipped"],
             "networks": networks}
 
 
-def _deployed_artefact(folder: RunFolder) -> dict | None:
+def _deployed_artefact(folder: RunFolder) -> Artefact | None:
     """export.json's record of the artefact that carries the deployed network, when it is not the plain FP32 ONNX
     file (which computes what the compressed PyTorch network does) and is still in the folder."""
-    if not folder.has("export.json"):
-        return None
-    for record in folder.read_json("export.json").values():
-        if record.get("deployed") and record.get("format") != "onnx" and folder.file(record["path"]).exists():
-            return record
+    shipped = Exports.read(folder).shipped
+    if shipped is not None and shipped.format != "onnx" and folder.file(shipped.path).exists():
+        return shipped
     return None
 
 

@@ -12,72 +12,92 @@ says so. Recorded in reselection.json.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
+
 from pipeline.latency.budget import WITHIN_NOISE
 from pipeline.run.context import RunContext
-from pipeline.run.records import DeployedNetwork
+from pipeline.run.records import ArtefactLatency, DeployedNetwork, Evaluation, Exports, Recovery, StageRecord
 
-FILE = "reselection.json"
 MAX_RESELECTIONS = 2
+
+
+@dataclass
+class Reselections(StageRecord):
+    """reselection.json: each miss that made the run choose again (the deployed network, its file, the ratio and
+    target, and the candidates it excluded), every candidate excluded so far, and the miss that shipped because
+    nothing else was eligible (`final_miss`, with `why`)."""
+
+    FILE: ClassVar[str] = "reselection.json"
+
+    misses: list[dict] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    final_miss: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if not (k == "final_miss" and v is None)}
 
 
 def excluded_candidates(ctx: RunContext) -> set[str]:
     """The candidates an earlier export found missing the budget (with every candidate of the same form)."""
-    return set(ctx.folder.read_json(FILE)["excluded"]) if ctx.folder.has(FILE) else set()
+    record = Reselections.read_if_there(ctx.folder)
+    return set(record.excluded) if record is not None else set()
 
 
 def reselect_after_a_miss(ctx: RunContext) -> bool:
     """True when the shipped file missed and another candidate is eligible: evaluation and export are to run again
     (their files are removed, the deployed network's record is put back to the recovered plan's)."""
     folder = ctx.folder
-    if not folder.has("export.json") or not folder.has("evaluation.json"):
+    if not folder.has(Exports.FILE) or not folder.has(Evaluation.FILE):
         return False
-    shipped = next((r for r in folder.read_json("export.json").values() if isinstance(r, dict) and r.get("deployed")),
-                   None)
-    latency = shipped.get("latency") or {} if shipped is not None else {}
-    if shipped is None or not clearly_misses(latency):
+    shipped = Exports.read(folder).shipped
+    latency = shipped.latency if shipped is not None else None
+    if shipped is None or latency is None or not clearly_misses(latency):
         return False
-    record = folder.read_json(FILE) if folder.has(FILE) else {"misses": [], "excluded": []}
-    evaluation = folder.read_json("evaluation.json")
-    deployed, forms = evaluation["deployed"], evaluation.get("forms", {})
+    record = Reselections.read_if_there(folder) or Reselections()
+    evaluation = Evaluation.read(folder)
+    deployed = evaluation.deployed or Recovery.read(folder).kept  # folders before "deployed": what recovery kept
+    forms = evaluation.forms
     same_form = [name for name, form in forms.items() if form == forms.get(deployed)] or [deployed]
-    excluded = sorted(set(record["excluded"]) | set(same_form))
-    remaining = [name for name in evaluation.get("eligible", []) if name not in excluded]
-    miss = {"network": deployed, "file": shipped["path"], "ratio": latency["ratio"],
-            "target_ratio": latency["target_ratio"], "excluded": same_form}
-    if not remaining or len(record["misses"]) >= MAX_RESELECTIONS:
+    excluded = sorted(set(record.excluded) | set(same_form))
+    remaining = [name for name in evaluation.eligible if name not in excluded]
+    miss = {"network": deployed, "file": shipped.path, "ratio": latency.ratio,
+            "target_ratio": latency.target_ratio, "excluded": same_form}
+    if not remaining or len(record.misses) >= MAX_RESELECTIONS:
         why = "no other candidate is eligible" if not remaining else f"{MAX_RESELECTIONS} reselections were made"
-        ctx.log(f"the shipped file {shipped['path']} measured {latency['ratio']:.3f} against the target "
-                f"{latency['target_ratio']:.3f}: it MISSES, and ships because {why}")
-        if not record.get("final_miss"):
-            folder.write_json(FILE, record | {"final_miss": miss | {"why": why}})
+        ctx.log(f"the shipped file {shipped.path} measured {latency.ratio:.3f} against the target "
+                f"{latency.target_ratio:.3f}: it MISSES, and ships because {why}")
+        if not record.final_miss:
+            Reselections(record.misses, record.excluded, miss | {"why": why}).write(folder)
         return False
-    ctx.log(f"the shipped file {shipped['path']} measured {latency['ratio']:.3f} against the target "
-            f"{latency['target_ratio']:.3f}: it misses; excluding {', '.join(same_form)} and choosing again among "
+    ctx.log(f"the shipped file {shipped.path} measured {latency.ratio:.3f} against the target "
+            f"{latency.target_ratio:.3f}: it misses; excluding {', '.join(same_form)} and choosing again among "
             f"{', '.join(remaining)}")
     # a run stopped between this record and the files' removal finds the same miss again: it is recorded once
-    misses = record["misses"] if record["misses"] and record["misses"][-1] == miss else [*record["misses"], miss]
-    folder.write_json(FILE, {"misses": misses, "excluded": excluded})
+    misses = record.misses if record.misses and record.misses[-1] == miss else [*record.misses, miss]
+    Reselections(misses, excluded).write(folder)
     _restore_plan_record(ctx)
     _remove_artefacts(ctx)
-    for name in ("export.json", "evaluation.json"):
+    for name in (Exports.FILE, Evaluation.FILE):
         folder.file(name).unlink()
     return True
 
 
 def _remove_artefacts(ctx: RunContext) -> None:
     """The exported files of the network that missed (export writes the next one's; none is left behind stale)."""
-    for record in ctx.folder.read_json("export.json").values():
-        if isinstance(record, dict) and record.get("path"):
-            path = ctx.folder.file(record["path"])
+    for artefact in Exports.read(ctx.folder).artefacts.values():
+        if artefact.path:
+            path = ctx.folder.file(artefact.path)
             for file in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
                 file.unlink(missing_ok=True)
 
 
-def clearly_misses(latency: dict) -> bool:
+def clearly_misses(latency: ArtefactLatency) -> bool:
     """The shipped file's own measurement is over the target by more than the measurement can tell apart (a file
     0.0015 over was seen: taking the next candidate for that swapped 87% agreement for 32%; the report calls such a
     file within noise instead)."""
-    return bool(latency.get("measured")) and latency["ratio"] > latency["target_ratio"] + WITHIN_NOISE
+    return latency.measured and latency.ratio is not None and latency.target_ratio is not None \
+        and latency.ratio > latency.target_ratio + WITHIN_NOISE
 
 
 def _restore_plan_record(ctx: RunContext) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pipeline.core.errors import UsageError
+from pipeline.latency.precision import Precision
+from pipeline.network.evaluation import Agreement
 from pipeline.run.compare import RunSummary, compare_runs, list_runs, mark_pareto
+from pipeline.run.records import Evaluation, ImageSetFigures, Recovery, Selection
 from pipeline.run.runfolder import RunFolder
+from pipeline.run.summary import LatencySummary
 
 
 def _run(name: str, ratio: float | None, agreement: float | None, predicted: float = 0.8) -> RunSummary:
@@ -41,11 +45,15 @@ def test_unfinished_and_foreign_folders(tmp_path):
 def _finished(tmp_path, budget: str, latency: dict, deployed: dict):
     """A finished run folder whose report.json ships `deployed` (its precision-only plan, INT8)."""
     folder = RunFolder.open(tmp_path / "int8", {"model": "m", "target": "cpu", "budget": budget, "preset": "fast"})
+    name = "int8, no block dropped"
+    figures = ImageSetFigures(20, {name: Agreement(20, 0.95, 1.0, 0.0)}, {name: 0.01})
     folder.write_json("report.json", {
-        "latency": latency | {"device": {"precision": "fp32"}}, "selection": {"precision": "fp32"},
-        "deployed": deployed,
-        "evaluation": {"deployed": "int8, no block dropped", "report_source": "validation folder",
-                       "report": {"images": 20, "int8, no block dropped": {"top1_agreement": 0.95}}},
+        "latency": LatencySummary(device={"precision": "fp32"}, table_source="measured", table_path=None,
+                                  original_ms_table=1.0, predicted_ms=1.0, measured_original_ms=1.0,
+                                  measured_compressed_ms=1.0, **latency).to_dict(),
+        "selection": Selection(budget, latency["target_ratio"], precision=Precision("fp32")).to_dict(),
+        "deployed": deployed, "recovery": Recovery({}, "unrecovered").to_dict(),
+        "evaluation": Evaluation("validation folder", figures, figures, deployed=name).to_dict(),
     })
 
 

@@ -30,9 +30,9 @@ def _recipe_folder(tmp_path, loaded) -> RunFolder:
     folder.save_tensors(RECOVERED, states["adaptors"])  # the selection split's pick
     trials = [{"recipe": n, "status": "finished", "kept": "recovered"} for n in RECIPES]
     trials.append({"recipe": "all-bn-reestimated", "status": "diverged", "reason": "the loss was nan at step 3"})
-    folder.write_json("recovery.json", {"recipe": "adaptors", "kept": "recovered", "recipes": trials})
+    folder.write_json("recovery.json", {"settings": {}, "recipe": "adaptors", "kept": "recovered", "recipes": trials})
     folder.write_json("dropped_blocks.json", {"dropped": DROPPED, "precision": "fp32"})
-    folder.write_json("selection.json", {"dropped": DROPPED, "precision_plan": None})
+    folder.write_json("selection.json", {"budget": "0.9", "target_ratio": 0.9, "dropped": DROPPED, "precision_plan": None})
     return folder
 
 
