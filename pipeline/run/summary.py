@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.core.errors import UsageError
 from pipeline.latency.precision import Precision
 from pipeline.run.records import DeployedNetwork, Evaluation, Exports, Form, Recovery, Selection
 from pipeline.run.runfolder import RunFolder
@@ -135,7 +136,17 @@ class RunRecords:
 
     @classmethod
     def from_report(cls, data: dict, run_dir: Path | None = None) -> "RunRecords":
-        """report.json's dict (or one made by `pipeline.run.report.collect` and the summaries)."""
+        """report.json's dict (or one made by `pipeline.run.report.collect` and the summaries); a damaged one is a
+        one-line error naming the folder."""
+        try:
+            return cls._from_report(data, run_dir)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"no field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise UsageError(f"the report of run folder '{run_dir}' cannot be read ({what}); it is damaged or was "
+                             "written by another tool: rerun its command with --overwrite.") from None
+
+    @classmethod
+    def _from_report(cls, data: dict, run_dir: Path | None) -> "RunRecords":
         selection = Selection.from_dict(data["selection"])
         return cls(
             settings=data.get("settings", {}).get("settings", {}), selection=selection,

@@ -91,3 +91,19 @@ def test_a_form_is_the_candidates_identity_whatever_order_its_blocks_come_in():
     assert Form.of(["b2", "b1"], "fp32") == Form.of(["b1", "b2"], "fp32") != Form.of(["b1"], "fp32")
     assert Form.of([], "int8-qop-u8s8-channel", 160).describe() == "int8-qop-u8s8-channel at 160 px, no block dropped"
     assert Form.from_dict(Form.of(["b1"], "bf16", None, 1).to_dict()) == Form.of(["b1"], "bf16", None, 1)
+
+
+def test_a_damaged_report_is_one_line_naming_the_run_folder(finished_run, tmp_path, capsys):
+    import shutil
+
+    from tests.cli.invoke import assert_clean_error, invoke
+
+    damaged = tmp_path / "runs" / "damaged"
+    shutil.copytree(finished_run, damaged)
+    report = json.loads((damaged / "report.json").read_text())
+    del report["evaluation"]["report"]
+    (damaged / "report.json").write_text(json.dumps(report))
+    code, _, err = invoke(capsys, "runs", str(tmp_path / "runs"))
+    assert_clean_error(code, err, 2, "cannot be read (")
+    assert "'report'" in err
+    assert str(damaged) in err
