@@ -37,7 +37,9 @@ def _fake_fashion_mnist(folder, train: int = 400, test: int = 200):
 
 
 @pytest.mark.slow
-def test_fashion_mnist_benchmark_smoke(tmp_path):
+def test_fashion_mnist_benchmark_smoke(tmp_path, even_savings):
+    """The table is measured, then every block saves 12% (as run_folders does): a busy machine's table of this tiny
+    network once predicted 0.805 at best, and the smoke run's 0.78 budget was refused."""
     from benchmarks.fashion_mnist import METHODS, main, read_idx
 
     data = _fake_fashion_mnist(tmp_path / "fmnist")

@@ -167,10 +167,11 @@ def test_an_int8_plan_alone_gets_a_quantization_aware_finetune_offered_to_the_re
 
 
 def test_a_precision_that_meets_the_budget_and_changes_no_prediction_settles_the_plan_without_scoring(
-        capsys, image_folder, tmp_path, int8_twice_as_fast, lossless_int8, even_savings):
+        capsys, image_folder, tmp_path, int8_twice_as_fast, lossless_int8, even_savings, monkeypatch):
     """INT8 at 0.5 against a 0.8 budget, agreeing with the original on every selection image: no plan that drops
     blocks could agree more, so scoring, depth plans and recovery are skipped and INT8 ships; --depth-plans always
     builds them anyway."""
+    monkeypatch.setenv("PRACTISE_HOME", str(tmp_path / "home"))  # no table stored by an earlier test
     out = tmp_path / "settled"
     code, stdout, err = invoke(capsys, "run", "--model", TINY, *FAST_RUN, "--precision", "auto", "--data",
                                str(image_folder), "--latency-budget", "0.8", "--out", str(out), "--threads", "1")

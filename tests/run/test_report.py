@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from pipeline.run.records import Selection
+from pipeline.core.errors import UsageError
 from pipeline.run.report import TINY_SET_REPORT_CAUTION, render_markdown
 from pipeline.run.summary import LatencySummary
 
@@ -127,7 +128,7 @@ def test_report_states_unmeasured_latency_tiny_set_images_skips_blends_and_expor
 def test_a_run_without_a_stage_cannot_be_reported(missing):
     data = copy.deepcopy(run_data())
     del data[missing]
-    with pytest.raises(KeyError):
+    with pytest.raises(UsageError, match=f"cannot be read \\(no field '{missing}'\\)"):
         render_markdown(data)
 
 
