@@ -194,11 +194,11 @@ def prepare(config: RunConfig, progress: ProgressFactory = silent, log: Log = qu
 
 
 @contextlib.contextmanager
-def timed(ctx: RunContext, stage: str):
-    """Record the stage's wall time in ctx.timings (only when it finishes)."""
+def timed(ctx: RunContext, stage: str, adding: bool = False):
+    """Record the stage's wall time in ctx.timings (only when it finishes; `adding`: to what it already took)."""
     start = time.monotonic()
     yield
-    ctx.timings[stage] = round(time.monotonic() - start, 2)
+    ctx.timings[stage] = round(time.monotonic() - start + (ctx.timings.get(stage, 0.0) if adding else 0.0), 2)
 
 
 def save_timings(ctx: RunContext) -> None:

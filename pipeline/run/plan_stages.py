@@ -55,7 +55,7 @@ def stage_precisions(ctx: RunContext, profiler, table: LatencyTable) -> tuple[li
         with timed(ctx, "precisions_s"):
             options = _precision_options(ctx, profiler, table)
         table = _with_savings_unless_settled(ctx, profiler, options, table)
-        with timed(ctx, "resolutions_s"):
+        with timed(ctx, "precisions_s", adding=True):  # each block's saving (when needed) is timed apart
             tables = {options[0].precision: table}
             sizes = _resolution_options(ctx, profiler, table, options)
             _refuse_if_unreachable(ctx, options, tables, profiler, sizes)
