@@ -17,6 +17,7 @@ from torch import nn
 
 from pipeline.core.errors import UsageError
 from pipeline.core.progress import Log, ProgressFactory, quiet_log, silent
+from pipeline.latency.precision import Precision
 from pipeline.latency.profiling import measure_variants
 from profilers import ProfileSettings, get_profiler
 
@@ -34,7 +35,7 @@ def timing_settings(fmt: str, target: str, settings: ProfileSettings) -> tuple[s
         # a run whose budget is relative to OpenVINO FP32 (--backend openvino, --reference-backend openvino): every
         # CPU file is timed beside the original in that precision, by the backend that runs both runtimes
         return "auto", replace(settings, cuda_graphs=False)
-    own_reference = ((fmt == "onnx-int8" and settings.precision.startswith("int8"))
+    own_reference = ((fmt == "onnx-int8" and Precision(settings.precision).runtime in ("onnxruntime", "tensorrt"))
                      or (fmt == "openvino" and is_openvino(settings.precision)))
     if backend is not None and backend != "tensorrt" and not own_reference:
         # beside the FP32 original on the reference runtime; a run planned in one INT8 scheme only (or in OpenVINO

@@ -24,7 +24,7 @@ from pipeline.latency.precision import Precision
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.fake_quant import fake_quantized
 from pipeline.recovery.recipes import QUANTIZATION_AWARE, QUANTIZATION_AWARE_WHOLE, Recipe
-from pipeline.run.records import Selection
+from pipeline.run.records import Form, Selection
 
 SETTING_VALUES = ("on", "off")
 CHOSEN_PLAN_CANDIDATE = "quantization-aware"
@@ -73,7 +73,7 @@ def targets(selection: Selection, enabled: bool) -> list[QuantizationAwareTarget
     if plan is not None and Precision(plan.precision).is_quantized and plan.resolution is None:
         precision = plan.precision
         found.append(QuantizationAwareTarget(QUANTIZATION_AWARE_WHOLE.name, precision, [],
-                                             whole_network_candidate(precision), f"{precision}, no block dropped"))
+                                             whole_network_candidate(precision), Form.of([], precision).describe()))
     return found
 
 
