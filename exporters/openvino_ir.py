@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from pipeline.core.errors import UsageError
 
@@ -122,7 +123,7 @@ def end_layers_by_rung(onnx_file: Path, rungs: Sequence[int]) -> dict[int, list[
 def _quantized(model: Any, calibration: torch.Tensor, ignored_nodes: Sequence[str]) -> Any:
     if importlib.util.find_spec("nncf") is None:
         raise UsageError(f"OpenVINO INT8 needs NNCF, which is not installed: {INSTALL}.")
-    with _quiet_nncf():
+    with quiet_nncf():
         import nncf
 
         images = [calibration[i : i + 1].numpy().astype(np.float32) for i in range(len(calibration))]
@@ -131,8 +132,38 @@ def _quantized(model: Any, calibration: torch.Tensor, ignored_nodes: Sequence[st
                              **({"ignored_scope": ignored} if ignored is not None else {}))
 
 
+# the state NNCF's PyTorch backend adds to a network it quantizes (its quantizers' scales and switches)
+NNCF_STATE = "__nncf_hooks."
+
+
+def quantization_aware_network(network: nn.Module, calibration: torch.Tensor, fp32_end_layers: int = 0) -> nn.Module:
+    """`network` computing through NNCF's INT8 quantizers, calibrated on `calibration`: NNCF's PyTorch backend places
+    them as its OpenVINO backend does when the IR is quantized (the same preset and subset), so quantization-aware
+    recovery trains through the rounding OpenVINO INT8 will run. The first and last `fp32_end_layers` Conv2d/Linear
+    layers stay in float, as the mixed-precision step keeps them. The trained weights ship through `write_ir` like any
+    other network's; `plain_state` drops the quantizers' own state."""
+    if importlib.util.find_spec("nncf") is None:
+        raise UsageError(f"OpenVINO INT8 needs NNCF, which is not installed: {INSTALL}.")
+    layers = [(name, "conv2d" if isinstance(m, nn.Conv2d) else "linear") for name, m in network.named_modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear))]
+    ends = [] if fp32_end_layers <= 0 else layers if len(layers) <= 2 * fp32_end_layers else \
+        layers[:fp32_end_layers] + layers[-fp32_end_layers:]
+    ignored = [f"{name.replace('.', '/')}/{op}/0" for name, op in ends]  # NNCF's PyTorch node names
+    with quiet_nncf():
+        import nncf
+
+        images = [calibration[i : i + 1] for i in range(len(calibration))]
+        scope = {"ignored_scope": nncf.IgnoredScope(names=ignored, validate=False)} if ignored else {}
+        return nncf.quantize(network, nncf.Dataset(images), subset_size=len(images), **scope)
+
+
+def plain_state(state: dict) -> dict:
+    """A state_dict without NNCF's quantizer state: it loads into the plain network."""
+    return {key: value for key, value in state.items() if not key.startswith(NNCF_STATE)}
+
+
 @contextlib.contextmanager
-def _quiet_nncf():
+def quiet_nncf():
     """NNCF draws progress bars on the console and, on import, torch logs that it found no CUDA runtime: the run's
     own log says what is being quantized, so both are kept off the user's terminal (NNCF's errors still raise)."""
     import logging

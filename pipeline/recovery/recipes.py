@@ -67,7 +67,7 @@ DEFAULT_RECIPES = ("adaptors", "all-bn-frozen", "all-bn-reestimated", "all-logit
 # competes on the report images as a candidate of its own, never as `recovered`.
 QUANTIZATION_AWARE = Recipe(
     "quantization-aware", "every parameter trains through the INT8 scheme's rounding (fake quantization), BatchNorm "
-    "frozen, mimicking the FP32 original's features; quantized by onnxruntime afterwards like the others", "mimic")
+    "frozen, mimicking the FP32 original's features; quantized by its runtime afterwards like the others", "mimic")
 QUANTIZATION_AWARE_WHOLE = Recipe(
     "quantization-aware-whole-network", "the original network, no block dropped, finetuned the same way "
     "(quantization-aware finetuning by mimicking) for the INT8 plan that meets the budget alone", "mimic")

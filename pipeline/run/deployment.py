@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from exporters.openvino_ir import plain_state
 from pipeline.data.tiny_set import Preprocessing, TinySet
 from pipeline.latency.plans import size_words
 from pipeline.latency.precision import CALIBRATION_IMAGES, deployed_logits
@@ -116,8 +117,8 @@ def _quantization_aware_candidates(ctx: RunContext, selection: Selection, recove
         if trial is None or not trial.recovered:
             continue
         network = drop_blocks(ctx.loaded.module, target.dropped)
-        network.load_state_dict(torch.load(recipe_files(ctx.folder.path, target.recipe)[1], map_location="cpu",
-                                           weights_only=True))
+        state = torch.load(recipe_files(ctx.folder.path, target.recipe)[1], map_location="cpu", weights_only=True)
+        network.load_state_dict(plain_state(state))  # an OpenVINO INT8 trial's state holds NNCF's quantizers too
         found[target.candidate] = Candidate(network.eval(), Form.of(
             target.dropped, target.precision, None, selection.fp32_end_layers(target.precision, target.dropped)))
     return found

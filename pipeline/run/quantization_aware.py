@@ -9,7 +9,9 @@ the default, and the recovery recipes are tried):
   the rounding by mimicking the FP32 original (`<scheme>, no block dropped, quantization-aware`), against the
   same network quantized without finetuning.
 Each is one more trial within `--recovery-time`, saved and resumed like the recipes; the report images judge it
-in its deployed form (onnxruntime's static quantization of its FP32 weights) beside the others.
+in its deployed form (its runtime's static quantization of its FP32 weights) beside the others. The rounding in the
+loop is the runtime's: onnxruntime's schemes by fake quantization (pipeline/recovery/fake_quant.py), OpenVINO INT8
+by NNCF's own quantizers on the PyTorch network (exporters.openvino_ir.quantization_aware_network).
 """
 
 from __future__ import annotations
@@ -60,17 +62,23 @@ def whole_network_candidate(precision: str) -> str:
     return f"{precision}, no block dropped, quantization-aware"
 
 
+def trains_quantized(precision: str) -> bool:
+    """An INT8 precision whose rounding recovery can train through: onnxruntime's schemes and OpenVINO INT8 (not
+    TensorRT's, whose engine builder quantizes as it likes)."""
+    return Precision(precision).is_int8 and Precision(precision).runtime in ("onnxruntime", "openvino")
+
+
 def targets(selection: Selection, enabled: bool) -> list[QuantizationAwareTarget]:
     """The INT8 networks that may ship (the chosen plan, the precision-only plan) and so get a candidate."""
     if not enabled:
         return []
     found = []
-    if selection.dropped and selection.precision.is_quantized:
+    if selection.dropped and trains_quantized(selection.precision):
         found.append(QuantizationAwareTarget(QUANTIZATION_AWARE.name, selection.precision, selection.dropped,
                                              CHOSEN_PLAN_CANDIDATE, "recovered"))
     plan = selection.precision_only
     # a plan at a smaller input size keeps its whole-network finetune out: it would train at the model's own size
-    if plan is not None and Precision(plan.precision).is_quantized and plan.resolution is None:
+    if plan is not None and trains_quantized(plan.precision) and plan.resolution is None:
         precision = plan.precision
         found.append(QuantizationAwareTarget(QUANTIZATION_AWARE_WHOLE.name, precision, [],
                                              whole_network_candidate(precision), Form.of([], precision).describe()))
@@ -84,7 +92,8 @@ def recipe_of(target: QuantizationAwareTarget) -> Recipe:
 def student_maker(teacher: nn.Module, dropped: list[str], found: list[QuantizationAwareTarget], calibration,
                   fp32_end_layers: Callable[[QuantizationAwareTarget], int]) -> Callable[[Recipe], tuple]:
     """`student_for` of try_recipes: the plan's pruned network for the FP32 recipes; for a quantization-aware one,
-    its network with fake quantization attached, calibrated on `calibration` (the images INT8 calibration uses)."""
+    its network computing through its runtime's INT8 rounding, calibrated on `calibration` (the images INT8
+    calibration uses)."""
     by_recipe = {t.recipe: t for t in found}
 
     def make(recipe: Recipe) -> tuple[nn.Module, list[str]]:
@@ -93,6 +102,10 @@ def student_maker(teacher: nn.Module, dropped: list[str], found: list[Quantizati
             return drop_blocks(teacher, dropped), dropped
         student = drop_blocks(teacher, target.dropped)
         device = next(student.parameters()).device
+        if Precision(target.precision).is_openvino:
+            from exporters.openvino_ir import quantization_aware_network
+
+            return quantization_aware_network(student, calibration.to(device), fp32_end_layers(target)), target.dropped
         fake_quantized(student, target.precision, calibration.to(device), fp32_end_layers(target))
         return student, target.dropped
 

@@ -311,9 +311,9 @@ def _quantization_aware_lines(rows: list[dict]) -> list[str]:
     if not rows:
         return []
     lines = ["", "Quantization-aware recovery (`--recovery-quantization-aware`): the INT8 network also trained through "
-             "its scheme's rounding (fake quantization), beside the same network quantized after recovery (with no "
-             "block dropped: quantized without finetuning); both are quantized by onnxruntime and judged on the "
-             "report images above.", "",
+             "its runtime's INT8 rounding (fake quantization; NNCF's quantizers for OpenVINO), beside the same network "
+             "quantized after recovery (with no block dropped: quantized without finetuning); both are quantized by "
+             "their runtime and judged on the report images above.", "",
              "| INT8 network | scheme | recover-then-quantize | quantization-aware | deployed |", "|---|---|---|---|---|"]
     for row in rows:
         blocks = f"{len(row['dropped'])} blocks dropped" if row["dropped"] else "no block dropped"

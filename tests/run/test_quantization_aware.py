@@ -134,6 +134,41 @@ def test_with_no_block_dropped_the_int8_plan_is_finetuned_whole_and_judged_in_in
     assert evaluation["deployed"] in (f"{SCHEME}, no block dropped", name)
 
 
+def test_an_openvino_int8_plan_is_finetuned_through_nncfs_own_quantizers_and_judged_in_openvino(
+        image_folder, tmp_path, monkeypatch):
+    """OpenVINO INT8 is NNCF's scheme, not onnxruntime's: the whole-network trial trains through the quantizers NNCF's
+    PyTorch backend places (their state is saved beside the weights), and the trained FP32 weights are judged in the
+    IR NNCF quantizes, like the plain OpenVINO INT8 original."""
+    pytest.importorskip("nncf", reason="OpenVINO INT8 needs the openvino extra (nncf)")
+    pytest.importorskip("openvino", reason="OpenVINO INT8 needs the openvino extra")
+    from exporters.openvino_ir import INT8, NNCF_STATE, plain_state
+
+    ctx = _run_context(image_folder, tmp_path, _selection("fp32", dropped=[], precision_plan=INT8))
+    stage_recovery(ctx)
+    recovery = ctx.folder.read_json("recovery.json")
+    (trial,) = recovery["recipes"]
+    assert (trial["recipe"], trial["status"]) == ("quantization-aware-whole-network", "finished"), trial
+    state = torch.load(recipe_files(ctx.folder.path, trial["recipe"])[1], weights_only=True)
+    assert any(key.startswith(NNCF_STATE) for key in state)  # NNCF's quantizers were in the loop
+    drop_blocks(ctx.loaded.module, []).load_state_dict(plain_state(state))  # the plain network's weights
+
+    evaluated = []
+    real = deployment.deployed_logits
+
+    def recording(network, precision, x, calibration, scheme_options=None):
+        evaluated.append(precision)
+        return real(network, precision, x, calibration, scheme_options)
+
+    monkeypatch.setattr(deployment, "deployed_logits", recording)
+    stage_evaluation(ctx)
+    evaluation = ctx.folder.read_json("evaluation.json")
+    name = whole_network_candidate(INT8)
+    (row,) = evaluation["quantization_aware"]
+    assert row["precision"] == INT8 and row["compared_with"] == f"{INT8}, no block dropped"
+    assert row["offered"] == (trial["kept"] == "recovered") == (name in evaluation["candidates"])
+    assert evaluated.count(INT8) == 1 + row["offered"]  # the plain original, and the finetuned one when offered
+
+
 # the evaluation forced by a stand-in (as tests/run/test_recipe_choice.py does): candidate marker -> images wrong
 MARKERS = {"recovered": 1.0, "quantization-aware": 2.0}
 
