@@ -186,7 +186,8 @@ def deployed_logits(module: nn.Module, precision: str, images: torch.Tensor, cal
 
 def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple[str, ...],
                       selection_images: torch.Tensor, calibration: torch.Tensor,
-                      progress: ProgressFactory = silent, log: Log = quiet_log) -> list[PrecisionOption]:
+                      progress: ProgressFactory = silent, log: Log = quiet_log,
+                      target_ratio: float | None = None) -> list[PrecisionOption]:
     """Time every precision of the original beside the reference and measure its agreement; mark which are kept.
 
     `profiler` is the active profiler in the reference precision (its runtime's FP32: the budget's scale), which
@@ -210,12 +211,13 @@ def survey_precisions(original: nn.Module, profiler: Profiler, precisions: tuple
         log(f"timing the original network in {len(variants)} precisions side by side")
         rounds = measure_variants(variants, profiler, progress, reference=base)
     measured = [PrecisionOption(p, rounds.ratio(p, base), rounds.median_ms(p), *options[p]) for p in variants]
-    return keep_precisions(measured)
+    return keep_precisions(measured, target_ratio)
 
 
-def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
+def keep_precisions(options: list[PrecisionOption], target_ratio: float | None = None) -> list[PrecisionOption]:
     """The reference (the first option) always; another precision when it saves at least MIN_SAVING and no
-    precision about as fast is more faithful (lower KL, then agreement).
+    precision about as fast is more faithful (lower KL, then agreement), unless that one misses `target_ratio`
+    alone where this one meets it (the budget then needs the faster one: without it a plan would drop blocks).
 
     KL before top-1 agreement: on a selection split of 16 images agreement moves in steps of 6%, while KL moves with
     every image. On Lite0 (AMD EPYC, embedded tiny set) agreement ranked OpenVINO's NNCF INT8 (81.2%, KL 0.096) over
@@ -232,8 +234,9 @@ def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
     fast = sorted((o for o in options if o.precision != base and o.reason == ""), key=lambda o: o.latency_ratio)
     for option in fast:
         rivals = [o for o in fast if o is not option and abs(o.latency_ratio - option.latency_ratio) <= SAME_SPEED]
-        better = [o for o in rivals if (-o.kl, o.agreement, -o.latency_ratio) > (-option.kl, option.agreement,
+        closer = [o for o in rivals if (-o.kl, o.agreement, -o.latency_ratio) > (-option.kl, option.agreement,
                                                                                    -option.latency_ratio)]
+        better = [o for o in closer if not _only_this_meets(option, o, target_ratio)]
         faster_and_as_good = [o for o in fast if o.latency_ratio < option.latency_ratio - SAME_SPEED
                               and (-o.kl, o.agreement) >= (-option.kl, option.agreement)]
         if better:
@@ -243,6 +246,13 @@ def keep_precisions(options: list[PrecisionOption]) -> list[PrecisionOption]:
             option.kept = False
             option.reason = (f"{faster_and_as_good[0].precision} is faster and at least as close to the original "
                              "(KL on the selection split)")
+        elif closer:
+            option.kept, option.reason = True, (f"{closer[0].precision} is about as fast and closer to the original "
+                                                f"but misses the target {target_ratio:.3f} alone, where this one meets it")
         else:
             option.kept, option.reason = True, "faster than the reference, and no precision as fast is closer"
     return options
+
+
+def _only_this_meets(option: PrecisionOption, rival: PrecisionOption, target_ratio: float | None) -> bool:
+    return target_ratio is not None and option.latency_ratio <= target_ratio < rival.latency_ratio

@@ -126,7 +126,8 @@ def _precision_options(ctx: RunContext, profiler, table: LatencyTable) -> list[P
         if openvino_available() and "openvino-bf16" not in offered_precisions():
             ctx.log("precision openvino-bf16: not offered, this CPU reports no native BF16 to OpenVINO")
     options = survey_precisions(ctx.loaded.module, profiler, candidates, eval_tensors(ctx.selection, ctx.prep),
-                                calibration_images(ctx), ctx.progress, ctx.log)
+                                calibration_images(ctx), ctx.progress, ctx.log,
+                                ctx.budget.target_ratio(table.full.median_ms))
     for option in options:
         ctx.log(f"precision {option.precision}: latency ratio {option.latency_ratio:.3f}, agreement "
                 f"{100 * option.agreement:.1f}% on the selection split; {'kept' if option.kept else 'dropped'}: "
