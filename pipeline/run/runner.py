@@ -19,8 +19,8 @@ from pipeline.run.ranks import join_ranks, rank_log, rank_progress
 from pipeline.run.report import write_report
 from pipeline.run.reselection import reselect_after_a_miss
 from pipeline.run.resolution_hint import stage_resolution_hint
-from pipeline.run.summary import RunResult
 from pipeline.run.stages import stage_recoverability, stage_recovery
+from pipeline.run.summary import RunResult
 from pipeline.run.table_stage import stage_latency_table
 from profilers import get_profiler
 
@@ -35,7 +35,7 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
         if world.is_main:
             log(f"run folder {folder.path} already holds a finished run with these settings; see "
                 f"{folder.file('report.md')}")
-        return RunResult.of(folder) if world.is_main else RunResult(folder)
+        return _result(folder, world)
     ctx.timings = folder.read_json("timings.json") if world.is_main and folder.has("timings.json") else {}
     settings = profile_settings(config, ctx.preset, ctx.loaded.resolution, ctx.loaded.channels)
     measures = ctx.measurable and world.is_main
@@ -52,6 +52,11 @@ def run(config: RunConfig, progress: ProgressFactory = silent, log: Log = quiet_
                         "plans and their end-to-end measurements (timing runs on one rank)", log)
     stage_recovery(ctx)
     world.main_only(lambda: _finish(ctx), "evaluation, export and the report", log)
+    return _result(folder, world)
+
+
+def _result(folder, world: World) -> RunResult:
+    """The run folder, with its records on the rank that wrote the report (the others only wait for it)."""
     return RunResult.of(folder) if world.is_main else RunResult(folder)
 
 

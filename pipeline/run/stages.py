@@ -14,14 +14,13 @@ from pathlib import Path
 from pipeline.core.distributed import averaged_gradients, balanced_shards
 from pipeline.core.errors import RunFailure
 from pipeline.data.tiny_set import augmented_views, eval_tensors
+from pipeline.latency.precision import Precision
 from pipeline.network.compute import cpu_state, faster_layout, in_layout, on_device
 from pipeline.network.surgery import drop_blocks
 from pipeline.recovery.recipes import get_recipes
 from pipeline.recovery.recover import RecoveryResult, recover
 from pipeline.recovery.recoverability import score_recoverability, scoring_cost
 from pipeline.recovery.trials import best_by_selection, try_recipes
-from pipeline.latency.precision import Precision
-from pipeline.run.records import DeployedNetwork, RecipeTrial, Recovery, Selection
 from pipeline.run.context import PARTIAL_SCORES, RunContext, save_timings, timed
 from pipeline.run.deployment import COMPRESSED, RECOVERED
 from pipeline.run.plan_stages import calibration_images
@@ -32,6 +31,7 @@ from pipeline.run.quantization_aware import (
     student_maker,
     targets,
 )
+from pipeline.run.records import DeployedNetwork, RecipeTrial, Recovery, Selection
 
 
 def stage_recoverability(ctx: RunContext) -> dict[str, float]:

@@ -107,6 +107,19 @@ def test_an_fp32_plan_or_the_setting_off_makes_no_quantization_aware_candidate(i
         assert [t["recipe"] for t in recovery["recipes"]] == ["all-bn-frozen"] and recovery["quantization_aware"] == []
 
 
+def _precisions_evaluated(monkeypatch) -> list[str]:
+    """The precision of every candidate evaluation judges, in order (deployed_logits recorded, then run)."""
+    evaluated: list[str] = []
+    real = deployment.deployed_logits
+
+    def recording(network, precision, x, calibration, scheme_options=None):
+        evaluated.append(precision)
+        return real(network, precision, x, calibration, scheme_options)
+
+    monkeypatch.setattr(deployment, "deployed_logits", recording)
+    return evaluated
+
+
 def test_with_no_block_dropped_the_int8_plan_is_finetuned_whole_and_judged_in_int8(image_folder, tmp_path,
                                                                                     monkeypatch):
     ctx = _run_context(image_folder, tmp_path, _selection("fp32", dropped=[], precision_plan=SCHEME))
@@ -116,14 +129,7 @@ def test_with_no_block_dropped_the_int8_plan_is_finetuned_whole_and_judged_in_in
     assert recovery["kept"] == "unrecovered" and recovery["skipped"] == "no block dropped"
     trial = recovery["recipes"][0]
     assert trial["status"] == "finished" and trial["kept"] == "recovered", trial  # beat plain fake-INT8
-    evaluated = []
-    real = deployment.deployed_logits
-
-    def recording(network, precision, x, calibration, scheme_options=None):
-        evaluated.append(precision)
-        return real(network, precision, x, calibration, scheme_options)
-
-    monkeypatch.setattr(deployment, "deployed_logits", recording)
+    evaluated = _precisions_evaluated(monkeypatch)
     stage_evaluation(ctx)
     evaluation = ctx.folder.read_json("evaluation.json")
     name = whole_network_candidate(SCHEME)
@@ -152,14 +158,7 @@ def test_an_openvino_int8_plan_is_finetuned_through_nncfs_own_quantizers_and_jud
     assert any(key.startswith(NNCF_STATE) for key in state)  # NNCF's quantizers were in the loop
     drop_blocks(ctx.loaded.module, []).load_state_dict(plain_state(state))  # the plain network's weights
 
-    evaluated = []
-    real = deployment.deployed_logits
-
-    def recording(network, precision, x, calibration, scheme_options=None):
-        evaluated.append(precision)
-        return real(network, precision, x, calibration, scheme_options)
-
-    monkeypatch.setattr(deployment, "deployed_logits", recording)
+    evaluated = _precisions_evaluated(monkeypatch)
     stage_evaluation(ctx)
     evaluation = ctx.folder.read_json("evaluation.json")
     name = whole_network_candidate(INT8)
