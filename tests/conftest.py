@@ -75,22 +75,11 @@ def labelled_folder(tmp_path) -> Path:
 
 
 def with_even_savings(monkeypatch) -> None:
-    """Latency tables really measured, then every block's saving set to 12% of the full latency: for tests
-    about what the tool does with a table, whose budgets a busy or quiet machine's table could make
-    unreachable (seen: 0.65 asked, 0.73 reachable while another job used both cores)."""
-    from dataclasses import replace
-
+    """Latency tables really measured, then every block's saving even (tests/recorded_tables.py: `evened`)."""
     from pipeline.latency import profiling
-    from profilers.stats import summarize
+    from tests.recorded_tables import evened
 
-    measured = profiling.profile_candidates
-
-    def even(*args, **kwargs):
-        table = measured(*args, **kwargs)
-        saving = summarize([0.12 * table.full.median_ms] * 3)
-        return replace(table, savings={block: saving for block in table.savings})
-
-    monkeypatch.setattr(profiling, "profile_candidates", even)
+    monkeypatch.setattr(profiling, "profile_candidates", evened(profiling.profile_candidates))
 
 
 @pytest.fixture

@@ -8,25 +8,7 @@ import pytest
 
 from pipeline.cli import main
 from tests.cli.invoke import FAST_RUN, TINY
-from tests.conftest import write_images
-
-
-def _with_even_savings(patch: pytest.MonkeyPatch) -> None:
-    """Tables really measured, then every block's saving set to 12% of the full latency (as conftest's
-    even_savings fixture does for one test): a busy machine's table cannot make the budget unreachable."""
-    from dataclasses import replace
-
-    from pipeline.latency import profiling
-    from profilers.stats import summarize
-
-    measured = profiling.profile_candidates
-
-    def even(*args, **kwargs):
-        table = measured(*args, **kwargs)
-        saving = summarize([0.12 * table.full.median_ms] * 3)
-        return replace(table, savings={block: saving for block in table.savings})
-
-    patch.setattr(profiling, "profile_candidates", even)
+from tests.conftest import with_even_savings, write_images
 
 
 def run_args(base: Path, budget: str = "0.9", name: str = "run", extra: tuple[str, ...] = ()) -> list[str]:
@@ -43,7 +25,7 @@ def make_finished_run(base: Path, budget: str = "0.9", name: str = "run", extra:
     args = run_args(base, budget, name, extra)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PRACTISE_HOME", str(base / "home"))
-        _with_even_savings(patch)  # a busy machine's table cannot make the budget unreachable
+        with_even_savings(patch)  # a busy machine's table cannot make the budget unreachable
         try:
             main(args)
         except SystemExit as exc:
