@@ -111,8 +111,9 @@ def export_artefacts(ctx: RunContext, formats: list[str]) -> dict[str, Artefact]
             for record in records.values():
                 record["latency"] = {"measured": False, "reason": "the target device is not present here"}
     made = {fmt: Artefact.from_dict(record) for fmt, record in records.items()}
-    if deployed_format(ctx.folder) in made:
-        made[deployed_format(ctx.folder)].deployed = True
+    shipped = deployed_format(ctx.folder)
+    if shipped in made:
+        made[shipped].deployed = True
     exports = Exports.read(ctx.folder)
     exports.artefacts.update(made)
     exports.write(ctx.folder)

@@ -22,6 +22,12 @@ from profilers import LatencyTable
 R = TypeVar("R", bound="StageRecord")
 
 
+def known_keys(record: Any, data: dict) -> dict:
+    """`data` with only the keys `record` (a dataclass) has fields for: what a newer or older file adds is left out."""
+    names = {f.name for f in fields(record)}
+    return {k: v for k, v in data.items() if k in names}
+
+
 class StageRecord:
     """A run-folder JSON file as a dataclass: FILE, SCHEMA, migrate, from_dict/to_dict, read/write."""
 
@@ -31,8 +37,8 @@ class StageRecord:
     @classmethod
     def migrate(cls, data: dict) -> dict:
         """Older folders: missing keys take the fields' defaults; keys this version does not know are left out."""
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return {k: v for k, v in data.items() if k in known} | ({"schema": cls.SCHEMA} if "schema" in known else {})
+        kept = known_keys(cls, data)
+        return kept | ({"schema": cls.SCHEMA} if "schema" in {f.name for f in fields(cls)} else {})  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls: type[R], data: dict) -> R:
@@ -145,8 +151,7 @@ class MixedPrecisionEntry:
 
     @classmethod
     def from_dict(cls, data: dict) -> "MixedPrecisionEntry":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**known_keys(cls, data))
 
 
 @dataclass
@@ -295,8 +300,7 @@ class RecipeTrial:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RecipeTrial":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**known_keys(cls, data))
 
     @property
     def recovered(self) -> bool:
@@ -459,8 +463,7 @@ class ArtefactLatency:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ArtefactLatency":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**known_keys(cls, data))
 
     def to_dict(self) -> dict:
         data = _without_nones(asdict(self), self)

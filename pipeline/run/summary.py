@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.core.errors import UsageError
 from pipeline.latency.precision import Precision
-from pipeline.run.records import DeployedNetwork, Evaluation, Exports, Form, Recovery, Selection
+from pipeline.run.records import DeployedNetwork, Evaluation, Exports, Form, Recovery, Selection, known_keys
 from pipeline.run.runfolder import RunFolder
 
 
@@ -98,7 +98,7 @@ class DeployedSummary:
     @classmethod
     def from_dict(cls, data: dict) -> "DeployedSummary":
         data = {"dropped": [], "network": None, "precision": "fp32"} | data
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        return cls(**known_keys(cls, data))
 
     def to_dict(self) -> dict:
         data = asdict(self)
